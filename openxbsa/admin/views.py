@@ -1,0 +1,92 @@
+"""Read-only admin views over the catalog, as plain records (bpdbjobs, bpimagelist, bplist)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from openxbsa.catalog.store import Catalog
+from openxbsa.server.config import ServerConfig
+
+JOB_TYPES = {0: "Backup", 2: "Restore", 17: "Image Cleanup"}
+JOB_STATES = {0: "Queued", 1: "Active", 2: "Re-Queued", 3: "Done", 4: "Suspended", 5: "Incomplete"}
+SCHED_TYPES = {0: "FULL", 2: "UBAK", 3: "UARC"}
+
+
+def open_catalog(home: str) -> Catalog:
+    """The catalog of a server home, migrated to the current schema."""
+    config = ServerConfig.load(home)
+    catalog = Catalog(config.catalog_url)
+    catalog.migrate()
+    return catalog
+
+
+def _iso(ts: int | None) -> str:
+    return "" if ts is None else dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat()
+
+
+def jobs(catalog: Catalog, job_ids: list[int] | None = None) -> list[dict[str, Any]]:
+    out = []
+    now = int(dt.datetime.now(dt.timezone.utc).timestamp())
+    for j in catalog.list_jobs(job_ids):
+        elapsed = (j["ended"] or now) - j["started"]
+        out.append({
+            "jobid": j["job_id"], "jobtype": j["job_type"],
+            "type": JOB_TYPES.get(j["job_type"], str(j["job_type"])),
+            "state": j["state"], "state_name": JOB_STATES.get(j["state"], str(j["state"])),
+            "status": j["status"], "policy": j["policy"], "schedule": j["schedule"],
+            "client": j["client"], "server": j["server"], "started": j["started"],
+            "elapsed": elapsed, "ended": j["ended"], "stunit": j["stunit"],
+            "try": j["try_count"], "kbytes": j["kbytes"], "files": j["files"],
+            "owner": j["owner"], "parentjob": j["parent_job"], "backupid": j["backup_id"],
+            "current_object": j["current_object"],
+        })
+    return out
+
+
+def job_summary(rows: list[dict[str, Any]]) -> dict[str, int]:
+    done = [r for r in rows if r["state"] == 3]
+    return {
+        "Queued": sum(r["state"] == 0 for r in rows),
+        "Requeued": sum(r["state"] == 2 for r in rows),
+        "Active": sum(r["state"] == 1 for r in rows),
+        "Success": sum(r["status"] == 0 for r in done),
+        "PartSucc": sum(r["status"] == 1 for r in done),
+        "Failed": sum((r["status"] or 0) > 1 for r in done),
+        "Incomplete": sum(r["state"] == 5 for r in rows),
+        "Suspended": sum(r["state"] == 4 for r in rows),
+        "Total": len(rows),
+    }
+
+
+def job_log(catalog: Catalog, job_id: int) -> list[dict[str, Any]]:
+    return [{"time": _iso(e["time"]), "severity": e["severity"], "message": e["message"]}
+            for e in catalog.job_log(job_id)]
+
+
+def images(catalog: Catalog, client: str | None = None, backup_id: str | None = None
+           ) -> list[dict[str, Any]]:
+    return [{
+        "backupid": i["backup_id"], "client": i["client"], "backup_time": i["ctime"],
+        "policy": i["policy"], "schedule": i["schedule"],
+        "sched_type": SCHED_TYPES.get(i["sched_type"], str(i["sched_type"])),
+        "retention": i["retention_level"], "expiration": i["expiration"],
+        "kbytes": i["kbytes"], "num_files": i["num_objects"], "keyword": i["keyword"],
+        "jobid": i["job_id"], "stunit": i["stunit"], "media_id": i["media_id"],
+        "owner": i["os_user"],
+    } for i in catalog.list_images(client, backup_id)]
+
+
+def objects(catalog: Catalog, client: str | None = None, pattern: str = "*",
+            backup_id: str | None = None) -> list[dict[str, Any]]:
+    return [{
+        "copyid": o["copy_id"], "backupid": o["backup_id"], "client": o["client_host"],
+        "owner": o["os_user"], "objectspace": o["space_name"], "path": o["path_name"],
+        "created": _iso(o["create_time"]), "size": o["size"], "copytype": o["copy_type"],
+        "objecttype": o["object_type"], "resourcetype": o["resource_type"],
+        "description": o["description"],
+    } for o in catalog.list_objects(client, pattern, backup_id)]
+
+
+def issue_secret(catalog: Catalog, host: str) -> str:
+    return catalog.issue_secret(host)

@@ -1,0 +1,139 @@
+"""The catalog's tables, in SQLAlchemy Core; migrations in ``migrations/`` build the same schema.
+
+Portable SQL only: the same statements run on SQLite (embedded default) and PostgreSQL.
+Times are UNIX seconds (UTC) in BigInteger columns; 64-bit unsigned XBSA values that can
+exceed a signed BIGINT (estimatedSize) are kept as decimal text.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger, Boolean, Column, ForeignKey, Index, Integer, LargeBinary, MetaData, String,
+    Table, Text,
+)
+
+metadata = MetaData()
+
+counters = Table(
+    "counters", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)
+
+host_secrets = Table(
+    "host_secrets", metadata,
+    Column("host", String(255), primary_key=True),
+    Column("secret", String(128), nullable=False),
+    Column("created", BigInteger, nullable=False),
+)
+
+policies = Table(
+    "policies", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("policy_type", Integer, nullable=False),     # 24 = DataStore
+    Column("active", Boolean, nullable=False),
+    Column("keyword", String(256), nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("stunit", String(128), nullable=False),
+)
+
+schedules = Table(
+    "schedules", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("policy_id", Integer, ForeignKey("policies.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("sched_type", Integer, nullable=False),      # 2 = UBAK (Application Backup), 0 = FULL
+    Column("retention_level", Integer, nullable=False),
+)
+
+storage_units = Table(
+    "storage_units", metadata,
+    Column("name", String(128), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("max_jobs", Integer, nullable=False),
+)
+
+jobs = Table(
+    "jobs", metadata,
+    Column("job_id", Integer, primary_key=True, autoincrement=True),
+    Column("job_type", Integer, nullable=False),        # 0 backup, 2 restore, 17 image delete
+    Column("state", Integer, nullable=False),           # 0 queued, 1 active, 3 done
+    Column("status", Integer),                          # NetBackup status code once done
+    Column("policy", String(128), nullable=False),
+    Column("schedule", String(128), nullable=False),
+    Column("sched_type", Integer),
+    Column("client", String(255), nullable=False),
+    Column("server", String(255), nullable=False),
+    Column("owner", String(128), nullable=False),
+    Column("stunit", String(128), nullable=False),
+    Column("started", BigInteger, nullable=False),
+    Column("ended", BigInteger),
+    Column("kbytes", BigInteger, nullable=False),
+    Column("files", BigInteger, nullable=False),
+    Column("backup_id", String(300)),
+    Column("parent_job", Integer),
+    Column("try_count", Integer, nullable=False),
+    Column("current_object", Text),
+    Column("pid", Integer),
+)
+
+job_events = Table(
+    "job_events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", Integer, ForeignKey("jobs.job_id", ondelete="CASCADE"), nullable=False),
+    Column("time", BigInteger, nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("message", Text, nullable=False),
+    Index("ix_job_events_job", "job_id"),
+)
+
+images = Table(
+    "images", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("backup_id", String(300), nullable=False, unique=True),
+    Column("client", String(255), nullable=False),
+    Column("ctime", BigInteger, nullable=False),
+    Column("os_user", String(128), nullable=False),
+    Column("policy", String(128), nullable=False),
+    Column("schedule", String(128), nullable=False),
+    Column("sched_type", Integer, nullable=False),
+    Column("retention_level", Integer, nullable=False),
+    Column("expiration", BigInteger, nullable=False),
+    Column("keyword", String(256), nullable=False),
+    Column("job_id", Integer, nullable=False),
+    Column("state", Integer, nullable=False),           # 0 being written (invisible), 1 committed
+    Column("stunit", String(128), nullable=False),
+    Column("location", Text, nullable=False),
+    Column("kbytes", BigInteger, nullable=False),
+    Column("num_objects", Integer, nullable=False),
+    Column("media_id", String(6), nullable=False),
+    Index("ix_images_client_ctime", "client", "ctime"),
+)
+
+objects = Table(
+    "objects", metadata,
+    Column("copy_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("image_id", Integer, ForeignKey("images.id", ondelete="CASCADE"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("os_user", String(128), nullable=False),
+    Column("client_host", String(255), nullable=False),
+    Column("bsa_owner", String(64), nullable=False),
+    Column("app_owner", String(64), nullable=False),
+    Column("space_name", String(1024), nullable=False),
+    Column("path_name", String(1024), nullable=False),
+    Column("create_time", BigInteger, nullable=False),
+    Column("copy_type", Integer, nullable=False),
+    Column("object_type", Integer, nullable=False),
+    Column("resource_type", String(31), nullable=False),
+    Column("description", String(100), nullable=False),
+    Column("object_info", LargeBinary, nullable=False),
+    Column("estimated_size", String(20), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("offset", BigInteger, nullable=False),
+    Column("checksum", String(64), nullable=False),
+    Index("ix_objects_path", "path_name"),
+    Index("ix_objects_owner", "client_host", "os_user"),
+    Index("ix_objects_image", "image_id"),
+)

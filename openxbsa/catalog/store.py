@@ -1,0 +1,478 @@
+"""Catalog operations: every SQL statement the service runs lives here, portable across dialects."""
+
+from __future__ import annotations
+
+import pathlib
+import secrets
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event, func, select
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from openxbsa.catalog.schema import (
+    counters, host_secrets, images, job_events, jobs, objects, policies, schedules,
+    storage_units,
+)
+from openxbsa.errors import CatalogError
+
+MIGRATIONS = pathlib.Path(__file__).with_name("migrations")
+
+# NetBackup's default retention-level table (levels 0..9), in seconds; 9 and above: infinity.
+INFINITY = 2**31 - 1
+RETENTION_SECONDS = {
+    0: 7 * 86400, 1: 14 * 86400, 2: 21 * 86400, 3: 31 * 86400, 4: 62 * 86400,
+    5: 92 * 86400, 6: 183 * 86400, 7: 274 * 86400, 8: 366 * 86400,
+}
+
+IMAGE_WRITING, IMAGE_COMMITTED = 0, 1
+JOB_QUEUED, JOB_ACTIVE, JOB_DONE = 0, 1, 3
+JOB_BACKUP, JOB_RESTORE, JOB_IMAGE_DELETE = 0, 2, 17
+
+DEFAULT_POLICY = "openxbsa-default"
+DEFAULT_SCHEDULE = "Default-Application-Backup"
+DEFAULT_STUNIT = "disk-default"
+
+
+def expiration_for(level: int, ctime: int) -> int:
+    if level == 25:
+        return ctime
+    period = RETENTION_SECONDS.get(level)
+    return INFINITY if period is None else ctime + period
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Whose objects a session may see: one client host, one OS user (None = every user)."""
+
+    client_host: str
+    os_user: str | None
+
+
+@dataclass(frozen=True)
+class QueryFilter:
+    bsa_owner: str
+    app_owner: str
+    space_name: str
+    path_name: str
+    time_from: int | None
+    time_to: int | None
+    copy_type: int | None       # None = ANY
+    object_type: int | None     # None = ANY
+    most_recent: bool | None    # None = ANY
+
+
+@dataclass
+class ObjectRow:
+    copy_id: int
+    image_id: int
+    seq: int
+    os_user: str
+    client_host: str
+    bsa_owner: str
+    app_owner: str
+    space_name: str
+    path_name: str
+    create_time: int
+    copy_type: int
+    object_type: int
+    resource_type: str
+    description: str
+    object_info: bytes
+    estimated_size: int
+    size: int
+    offset: int
+    checksum: str
+    most_recent: bool = True
+    location: str = ""
+    stunit: str = ""
+    backup_id: str = ""
+
+    def insert_values(self) -> dict[str, Any]:
+        return {
+            "copy_id": self.copy_id, "image_id": self.image_id, "seq": self.seq,
+            "os_user": self.os_user, "client_host": self.client_host,
+            "bsa_owner": self.bsa_owner, "app_owner": self.app_owner,
+            "space_name": self.space_name, "path_name": self.path_name,
+            "create_time": self.create_time, "copy_type": self.copy_type,
+            "object_type": self.object_type, "resource_type": self.resource_type,
+            "description": self.description, "object_info": self.object_info,
+            "estimated_size": str(self.estimated_size), "size": self.size,
+            "offset": self.offset, "checksum": self.checksum,
+        }
+
+
+def _like(pattern: str) -> tuple[bool, str]:
+    """XBSA wildcards (* any string, ? one character) -> (has_wildcards, LIKE pattern)."""
+    out = []
+    wild = False
+    for ch in pattern:
+        if ch == "*":
+            out.append("%")
+            wild = True
+        elif ch == "?":
+            out.append("_")
+            wild = True
+        elif ch in "%_\\":
+            out.append("\\" + ch)
+        else:
+            out.append(ch)
+    return wild, "".join(out)
+
+
+def _match(column: sa.ColumnElement[Any], pattern: str) -> sa.ColumnElement[bool]:
+    wild, like = _like(pattern)
+    if not wild:
+        return column == pattern
+    return column.like(like, escape="\\")
+
+
+def _sqlite_setup(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # SQLAlchemy emits BEGIN itself (see _on_begin)
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")      # a committed backup survives power loss
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA case_sensitive_like=ON")  # XBSA names are case-sensitive
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = conn.get_execution_options().get("begin_mode", "")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+class Catalog:
+    """The image and job catalog. Thread-safe: each call uses its own pooled connection."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        kwargs: dict[str, Any] = {}
+        if url.startswith("sqlite"):
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+            kwargs["poolclass"] = sa.pool.QueuePool
+            kwargs["pool_size"] = 16
+            kwargs["max_overflow"] = 32
+        self.engine = sa.create_engine(url, **kwargs)
+        if self.engine.dialect.name == "sqlite":
+            _sqlite_setup(self.engine)
+            self._writer = self.engine.execution_options(begin_mode="IMMEDIATE")
+        else:
+            self._writer = self.engine
+        self._id_lock = threading.Lock()
+        self._id_next = 0
+        self._id_limit = 0
+
+    # ------------------------------------------------------------------ set-up
+    def migrate(self) -> None:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        with self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    def bootstrap(self, stunit_path: str) -> None:
+        """Create the default storage unit, DataStore policy and Application Backup schedule."""
+        with self._writer.begin() as conn:
+            if conn.execute(select(storage_units.c.name).where(
+                    storage_units.c.name == DEFAULT_STUNIT)).first() is None:
+                conn.execute(storage_units.insert().values(
+                    name=DEFAULT_STUNIT, kind="disk", path=stunit_path, max_jobs=16))
+            if conn.execute(select(policies.c.id).where(
+                    policies.c.name == DEFAULT_POLICY)).first() is None:
+                pid = conn.execute(policies.insert().values(
+                    name=DEFAULT_POLICY, policy_type=24, active=True, keyword="",
+                    priority=0, stunit=DEFAULT_STUNIT)).inserted_primary_key[0]
+                conn.execute(schedules.insert().values(
+                    policy_id=pid, name=DEFAULT_SCHEDULE, sched_type=2, retention_level=1))
+            if conn.execute(select(counters.c.name).where(
+                    counters.c.name == "copy_id")).first() is None:
+                conn.execute(counters.insert().values(name="copy_id", value=0))
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # ------------------------------------------------------------------ ids
+    def next_copy_id(self) -> int:
+        """A fresh non-zero copy ID, unique in this catalog; allocated in blocks."""
+        with self._id_lock:
+            if self._id_next >= self._id_limit:
+                block = 4096
+                with self._writer.begin() as conn:
+                    conn.execute(counters.update().where(counters.c.name == "copy_id")
+                                 .values(value=counters.c.value + block))
+                    top = conn.execute(select(counters.c.value).where(
+                        counters.c.name == "copy_id")).scalar_one()
+                self._id_next, self._id_limit = top - block + 1, top + 1
+            value = self._id_next
+            self._id_next += 1
+            return value
+
+    # ------------------------------------------------------------------ host secrets
+    def issue_secret(self, host: str) -> str:
+        secret = secrets.token_hex(32)
+        with self._writer.begin() as conn:
+            conn.execute(host_secrets.delete().where(host_secrets.c.host == host))
+            conn.execute(host_secrets.insert().values(host=host, secret=secret,
+                                                      created=int(time.time())))
+        return secret
+
+    def host_secret(self, host: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(host_secrets.c.secret).where(
+                host_secrets.c.host == host)).scalar_one_or_none()
+
+    # ------------------------------------------------------------------ policies
+    def resolve_policy(self, policy: str | None, schedule: str | None) -> dict[str, Any] | None:
+        """The DataStore policy and Application Backup schedule a backup runs under."""
+        q = (select(policies.c.name.label("policy"), policies.c.keyword, policies.c.stunit,
+                    schedules.c.name.label("schedule"), schedules.c.sched_type,
+                    schedules.c.retention_level)
+             .join(schedules, schedules.c.policy_id == policies.c.id)
+             .where(policies.c.active.is_(True), policies.c.policy_type == 24,
+                    schedules.c.sched_type == 2)
+             .order_by(policies.c.priority.desc(), policies.c.id, schedules.c.id))
+        if policy:
+            q = q.where(policies.c.name == policy)
+        if schedule:
+            q = q.where(schedules.c.name == schedule)
+        with self.engine.connect() as conn:
+            row = conn.execute(q).mappings().first()
+        return dict(row) if row else None
+
+    def storage_unit(self, name: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(storage_units).where(
+                storage_units.c.name == name)).mappings().first()
+        return dict(row) if row else None
+
+    # ------------------------------------------------------------------ jobs
+    def create_job(self, **values: Any) -> int:
+        row = {"state": JOB_ACTIVE, "status": None, "policy": "", "schedule": "",
+               "sched_type": None, "server": "", "owner": "", "stunit": "",
+               "started": int(time.time()), "kbytes": 0, "files": 0, "try_count": 1}
+        row.update(values)
+        with self._writer.begin() as conn:
+            return int(conn.execute(jobs.insert().values(**row)).inserted_primary_key[0])
+
+    def update_job(self, job_id: int, **values: Any) -> None:
+        with self._writer.begin() as conn:
+            conn.execute(jobs.update().where(jobs.c.job_id == job_id).values(**values))
+
+    def finish_job(self, job_id: int, status: int, conn: Connection | None = None,
+                   **values: Any) -> None:
+        values.update(state=JOB_DONE, status=status, ended=int(time.time()))
+        stmt = jobs.update().where(jobs.c.job_id == job_id, jobs.c.state != JOB_DONE).values(**values)
+        if conn is not None:
+            conn.execute(stmt)
+            return
+        with self._writer.begin() as c:
+            c.execute(stmt)
+
+    def log_job(self, job_id: int, severity: str, message: str) -> None:
+        with self._writer.begin() as conn:
+            conn.execute(job_events.insert().values(job_id=job_id, time=int(time.time()),
+                                                    severity=severity, message=message))
+
+    def job(self, job_id: int) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(jobs).where(jobs.c.job_id == job_id)).mappings().first()
+        return dict(row) if row else None
+
+    def list_jobs(self, job_ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
+        q = select(jobs).order_by(jobs.c.job_id.desc())
+        if job_ids:
+            q = q.where(jobs.c.job_id.in_(list(job_ids)))
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(q).mappings()]
+
+    def job_log(self, job_id: int) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(
+                select(job_events).where(job_events.c.job_id == job_id)
+                .order_by(job_events.c.id)).mappings()]
+
+    # ------------------------------------------------------------------ images
+    def create_image(self, *, client: str, os_user: str, policy: dict[str, Any], job_id: int,
+                     location_for: Any, media_id: str) -> tuple[int, str, int]:
+        """Insert an invisible image row with a unique backup ID ``client_ctime``."""
+        ctime = int(time.time())
+        while True:
+            backup_id = f"{client}_{ctime}"
+            try:
+                with self._writer.begin() as conn:
+                    image_id = conn.execute(images.insert().values(
+                        backup_id=backup_id, client=client, ctime=ctime, os_user=os_user,
+                        policy=policy["policy"], schedule=policy["schedule"],
+                        sched_type=policy["sched_type"],
+                        retention_level=policy["retention_level"],
+                        expiration=expiration_for(policy["retention_level"], ctime),
+                        keyword=policy.get("keyword") or "", job_id=job_id,
+                        state=IMAGE_WRITING, stunit=policy["stunit"],
+                        location=location_for(backup_id), kbytes=0, num_objects=0,
+                        media_id=media_id)).inserted_primary_key[0]
+                    conn.execute(jobs.update().where(jobs.c.job_id == job_id)
+                                 .values(backup_id=backup_id))
+                return int(image_id), backup_id, ctime
+            except IntegrityError:
+                ctime += 1  # NetBackup backup IDs are unique to the second
+
+    def commit_backup(self, image_id: int, rows: Iterable[ObjectRow], job_id: int,
+                      status: int) -> None:
+        """The one catalog transaction that makes a backup visible."""
+        rows = list(rows)
+        total = sum(r.size for r in rows)
+        try:
+            with self._writer.begin() as conn:
+                if rows:
+                    conn.execute(objects.insert(), [r.insert_values() for r in rows])
+                conn.execute(images.update().where(images.c.id == image_id).values(
+                    state=IMAGE_COMMITTED, kbytes=(total + 1023) // 1024,
+                    num_objects=len(rows)))
+                self.finish_job(job_id, status, conn=conn, kbytes=(total + 1023) // 1024,
+                                files=len(rows))
+        except sa.exc.SQLAlchemyError as exc:
+            raise CatalogError(f"catalog commit failed: {exc}") from exc
+
+    def drop_image(self, image_id: int) -> None:
+        with self._writer.begin() as conn:
+            conn.execute(objects.delete().where(objects.c.image_id == image_id))
+            conn.execute(images.delete().where(images.c.id == image_id))
+
+    def writing_images(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(
+                select(images).where(images.c.state == IMAGE_WRITING)).mappings()]
+
+    def image_locations(self) -> set[str]:
+        with self.engine.connect() as conn:
+            return {r[0] for r in conn.execute(select(images.c.location))}
+
+    def fail_active_jobs(self, status: int, message: str) -> list[int]:
+        with self._writer.begin() as conn:
+            ids = [r[0] for r in conn.execute(
+                select(jobs.c.job_id).where(jobs.c.state != JOB_DONE))]
+            now = int(time.time())
+            for jid in ids:
+                conn.execute(jobs.update().where(jobs.c.job_id == jid).values(
+                    state=JOB_DONE, status=status, ended=now))
+                conn.execute(job_events.insert().values(job_id=jid, time=now,
+                                                        severity="error", message=message))
+        return ids
+
+    def list_images(self, client: str | None = None, backup_id: str | None = None
+                    ) -> list[dict[str, Any]]:
+        q = select(images).where(images.c.state == IMAGE_COMMITTED).order_by(images.c.ctime.desc())
+        if client:
+            q = q.where(images.c.client == client)
+        if backup_id:
+            q = q.where(images.c.backup_id == backup_id)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(q).mappings()]
+
+    # ------------------------------------------------------------------ objects
+    def _visible(self, scope: Scope) -> list[sa.ColumnElement[bool]]:
+        conds = [images.c.state == IMAGE_COMMITTED, objects.c.client_host == scope.client_host]
+        if scope.os_user is not None:
+            conds.append(objects.c.os_user == scope.os_user)
+        return conds
+
+    def query_objects(self, scope: Scope, flt: QueryFilter, after: int = 0,
+                      limit: int = 5000) -> list[ObjectRow]:
+        """Objects matching a query, in copy-ID order, after ``after``; MOST_RECENT derived."""
+        o = objects
+        identity = [o.c.client_host, o.c.os_user, o.c.bsa_owner, o.c.app_owner,
+                    o.c.space_name, o.c.path_name]
+        rank = func.row_number().over(
+            partition_by=identity, order_by=[o.c.create_time.desc(), o.c.copy_id.desc()]
+        ).label("rank")
+        inner_where = self._visible(scope) + [
+            _match(o.c.bsa_owner, flt.bsa_owner), _match(o.c.app_owner, flt.app_owner),
+            _match(o.c.space_name, flt.space_name), _match(o.c.path_name, flt.path_name),
+        ]
+        if flt.copy_type is not None:
+            inner_where.append(o.c.copy_type == flt.copy_type)
+        inner = (select(o, rank, images.c.location, images.c.stunit, images.c.backup_id)
+                 .join(images, images.c.id == o.c.image_id).where(*inner_where).subquery())
+        outer_where: list[sa.ColumnElement[bool]] = [inner.c.copy_id > after]
+        if flt.time_from is not None:
+            outer_where.append(inner.c.create_time >= flt.time_from)
+        if flt.time_to is not None:
+            outer_where.append(inner.c.create_time <= flt.time_to)
+        if flt.object_type is not None:
+            outer_where.append(inner.c.object_type == flt.object_type)
+        if flt.most_recent is True:
+            outer_where.append(inner.c.rank == 1)
+        elif flt.most_recent is False:
+            outer_where.append(inner.c.rank > 1)
+        q = select(inner).where(*outer_where).order_by(inner.c.copy_id).limit(limit)
+        with self.engine.connect() as conn:
+            return [self._row(r) for r in conn.execute(q).mappings()]
+
+    @staticmethod
+    def _row(r: Any) -> ObjectRow:
+        return ObjectRow(
+            copy_id=r["copy_id"], image_id=r["image_id"], seq=r["seq"], os_user=r["os_user"],
+            client_host=r["client_host"], bsa_owner=r["bsa_owner"], app_owner=r["app_owner"],
+            space_name=r["space_name"], path_name=r["path_name"],
+            create_time=r["create_time"], copy_type=r["copy_type"],
+            object_type=r["object_type"], resource_type=r["resource_type"],
+            description=r["description"], object_info=bytes(r["object_info"]),
+            estimated_size=int(r["estimated_size"]), size=r["size"], offset=r["offset"],
+            checksum=r["checksum"], most_recent=r.get("rank", 1) == 1,
+            location=r.get("location", ""), stunit=r.get("stunit", ""),
+            backup_id=r.get("backup_id", ""))
+
+    def visible_object(self, scope: Scope, copy_id: int) -> ObjectRow | None:
+        q = (select(objects, images.c.location, images.c.stunit, images.c.backup_id)
+             .join(images, images.c.id == objects.c.image_id)
+             .where(objects.c.copy_id == copy_id, *self._visible(scope)))
+        with self.engine.connect() as conn:
+            r = conn.execute(q).mappings().first()
+        return self._row(r) if r else None
+
+    def delete_objects(self, copy_ids: Sequence[int]) -> tuple[list[ObjectRow], list[dict[str, Any]]]:
+        """Delete objects in one transaction; returns (deleted rows, images left empty and removed)."""
+        if not copy_ids:
+            return [], []
+        with self._writer.begin() as conn:
+            q = (select(objects, images.c.location, images.c.stunit, images.c.backup_id)
+                 .join(images, images.c.id == objects.c.image_id)
+                 .where(objects.c.copy_id.in_(list(copy_ids))))
+            rows = [self._row(r) for r in conn.execute(q).mappings()]
+            conn.execute(objects.delete().where(objects.c.copy_id.in_(list(copy_ids))))
+            emptied = []
+            for image_id in {r.image_id for r in rows}:
+                left = conn.execute(select(func.count(), func.coalesce(func.sum(objects.c.size), 0))
+                                    .where(objects.c.image_id == image_id)).one()
+                if left[0] == 0:
+                    img = conn.execute(select(images).where(images.c.id == image_id)).mappings().one()
+                    emptied.append(dict(img))
+                    conn.execute(images.delete().where(images.c.id == image_id))
+                else:
+                    conn.execute(images.update().where(images.c.id == image_id).values(
+                        num_objects=left[0], kbytes=(int(left[1]) + 1023) // 1024))
+        return rows, emptied
+
+    def list_objects(self, client: str | None = None, pattern: str = "*",
+                     backup_id: str | None = None) -> list[dict[str, Any]]:
+        q = (select(objects, images.c.backup_id).join(images, images.c.id == objects.c.image_id)
+             .where(images.c.state == IMAGE_COMMITTED, _match(objects.c.path_name, pattern))
+             .order_by(objects.c.copy_id))
+        if client:
+            q = q.where(objects.c.client_host == client)
+        if backup_id:
+            q = q.where(images.c.backup_id == backup_id)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(q).mappings()]
+

@@ -1,0 +1,1 @@
+"""The ``openxbsa`` command: server, admin commands familiar to NetBackup users, tools."""

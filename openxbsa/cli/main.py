@@ -1,0 +1,169 @@
+"""Entry point of the ``openxbsa`` command; each sub-command parses, calls a view, formats."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+import click
+
+from openxbsa.admin import views
+from openxbsa.wire import default_home
+
+HOME = click.option("--home", default=default_home, show_default="$OPENXBSA_HOME or ~/.openxbsa",
+                    help="The server's home directory (catalog, storage, socket).")
+JSON = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+
+
+def _when(ts: int | None) -> str:
+    if ts is None:
+        return ""
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> None:
+    cells = [[h for _, h in columns]] + [
+        ["" if r.get(k) is None else str(r.get(k)) for k, _ in columns] for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(columns))]
+    for line in cells:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip())
+
+
+@click.group()
+@click.version_option(package_name="openxbsa")
+def main() -> None:
+    """OpenXBSA: an XBSA 1.1 backup service with NetBackup's extensions."""
+
+
+@main.command()
+@HOME
+@click.option("--listen", default=None, help="unix:/path/to.sock or HOST:PORT "
+              "(default: unix:HOME/xbsa.sock).")
+@click.option("--catalog", default=None, help="SQLAlchemy URL of the catalog "
+              "(default: SQLite under HOME).")
+@click.option("--log-level", default="INFO", show_default=True)
+def server(home: str, listen: str | None, catalog: str | None, log_level: str) -> None:
+    """Run the backup service in the foreground."""
+    from openxbsa.server.config import ServerConfig
+    from openxbsa.server.service import Server
+
+    logging.basicConfig(level=log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    srv = Server(ServerConfig.load(home, listen, catalog))
+    srv.recover()
+    srv.bind()
+
+    def _stop(_sig: int, _frame: Any) -> None:
+        srv.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    click.echo(f"openxbsa server ready on {srv.config.listen}", err=True)
+    srv.serve_forever()
+
+
+JOB_COLUMNS = [("jobid", "JobID"), ("type", "Type"), ("state_name", "State"),
+               ("status", "Status"), ("policy", "Policy"), ("schedule", "Schedule"),
+               ("client", "Client"), ("server", "Media Server"), ("started_at", "Started"),
+               ("elapsed", "Elapsed"), ("ended_at", "Ended"), ("stunit", "Storage Unit"),
+               ("try", "Try"), ("kbytes", "KB"), ("files", "Files"), ("owner", "Owner"),
+               ("parentjob", "Parent"), ("backupid", "Backup ID")]
+
+
+@main.command()
+@HOME
+@JSON
+@click.option("--jobid", "job_ids", multiple=True, type=int, help="Only these jobs.")
+@click.option("--log", "log_job", type=int, default=None, help="Show the log of one job.")
+@click.option("--summary", is_flag=True, help="Counts by state and status (bpdbjobs -summary).")
+def jobs(home: str, as_json: bool, job_ids: tuple[int, ...], log_job: int | None,
+         summary: bool) -> None:
+    """The job database, like bpdbjobs."""
+    catalog = views.open_catalog(home)
+    if log_job is not None:
+        entries = views.job_log(catalog, log_job)
+        if as_json:
+            click.echo(json.dumps(entries, indent=2))
+        for e in [] if as_json else entries:
+            click.echo(f"{e['time']} {e['severity'].upper():7} {e['message']}")
+        return
+    rows = views.jobs(catalog, list(job_ids) or None)
+    if summary:
+        counts = views.job_summary(rows)
+        click.echo(json.dumps(counts, indent=2) if as_json else
+                   "  ".join(f"{k}: {v}" for k, v in counts.items()))
+        return
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        r["started_at"], r["ended_at"] = _when(r["started"]), _when(r["ended"])
+    _table(rows, JOB_COLUMNS)
+
+
+@main.command()
+@HOME
+@JSON
+@click.option("--client", default=None)
+@click.option("--backupid", default=None)
+def images(home: str, as_json: bool, client: str | None, backupid: str | None) -> None:
+    """The image catalog, like bpimagelist."""
+    rows = views.images(views.open_catalog(home), client, backupid)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        r["backup_at"], r["expires_at"] = _when(r["backup_time"]), _when(r["expiration"])
+    _table(rows, [("backup_at", "Backed Up"), ("expires_at", "Expires"), ("backupid", "Backup ID"),
+                  ("policy", "Policy"), ("sched_type", "Sched Type"), ("kbytes", "KB"),
+                  ("num_files", "Files"), ("jobid", "Job"), ("media_id", "Media")])
+
+
+@main.command(name="list")
+@HOME
+@JSON
+@click.option("--client", default=None)
+@click.option("--backupid", default=None)
+@click.argument("pattern", default="*")
+def list_(home: str, as_json: bool, client: str | None, backupid: str | None,
+          pattern: str) -> None:
+    """Backed-up objects whose path matches PATTERN (* and ?), like bplist."""
+    rows = views.objects(views.open_catalog(home), client, pattern, backupid)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    _table(rows, [("created", "Created"), ("size", "Bytes"), ("owner", "Owner"),
+                  ("client", "Client"), ("copyid", "Copy ID"), ("backupid", "Backup ID"),
+                  ("objectspace", "Object Space"), ("path", "Path")])
+
+
+@main.group()
+def secret() -> None:
+    """Host secrets that authenticate TCP clients."""
+
+
+@secret.command("issue")
+@HOME
+@click.argument("host")
+@click.option("--out", "out", default=None, help="Write the client's secret file here (0600).")
+def secret_issue(home: str, host: str, out: str | None) -> None:
+    """Issue (or replace) the secret of client HOST."""
+    value = views.issue_secret(views.open_catalog(home), host)
+    text = f'host = "{host}"\nsecret = "{value}"\n'
+    if out:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(out, 0o600)
+        click.echo(f"secret for {host} written to {out}", err=True)
+    else:
+        sys.stdout.write(text)
+
+
+if __name__ == "__main__":
+    main()

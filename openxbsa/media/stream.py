@@ -1,0 +1,62 @@
+"""Move object bytes: DATA frames into an image writer, and a stored object out as DATA frames."""
+
+from __future__ import annotations
+
+import select
+from collections.abc import Callable
+
+from openxbsa import wire
+from openxbsa.errors import MediaReadError, OpenXBSAError
+from openxbsa.storage.base import ImageWriter, ObjectReader
+
+
+class Receiver:
+    """Receives the DATA frames of one object into a writer.
+
+    A storage failure does not stop the stream: the remaining frames are read and dropped so
+    the session stays in step, and the failure is reported at BSAEndData.
+    """
+
+    def __init__(self, writer: ImageWriter) -> None:
+        self.writer = writer
+        self.error: OpenXBSAError | None = None
+        self.bytes = 0
+        self._buf = bytearray(wire.MAX_DATA_FRAME)
+
+    def take(self, channel: wire.Channel, length: int) -> None:
+        view = memoryview(self._buf)[:length]
+        channel.readinto_exact(view)
+        self.bytes += length
+        if self.error is None:
+            try:
+                self.writer.write(view)
+            except OpenXBSAError as exc:
+                self.error = exc
+
+
+def send_object(channel: wire.Channel, reader: ObjectReader,
+                cancelled: Callable[[], bool]) -> bool:
+    """Stream one object as DATA frames; False if the client cancelled. Raises MediaReadError."""
+    remaining = reader.size
+    zc = reader.zero_copy()
+    sent = 0
+    while remaining:
+        if cancelled():
+            return False
+        part = min(remaining, wire.STREAM_FRAME)
+        if zc is not None:
+            channel.sendfile(zc[0], zc[1] + sent, part)
+        else:
+            data = reader.read(part)
+            if len(data) != part:
+                raise MediaReadError("object is shorter than the catalog says")
+            channel.send_data(data)
+        sent += part
+        remaining -= part
+    return True
+
+
+def peer_has_spoken(channel: wire.Channel) -> bool:
+    """True when the client has sent something (a cancel) while we stream to it."""
+    readable, _, _ = select.select([channel.sock], [], [], 0)
+    return bool(readable)

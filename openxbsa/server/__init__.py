@@ -1,0 +1,1 @@
+"""The backup service: request handling (bprd), jobs (nbjm) and the server process."""

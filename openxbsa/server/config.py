@@ -1,0 +1,44 @@
+"""Server configuration: the home directory layout and ``openxbsa.toml`` settings."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+
+
+from openxbsa.wire import default_address, default_home
+
+__all__ = ["ServerConfig", "default_address", "default_home"]
+
+
+@dataclass
+class ServerConfig:
+    home: str
+    listen: str
+    catalog_url: str
+    allow_redirected_restore: bool = False
+    root_sees_all_users: bool = True
+
+    @classmethod
+    def load(cls, home: str, listen: str | None = None, catalog_url: str | None = None
+             ) -> ServerConfig:
+        home = os.path.abspath(home)
+        settings: dict = {}
+        path = os.path.join(home, "openxbsa.toml")
+        if os.path.exists(path):
+            with open(path, "rb") as f:
+                settings = tomllib.load(f)
+        access = settings.get("access", {})
+        return cls(
+            home=home,
+            listen=listen or settings.get("listen") or default_address(home),
+            catalog_url=catalog_url or settings.get("catalog")
+            or "sqlite:///" + os.path.join(home, "catalog.db"),
+            allow_redirected_restore=bool(access.get("redirected_restore", False)),
+            root_sees_all_users=bool(access.get("root_sees_all_users", True)),
+        )
+
+    @property
+    def storage_path(self) -> str:
+        return os.path.join(self.home, "storage", "disk-default")

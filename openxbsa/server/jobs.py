@@ -1,0 +1,34 @@
+"""The job manager (NetBackup's nbjm): every backup and restore is a job with a status."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from openxbsa.catalog.store import JOB_ACTIVE, Catalog
+
+log = logging.getLogger("openxbsa.jobs")
+
+
+class JobManager:
+    def __init__(self, catalog: Catalog, server_name: str) -> None:
+        self.catalog = catalog
+        self.server_name = server_name
+
+    def start(self, *, job_type: int, client: str, owner: str, message: str,
+              **values: Any) -> int:
+        job_id = self.catalog.create_job(job_type=job_type, client=client, owner=owner,
+                                         server=self.server_name, state=JOB_ACTIVE,
+                                         started=int(time.time()), **values)
+        self.log(job_id, "info", message)
+        return job_id
+
+    def finish(self, job_id: int, status: int, message: str, **values: Any) -> None:
+        self.catalog.finish_job(job_id, status, **values)
+        self.log(job_id, "info" if status in (0, 1) else "error",
+                 f"{message} (status {status})")
+
+    def log(self, job_id: int, severity: str, message: str) -> None:
+        self.catalog.log_job(job_id, severity, message)
+        log.info("[job %d] %s", job_id, message)

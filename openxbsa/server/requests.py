@@ -1,0 +1,447 @@
+"""One XBSA session on the server (NetBackup's bprd + bpbrm for that session).
+
+A ``Session`` reads control messages and data frames from one client connection, keeps the
+XBSA state of §9.2, and owns the state of the open transaction. ``_end_transaction`` is the
+one place that decides between a catalog commit and a storage abort.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from openxbsa import errors, wire
+from openxbsa.catalog.store import (
+    JOB_BACKUP, JOB_RESTORE, ObjectRow, QueryFilter, Scope,
+)
+from openxbsa.media.stream import Receiver, peer_has_spoken, send_object
+from openxbsa.storage.base import ImageWriter, ObjectReader, StoredObject
+from openxbsa.wire import schema
+
+if TYPE_CHECKING:
+    from openxbsa.server.service import Server
+
+log = logging.getLogger("openxbsa.requests")
+
+# Session states (reference §9.2)
+S1, T0, B, B_OBJ, R, R_OBJ, D = "S1", "T0", "B", "B*", "R", "R*", "D"
+
+VOTE_COMMIT, VOTE_ABORT, VOTE_CONDITIONAL = 1, 2, 99
+QUERY_PAGE = 2000
+PROVIDER = "OpenXBSA/OpenXBSA/0.1.0"
+FIXED_AT_INIT = {"BSA_API_VERSION", "NBBSA_LOG_DIRECTORY"}
+FIXED_IN_TXN = {"BSA_SERVICE_HOST", "NBBSA_CLIENT_HOST", "NBBSA_POLICY", "NBBSA_SCHEDULE"}
+
+# NetBackup status codes used for jobs that do not end in success
+ST_APP_ABORT = 6       # the backup failed to back up the requested files
+ST_RESTORE_FAIL = 5    # the restore failed to recover the requested files
+ST_CLIENT_GONE = 50    # client process aborted
+ST_NET_BROKEN = 40     # network connection broken
+
+
+@dataclass(frozen=True)
+class Peer:
+    """Who is on the other end, as established by the transport."""
+
+    client_host: str
+    os_user: str
+    uid: int | None
+    address: str
+
+
+@dataclass
+class BackupState:
+    job_id: int
+    image_id: int
+    backup_id: str
+    writer: ImageWriter
+    policy: dict[str, Any]
+    rows: list[ObjectRow] = field(default_factory=list)
+    current: ObjectRow | None = None
+    receiver: Receiver | None = None
+    failed: errors.OpenXBSAError | None = None
+
+
+@dataclass
+class RestoreState:
+    job_id: int
+    row: ObjectRow
+    reader: ObjectReader | None = None
+    finished: bool = False
+
+
+class Session:
+    def __init__(self, server: Server, sock: socket.socket, address: str) -> None:
+        self.server = server
+        self.catalog = server.catalog
+        self.channel = wire.Channel(sock)
+        self.address = address
+        self.peer: Peer | None = None
+        self.env: dict[str, str] = {}
+        self.owner = ("", "")
+        self.state = S1
+        self.queried = False
+        self.cursor: tuple[QueryFilter, int] | None = None
+        self.backup: BackupState | None = None
+        self.restore: RestoreState | None = None
+        self.deletes: list[int] = []
+        self.doomed: errors.OpenXBSAError | None = None
+        self.nonce = secrets.token_hex(16)
+
+    # ------------------------------------------------------------------ main loop
+    def run(self) -> None:
+        try:
+            self.channel.send_message(wire.REP, {
+                "hello": wire.PROTOCOL_VERSION, "nonce": self.nonce, "provider": PROVIDER,
+                "delimiter": "/"})
+            self._serve()
+        except wire.ConnectionClosed:
+            self._abandon(ST_CLIENT_GONE, "the client closed the connection during the job")
+        except (ConnectionError, TimeoutError) as exc:
+            self._abandon(ST_NET_BROKEN, f"network connection broken: {exc}")
+        except wire.ProtocolError as exc:
+            log.warning("protocol error from %s: %s", self.address, exc)
+            self._reply_error(errors.InvalidRequest(str(exc)))
+            self._abandon(ST_NET_BROKEN, f"protocol violation by the client: {exc}")
+        except Exception:  # a bug must cost one session, never the server
+            log.exception("session %s failed", self.address)
+            self._abandon(130, "internal error in the session; see the server log")
+        finally:
+            self.channel.close()
+
+    def _serve(self) -> None:
+        while True:
+            ftype, length = self.channel.read_header()
+            if ftype == wire.DATA:
+                if self.state != B_OBJ or self.backup is None or self.backup.receiver is None:
+                    raise wire.ProtocolError("data frame outside an object being created")
+                self.backup.receiver.take(self.channel, length)
+                continue
+            if ftype != wire.REQ:
+                raise wire.ProtocolError(f"unexpected frame type {ftype} from the client")
+            msg = wire.unpack(self.channel.read_exact(length))
+            op = msg.get("op")
+            if op == "cancel":      # a cancel that crossed the end of a stream: nothing to do
+                continue
+            handler = self.HANDLERS.get(op) if isinstance(op, str) else None
+            if handler is None:
+                self._reply_error(errors.InvalidRequest(f"unknown operation {op!r}"))
+                continue
+            if self.peer is None and op != "init":
+                raise wire.ProtocolError("the first request must be init")
+            try:
+                reply = handler(self, msg)
+            except errors.OpenXBSAError as exc:
+                self._reply_error(exc)
+                continue
+            if reply is _CLOSE:
+                self.channel.send_message(wire.REP, {"ok": True})
+                return
+            if reply is not _STREAMED:
+                reply["ok"] = True
+                self.channel.send_message(wire.REP, reply)
+
+    def _reply_error(self, exc: errors.OpenXBSAError) -> None:
+        try:
+            self.channel.send_message(wire.REP, {"ok": False, "kind": exc.kind,
+                                                 "status": exc.status, "msg": exc.message})
+        except OSError:
+            pass
+
+    # ------------------------------------------------------------------ helpers
+    def _need(self, *states: str) -> None:
+        if self.state not in states:
+            raise errors.CallSequenceError(f"not allowed in state {self.state}")
+
+    @property
+    def scope(self) -> Scope:
+        assert self.peer is not None
+        host = self.peer.client_host
+        wanted = self.env.get("NBBSA_CLIENT_HOST", host)
+        if self.server.config.allow_redirected_restore:
+            host = wanted  # another client's objects are visible only when the server allows it
+        admin = self.peer.uid == 0 and self.server.config.root_sees_all_users
+        return Scope(client_host=host, os_user=None if admin else self.peer.os_user)
+
+    # ------------------------------------------------------------------ session
+    def op_init(self, msg: dict[str, Any]) -> dict[str, Any]:
+        if self.peer is not None:
+            raise errors.CallSequenceError("a session is already open on this connection")
+        env = msg.get("env")
+        if not isinstance(env, list):
+            raise errors.InvalidEnvironment("environment must be a list of KEY=value")
+        parsed: dict[str, str] = {}
+        for entry in env:
+            problem = schema.env_entry_problem(entry)
+            if problem:
+                raise errors.InvalidEnvironment(problem)
+            key, _, value = entry.partition("=")
+            parsed[key] = value
+        version = parsed.get("BSA_API_VERSION")
+        if version is None:
+            raise errors.InvalidEnvironment("BSA_API_VERSION is mandatory")
+        parts = version.split(".")
+        if len(parts) != 3 or not all(p.isdigit() for p in parts):
+            raise errors.InvalidEnvironment(f"BSA_API_VERSION={version} is not N.N.N")
+        if parts[:2] != ["1", "1"]:
+            raise errors.VersionNotSupported(f"BSA_API_VERSION {version} is not supported; 1.1.0 is")
+        owner = msg.get("owner")
+        if (not isinstance(owner, list) or len(owner) != 2
+                or any(schema.text_problem("owner", o, schema.OWNER_SIZE) for o in owner)):
+            raise errors.InvalidRequest("object owner is malformed")
+        self.peer = self.server.authenticate(self, msg)
+        self.owner = (owner[0], owner[1])
+        parsed.setdefault("BSA_DELIMITER", "/")
+        parsed["BSA_SERVICE_PROVIDER"] = PROVIDER
+        parsed.setdefault("BSA_SERVICE_HOST", self.server.config.listen)
+        parsed.setdefault("NBBSA_CLIENT_HOST", self.peer.client_host)
+        self.env = parsed
+        log.info("session opened: user %s on %s from %s", self.peer.os_user,
+                 self.peer.client_host, self.address)
+        return {"env": self.env, "client": self.peer.client_host, "user": self.peer.os_user}
+
+    def op_setenv(self, msg: dict[str, Any]) -> dict[str, Any]:
+        entries = msg.get("env")
+        if not isinstance(entries, list):
+            raise errors.InvalidEnvironment("environment must be a list of KEY=value")
+        updates = {}
+        for entry in entries:
+            problem = schema.env_entry_problem(entry)
+            if problem:
+                raise errors.InvalidEnvironment(problem)
+            key, _, value = entry.partition("=")
+            if key in FIXED_AT_INIT and self.env.get(key) != value:
+                raise errors.CallSequenceError(f"{key} can only be set at BSAInit")
+            if key in FIXED_IN_TXN and self.state != S1 and self.env.get(key) != value:
+                raise errors.CallSequenceError(f"{key} cannot change inside a transaction")
+            updates[key] = value
+        self.env.update(updates)
+        return {"env": self.env}
+
+    def op_terminate(self, msg: dict[str, Any]) -> object:
+        if self.state != S1:
+            self._end_transaction(VOTE_ABORT, ST_APP_ABORT, "session terminated inside a transaction")
+        return _CLOSE
+
+    def op_begin(self, msg: dict[str, Any]) -> dict[str, Any]:
+        self._need(S1)
+        self.state = T0
+        self.queried = False
+        self.cursor = None
+        self.doomed = None
+        return {}
+
+    def op_end(self, msg: dict[str, Any]) -> dict[str, Any]:
+        vote = msg.get("vote")
+        if vote not in (VOTE_COMMIT, VOTE_ABORT, VOTE_CONDITIONAL) or type(vote) is not int:
+            raise errors.InvalidVote(f"vote {vote!r} is not COMMIT, ABORT or CONDITIONAL")
+        if self.state == S1:
+            raise errors.CallSequenceError("no transaction is open")
+        if vote != VOTE_ABORT and (self.state in (B_OBJ, R_OBJ) or self.doomed):
+            why = (str(self.doomed) if self.doomed else
+                   "an object was still open when the transaction was committed")
+            self._end_transaction(VOTE_ABORT, ST_APP_ABORT, f"transaction aborted: {why}")
+            raise errors.TransactionAborted(why)
+        self._end_transaction(vote, ST_APP_ABORT, "transaction aborted by the application")
+        return {}
+
+    # ------------------------------------------------------------------ backup
+    def op_create(self, msg: dict[str, Any]) -> dict[str, Any]:
+        if self.state == T0 and self.queried:
+            raise errors.CallSequenceError("a query transaction cannot create objects")
+        self._need(T0, B)
+        d = msg.get("d")
+        problem = schema.descriptor_problem(d)
+        if problem:
+            raise errors.InvalidDescriptor(problem)
+        assert self.peer is not None and isinstance(d, dict)
+        if self.backup is None:
+            self.backup = self.server.start_backup(self)
+        bk = self.backup
+        now = int(time.time())
+        seq = len(bk.rows) + 1
+        row = ObjectRow(
+            copy_id=self.catalog.next_copy_id(), image_id=bk.image_id, seq=seq,
+            os_user=self.peer.os_user, client_host=self.peer.client_host,
+            bsa_owner=d["bo"], app_owner=d["ao"], space_name=d["sn"], path_name=d["pn"],
+            create_time=now, copy_type=d["ct"], object_type=d["ot"], resource_type=d["rt"],
+            description=d["de"], object_info=bytes(d["oi"]), estimated_size=d["es"], size=0,
+            offset=0, checksum="")
+        bk.writer.begin_object()
+        bk.current = row
+        bk.receiver = Receiver(bk.writer)
+        self.state = B_OBJ
+        return {"copy_id": row.copy_id, "time": now, "order": (bk.image_id << 32) | seq,
+                "job": bk.job_id}
+
+    def op_enddata(self, msg: dict[str, Any]) -> dict[str, Any]:
+        if self.state == R_OBJ:
+            return self._end_restore_object()
+        self._need(B_OBJ)
+        bk = self.backup
+        assert bk is not None and bk.current is not None and bk.receiver is not None
+        stored = bk.writer.end_object()
+        receiver, row = bk.receiver, bk.current
+        bk.current, bk.receiver = None, None
+        self.state = B
+        if receiver.error is not None:
+            self.doomed = bk.failed = receiver.error
+            raise receiver.error
+        row.offset, row.size, row.checksum = stored.offset, stored.size, stored.checksum
+        bk.rows.append(row)
+        return {"size": stored.size}
+
+    # ------------------------------------------------------------------ query
+    def op_query(self, msg: dict[str, Any]) -> dict[str, Any]:
+        self._need(T0, R, D)
+        q = msg.get("q")
+        problem = schema.query_problem(q)
+        if problem:
+            raise errors.InvalidQuery(problem)
+        assert isinstance(q, dict)
+        flt = QueryFilter(
+            bsa_owner=q["bo"], app_owner=q["ao"], space_name=q["sn"], path_name=q["pn"],
+            time_from=q["tf"], time_to=q["tt"], copy_type=None if q["ct"] == 1 else q["ct"],
+            object_type=None if q["ot"] == 1 else q["ot"],
+            most_recent=None if q["st"] == 1 else q["st"] == 2)
+        self.queried = True
+        self.cursor = None
+        rows = self.catalog.query_objects(self.scope, flt, 0, QUERY_PAGE)
+        if not rows:
+            raise errors.NoMatch("no object matches the query")
+        self.cursor = (flt, rows[-1].copy_id)
+        return {"items": [_describe(r) for r in rows], "more": len(rows) == QUERY_PAGE}
+
+    def op_qnext(self, msg: dict[str, Any]) -> dict[str, Any]:
+        self._need(T0, R, D)
+        if self.cursor is None:
+            raise errors.CallSequenceError("no query is active")
+        flt, after = self.cursor
+        rows = self.catalog.query_objects(self.scope, flt, after, QUERY_PAGE)
+        if rows:
+            self.cursor = (flt, rows[-1].copy_id)
+        return {"items": [_describe(r) for r in rows], "more": len(rows) == QUERY_PAGE}
+
+    # ------------------------------------------------------------------ restore
+    def op_get(self, msg: dict[str, Any]) -> object:
+        self._need(T0, R)
+        copy_id = msg.get("copy_id")
+        if type(copy_id) is not int or not 0 < copy_id < 2**63:
+            raise errors.InvalidCopyId(f"copy ID {copy_id!r} is not valid")
+        assert self.peer is not None
+        row = self.catalog.visible_object(self.scope, copy_id)
+        if row is None:
+            raise errors.ObjectNotFound(f"copy ID {copy_id} not found for this user and client")
+        unit = self.server.storage(row.stunit)
+        reader = unit.open_reader(row.location, StoredObject(row.offset, row.size, row.checksum))
+        job_id = self.server.jobs.start(
+            job_type=JOB_RESTORE, client=self.peer.client_host, owner=self.peer.os_user,
+            stunit=row.stunit, backup_id=row.backup_id, current_object=row.path_name,
+            message=f"restore of {row.path_name} (copy ID {copy_id}) from {row.backup_id}")
+        self.restore = RestoreState(job_id=job_id, row=row, reader=reader)
+        self.state = R_OBJ
+        self.channel.send_message(wire.REP, {"ok": True, "size": row.size, "job": job_id},
+                                  flush=False)
+        self._stream_restore()
+        return _STREAMED
+
+    def _stream_restore(self) -> None:
+        rs = self.restore
+        assert rs is not None and rs.reader is not None
+        cancelled = False
+        try:
+            done = send_object(self.channel, rs.reader, lambda: peer_has_spoken(self.channel))
+            if not done:
+                cancelled = True
+                self._expect_cancel()
+            self.channel.send_message(wire.EOD, {"ok": True, "cancelled": cancelled})
+        except errors.OpenXBSAError as exc:
+            self.server.jobs.finish(rs.job_id, exc.status, exc.message)
+            self.channel.send_message(wire.EOD, {"ok": False, "kind": exc.kind,
+                                                 "status": exc.status, "msg": exc.message})
+            self.doomed = exc
+        finally:
+            rs.reader.close()
+            rs.reader = None
+        rs.finished = not cancelled
+
+    def _expect_cancel(self) -> None:
+        ftype, length = self.channel.read_header()
+        if ftype != wire.REQ:
+            raise wire.ProtocolError("expected a cancel while streaming")
+        msg = wire.unpack(self.channel.read_exact(length))
+        if msg.get("op") != "cancel":
+            raise wire.ProtocolError(f"expected a cancel while streaming, got {msg.get('op')!r}")
+
+    def _end_restore_object(self) -> dict[str, Any]:
+        rs = self.restore
+        assert rs is not None
+        self.restore = None
+        self.state = R
+        kb = (rs.row.size + 1023) // 1024
+        status = 0 if rs.finished else ST_RESTORE_FAIL
+        self.server.jobs.finish(rs.job_id, status,
+                                "restore complete" if status == 0 else
+                                "the application ended the restore before all data was read",
+                                kbytes=kb if rs.finished else 0, files=1 if rs.finished else 0)
+        return {}
+
+    # ------------------------------------------------------------------ delete
+    def op_delete(self, msg: dict[str, Any]) -> dict[str, Any]:
+        self._need(T0, D)
+        copy_id = msg.get("copy_id")
+        if type(copy_id) is not int or not 0 < copy_id < 2**63:
+            raise errors.InvalidCopyId(f"copy ID {copy_id!r} is not valid")
+        if self.catalog.visible_object(self.scope, copy_id) is None:
+            raise errors.ObjectNotFound(f"copy ID {copy_id} not found for this user and client")
+        self.deletes.append(copy_id)
+        self.state = D
+        return {}
+
+    # ------------------------------------------------------------------ transaction end
+    def _end_transaction(self, vote: int, abort_status: int, why: str) -> None:
+        """Commit or abort everything the open transaction did — the only place that decides."""
+        bk, rs, deletes = self.backup, self.restore, self.deletes
+        self.backup, self.restore, self.deletes = None, None, []
+        self.state, self.cursor, self.queried = S1, None, False
+        if rs is not None:
+            if rs.reader is not None:
+                rs.reader.close()
+            self.server.jobs.finish(rs.job_id, ST_RESTORE_FAIL, why)
+        if bk is not None:
+            if vote == VOTE_ABORT:
+                self.server.abort_backup(bk, abort_status, why)
+            else:
+                self.server.commit_backup(bk, vote == VOTE_CONDITIONAL)
+        if deletes and vote != VOTE_ABORT:
+            self.server.delete_objects(deletes)
+
+    def _abandon(self, status: int, why: str) -> None:
+        """The connection is gone: whatever the transaction did is nullified."""
+        if self.state != S1:
+            try:
+                self._end_transaction(VOTE_ABORT, status, why)
+            except Exception:
+                log.exception("cleaning up session %s failed", self.address)
+
+    HANDLERS = {
+        "init": op_init, "setenv": op_setenv, "terminate": op_terminate, "begin": op_begin,
+        "end": op_end, "create": op_create, "enddata": op_enddata, "query": op_query,
+        "qnext": op_qnext, "get": op_get, "delete": op_delete,
+    }
+
+
+_CLOSE = object()
+_STREAMED = object()
+
+
+def _describe(r: ObjectRow) -> list[Any]:
+    """An object row as the wire's compact descriptor list."""
+    return [r.copy_id, r.bsa_owner, r.app_owner, r.space_name, r.path_name, r.create_time,
+            r.copy_type, (r.image_id << 32) | r.seq, r.estimated_size, r.resource_type,
+            r.object_type, 2 if r.most_recent else 3, r.description, r.object_info]
+

@@ -1,0 +1,207 @@
+"""The server process: listener, recovery after a crash, and the backup commit/abort steps.
+
+One thread per session over blocking sockets: each XBSA session is a strict request/reply
+conversation, and the measured data path (1 MiB frames, sendfile) runs at socket speed
+without an event loop. SQLite, file I/O and hashing release the GIL.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pwd
+import socket
+import stat
+import struct
+import threading
+from typing import Any
+
+from openxbsa import errors, wire
+from openxbsa.catalog.store import JOB_BACKUP, Catalog
+from openxbsa.server.config import ServerConfig
+from openxbsa.server.jobs import JobManager
+from openxbsa.server.requests import BackupState, Peer, Session
+from openxbsa.storage import KINDS, StorageUnit, StoredObject
+
+log = logging.getLogger("openxbsa.server")
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+class Server:
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        os.makedirs(config.home, exist_ok=True)
+        self.hostname = socket.gethostname()
+        self.catalog = Catalog(config.catalog_url)
+        self.catalog.migrate()
+        self.catalog.bootstrap(config.storage_path)
+        self.jobs = JobManager(self.catalog, self.hostname)
+        self._units: dict[str, StorageUnit] = {}
+        self._units_lock = threading.Lock()
+        self._listener: socket.socket | None = None
+        self._stopping = threading.Event()
+        self._threads: set[threading.Thread] = set()
+
+    # ------------------------------------------------------------------ storage
+    def storage(self, name: str) -> StorageUnit:
+        with self._units_lock:
+            unit = self._units.get(name)
+            if unit is None:
+                row = self.catalog.storage_unit(name)
+                if row is None:
+                    raise errors.OpenXBSAError(f"storage unit {name} does not exist", status=219)
+                unit = KINDS[row["kind"]](row["name"], row["path"])
+                self._units[name] = unit
+            return unit
+
+    # ------------------------------------------------------------------ recovery
+    def recover(self) -> None:
+        """After a crash: fail the jobs that were running and remove half-written images."""
+        failed = self.catalog.fail_active_jobs(
+            130, "the server stopped while this job was active; nothing of it was kept")
+        for img in self.catalog.writing_images():
+            try:
+                self.storage(img["stunit"]).delete_image(img["location"])
+            finally:
+                self.catalog.drop_image(img["id"])
+        live = self.catalog.image_locations()
+        removed = self.storage("disk-default").sweep(live)
+        if failed or removed:
+            log.warning("recovery: %d interrupted jobs failed, %d orphaned files removed",
+                        len(failed), len(removed))
+
+    # ------------------------------------------------------------------ authentication
+    def authenticate(self, session: Session, msg: dict[str, Any]) -> Peer:
+        sock = session.channel.sock
+        if sock.family == socket.AF_UNIX:
+            creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+            _pid, uid, _gid = struct.unpack("3i", creds)
+            return Peer(self.hostname, _user_name(uid), uid, session.address)
+        host, user, mac = msg.get("host"), msg.get("user"), msg.get("mac")
+        uid = msg.get("uid")
+        if not (isinstance(host, str) and isinstance(user, str) and isinstance(mac, str)
+                and host and user and (uid is None or type(uid) is int)):
+            raise errors.AuthenticationFailed("this TCP session presented no host credentials")
+        secret = self.catalog.host_secret(host)
+        if secret is None or not wire.hmac.compare_digest(
+                wire.host_mac(secret, session.nonce, host, user), mac):
+            log.warning("authentication failed for host %r from %s", host, session.address)
+            raise errors.AuthenticationFailed(f"host {host} could not be authenticated")
+        return Peer(host, user, uid, session.address)
+
+    # ------------------------------------------------------------------ backup lifecycle
+    def start_backup(self, session: Session) -> BackupState:
+        peer = session.peer
+        assert peer is not None
+        policy = self.catalog.resolve_policy(session.env.get("NBBSA_POLICY"),
+                                             session.env.get("NBBSA_SCHEDULE"))
+        if policy is None:
+            raise errors.NoPolicy("no active DataStore policy with an Application Backup "
+                                  "schedule matches NBBSA_POLICY/NBBSA_SCHEDULE")
+        if session.env.get("NBBSA_KEYWORD"):
+            policy["keyword"] = session.env["NBBSA_KEYWORD"]
+        unit = self.storage(policy["stunit"])
+        job_id = self.jobs.start(
+            job_type=JOB_BACKUP, client=peer.client_host, owner=peer.os_user,
+            policy=policy["policy"], schedule=policy["schedule"],
+            sched_type=policy["sched_type"], stunit=unit.name,
+            message=f"backup started for client {peer.client_host}, user {peer.os_user}, "
+                    f"policy {policy['policy']}, schedule {policy['schedule']}")
+        try:
+            image_id, backup_id, _ = self.catalog.create_image(
+                client=peer.client_host, os_user=peer.os_user, policy=policy, job_id=job_id,
+                location_for=unit.location_for, media_id=unit.media_id)
+            writer = unit.open_writer(backup_id)
+        except errors.OpenXBSAError as exc:
+            self.jobs.finish(job_id, exc.status, f"backup could not start: {exc.message}")
+            raise
+        session.env["NBBSA_POLICY"] = policy["policy"]
+        session.env["NBBSA_SCHEDULE"] = policy["schedule"]
+        return BackupState(job_id=job_id, image_id=image_id, backup_id=backup_id,
+                           writer=writer, policy=policy)
+
+    def commit_backup(self, bk: BackupState, conditional: bool) -> None:
+        status = 1 if conditional else 0
+        try:
+            bk.writer.commit()                     # data durable first ...
+            self.catalog.commit_backup(bk.image_id, bk.rows, bk.job_id, status)  # ... then visible
+        except errors.OpenXBSAError as exc:
+            self.abort_backup(bk, exc.status, f"commit failed: {exc.message}")
+            raise errors.TransactionAborted(f"commit failed: {exc.message}") from exc
+        total = sum(r.size for r in bk.rows)
+        self.jobs.log(bk.job_id, "info",
+                      f"image {bk.backup_id} committed: {len(bk.rows)} objects, {total} bytes "
+                      f"(status {status})")
+
+    def abort_backup(self, bk: BackupState, status: int, why: str) -> None:
+        bk.writer.abort()
+        self.catalog.drop_image(bk.image_id)
+        self.jobs.finish(bk.job_id, status, why)
+
+    def delete_objects(self, copy_ids: list[int]) -> None:
+        rows, emptied = self.catalog.delete_objects(copy_ids)
+        gone = {img["id"] for img in emptied}
+        for img in emptied:
+            self.storage(img["stunit"]).delete_image(img["location"])
+        for r in rows:
+            if r.image_id not in gone:
+                self.storage(r.stunit).release(r.location,
+                                               StoredObject(r.offset, r.size, r.checksum))
+
+    # ------------------------------------------------------------------ listening
+    def bind(self) -> socket.socket:
+        family, addr = wire.parse_address(self.config.listen)
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        if family == socket.AF_UNIX:
+            if os.path.exists(addr):
+                if not stat.S_ISSOCK(os.stat(addr).st_mode):
+                    raise RuntimeError(f"{addr} exists and is not a socket")
+                os.unlink(addr)
+            os.makedirs(os.path.dirname(addr) or ".", exist_ok=True)
+            sock.bind(addr)
+            os.chmod(addr, 0o666)  # every local user may connect; SO_PEERCRED says who they are
+        else:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(addr)
+        sock.listen(128)
+        self._listener = sock
+        return sock
+
+    def serve_forever(self) -> None:
+        sock = self._listener or self.bind()
+        log.info("OpenXBSA server listening on %s (home %s)", self.config.listen,
+                 self.config.home)
+        while not self._stopping.is_set():
+            try:
+                conn, addr = sock.accept()
+            except OSError:
+                if self._stopping.is_set():
+                    break
+                raise
+            wire.tune(conn)
+            name = addr if isinstance(addr, str) and addr else (
+                f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) else "local")
+            t = threading.Thread(target=self._run_session, args=(conn, name), daemon=True)
+            self._threads.add(t)
+            t.start()
+
+    def _run_session(self, conn: socket.socket, name: str) -> None:
+        try:
+            Session(self, conn, name).run()
+        finally:
+            self._threads.discard(threading.current_thread())
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._listener is not None:
+            try:
+                self._listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self._listener.close()

@@ -1,0 +1,95 @@
+"""The storage-unit contract: every kind of storage implements these few methods.
+
+A storage unit stores the objects of an image. Writers append object streams to an image
+and make them durable only at ``commit``; until then ``abort`` (or a crash followed by
+``sweep``) removes every byte written. This module imports nothing else of OpenXBSA.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """Where one object's bytes are inside an image, and their checksum."""
+
+    offset: int
+    size: int
+    checksum: str
+
+
+class ImageWriter(ABC):
+    """Writes the objects of one image, one at a time."""
+
+    location: str
+
+    @abstractmethod
+    def begin_object(self) -> None:
+        """Start a new object stream after the previous one."""
+
+    @abstractmethod
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Append bytes to the current object. Raises MediaWriteError on failure."""
+
+    @abstractmethod
+    def end_object(self) -> StoredObject:
+        """Close the current object and say where it is."""
+
+    @abstractmethod
+    def commit(self) -> None:
+        """Make every byte written so far durable (flushed to stable storage)."""
+
+    @abstractmethod
+    def abort(self) -> None:
+        """Remove everything this writer wrote. Safe to call more than once."""
+
+
+class ObjectReader(ABC):
+    """Reads one stored object; ``fileno``/``offset`` allow a zero-copy send when not None."""
+
+    size: int
+
+    @abstractmethod
+    def read(self, n: int) -> bytes:
+        """Up to ``n`` next bytes; b'' at the end."""
+
+    def zero_copy(self) -> tuple[int, int] | None:
+        """(file descriptor, offset) for os.sendfile, or None when the kind cannot."""
+        return None
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the reader."""
+
+
+class StorageUnit(ABC):
+    """One place backups are written to: a directory, a dedup pool, a bucket, a tape library."""
+
+    name: str
+    media_id: str
+
+    @abstractmethod
+    def location_for(self, backup_id: str) -> str:
+        """Where the image with this backup ID lives inside the unit (recorded in the catalog)."""
+
+    @abstractmethod
+    def open_writer(self, backup_id: str) -> ImageWriter:
+        """A writer for a new image; nothing it writes is durable before ``commit``."""
+
+    @abstractmethod
+    def open_reader(self, location: str, stored: StoredObject) -> ObjectReader:
+        """A reader of one committed object. Raises MediaReadError if it cannot be read."""
+
+    @abstractmethod
+    def release(self, location: str, stored: StoredObject) -> None:
+        """Free the space of one deleted object of an image that lives on."""
+
+    @abstractmethod
+    def delete_image(self, location: str) -> None:
+        """Remove an image and every byte of it. Missing images are not an error."""
+
+    @abstractmethod
+    def sweep(self, live: set[str]) -> list[str]:
+        """Remove every image whose location is not in ``live``; returns what was removed."""

@@ -1,0 +1,192 @@
+"""Frames and messages shared by the XBSA client library and the server.
+
+A session is one stream socket carrying length-prefixed frames: a 5-byte header
+(type, length) followed by the payload. Control messages are msgpack maps; object
+data travels in raw DATA frames with no per-frame acknowledgement — the socket's own
+flow control is the back-pressure, and errors surface at the next control reply.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import os
+import socket
+import struct
+from typing import Any
+
+import msgpack
+
+PROTOCOL_VERSION = 1
+
+HEADER = struct.Struct("!BI")
+REQ = 1   # client -> server control message
+REP = 2   # server -> client control reply
+DATA = 3  # raw object bytes, either direction
+EOD = 4   # server -> client: end of an object's data stream (payload: msgpack map)
+
+MAX_CONTROL = 1 << 20      # a control message larger than this is hostile
+MAX_DATA_FRAME = 8 << 20   # data frames are at most this large
+STREAM_FRAME = 1 << 20     # frame size the server uses when streaming a restore
+SOCKET_BUFFER = 1 << 20
+
+
+class ProtocolError(Exception):
+    """The peer sent something that is not a valid frame or message."""
+
+
+class ConnectionClosed(ProtocolError):
+    """The peer closed the connection."""
+
+
+def pack(obj: dict[str, Any]) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+def unpack(payload: bytes) -> dict[str, Any]:
+    try:
+        obj = msgpack.unpackb(payload, raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise ProtocolError(f"undecodable control message: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError("control message is not a map")
+    return obj
+
+
+def tune(sock: socket.socket) -> None:
+    """Large kernel buffers: the data path moves megabytes per call."""
+    for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, opt, 4 * SOCKET_BUFFER)
+        except OSError:
+            pass
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class Channel:
+    """Buffered frame I/O over one connected stream socket."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.rfile: io.BufferedReader = sock.makefile("rb", buffering=256 * 1024)  # type: ignore[assignment]
+        self.wfile: io.BufferedWriter = sock.makefile("wb", buffering=256 * 1024)  # type: ignore[assignment]
+
+    # ---- reading
+    def read_exact(self, n: int) -> bytes:
+        data = self.rfile.read(n)
+        if data is None or len(data) != n:
+            raise ConnectionClosed("peer closed the connection")
+        return data
+
+    def readinto_exact(self, view: memoryview) -> None:
+        got = 0
+        total = len(view)
+        while got < total:
+            n = self.rfile.readinto(view[got:])
+            if not n:
+                raise ConnectionClosed("peer closed the connection")
+            got += n
+
+    def read_header(self) -> tuple[int, int]:
+        ftype, length = HEADER.unpack(self.read_exact(HEADER.size))
+        if ftype in (REQ, REP, EOD):
+            if length > MAX_CONTROL:
+                raise ProtocolError(f"control message of {length} bytes exceeds {MAX_CONTROL}")
+        elif ftype == DATA:
+            if length > MAX_DATA_FRAME:
+                raise ProtocolError(f"data frame of {length} bytes exceeds {MAX_DATA_FRAME}")
+        else:
+            raise ProtocolError(f"unknown frame type {ftype}")
+        return ftype, length
+
+    def read_message(self, expect: int) -> dict[str, Any]:
+        ftype, length = self.read_header()
+        if ftype != expect:
+            raise ProtocolError(f"expected frame type {expect}, got {ftype}")
+        return unpack(self.read_exact(length))
+
+    def skip(self, n: int) -> None:
+        while n:
+            chunk = self.rfile.read(min(n, 1 << 20))
+            if not chunk:
+                raise ConnectionClosed("peer closed the connection")
+            n -= len(chunk)
+
+    # ---- writing
+    def send_message(self, ftype: int, obj: dict[str, Any], flush: bool = True) -> None:
+        payload = pack(obj)
+        self.wfile.write(HEADER.pack(ftype, len(payload)))
+        self.wfile.write(payload)
+        if flush:
+            self.wfile.flush()
+
+    def send_data(self, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data)
+        while len(view):
+            part = view[:MAX_DATA_FRAME]
+            self.wfile.write(HEADER.pack(DATA, len(part)))
+            self.wfile.write(part)
+            view = view[len(part):]
+
+    def sendfile(self, fd: int, offset: int, count: int) -> None:
+        """Send ``count`` bytes of file ``fd`` from ``offset`` as DATA frames, zero-copy."""
+        while count:
+            part = min(count, STREAM_FRAME)
+            self.wfile.write(HEADER.pack(DATA, part))
+            self.wfile.flush()
+            sent_total = 0
+            while sent_total < part:
+                sent = os.sendfile(self.sock.fileno(), fd, offset + sent_total, part - sent_total)
+                if sent == 0:
+                    raise ConnectionClosed("short file while streaming")
+                sent_total += sent
+            offset += part
+            count -= part
+
+    def flush(self) -> None:
+        self.wfile.flush()
+
+    def close(self) -> None:
+        for f in (self.wfile, self.rfile):
+            try:
+                f.close()
+            except Exception:
+                pass
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def parse_address(address: str) -> tuple[int, Any]:
+    """``unix:/path`` or ``HOST:PORT`` -> (family, sockaddr)."""
+    if address.startswith("unix:"):
+        path = address[5:]
+        if not path:
+            raise ValueError("empty unix socket path")
+        return socket.AF_UNIX, path
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"address {address!r} is neither unix:/path nor HOST:PORT")
+    host = host.strip("[]") or "127.0.0.1"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return family, (host, int(port))
+
+
+def host_mac(secret: str, nonce: str, host: str, user: str) -> str:
+    """The proof a TCP client sends: HMAC-SHA256 keyed by the host's secret over the
+    server's one-time nonce, the host name and the OS user it vouches for."""
+    return hmac.new(bytes.fromhex(secret), f"{nonce}\n{host}\n{user}".encode(),
+                    hashlib.sha256).hexdigest()
+
+
+def default_home() -> str:
+    """The server home used when none is named: $OPENXBSA_HOME or ~/.openxbsa."""
+    return os.environ.get("OPENXBSA_HOME") or os.path.expanduser("~/.openxbsa")
+
+
+def default_address(home: str | None = None) -> str:
+    """The address a client uses when BSA_SERVICE_HOST is not set: the default home's socket."""
+    return "unix:" + os.path.join(home or default_home(), "xbsa.sock")

@@ -1,0 +1,685 @@
+"""The 16 XBSA 1.1 calls, faithful to C425 and NetBackup's XBSA 1.1.0.
+
+Python convention: the C call's output-only arguments (a handle, a size, a string) are
+returned after the rc; structures the C call fills through a pointer are passed and filled
+in place; everything else returns just the rc. No exception escapes: misuse is answered
+with the BSA_RC_* code a C library would return, and BSAGetLastError() says why.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as _dt
+import functools
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from openxbsa import wire
+from openxbsa.wire import schema
+from openxbsa.xbsa import _constants as C
+from openxbsa.xbsa._client import AuthError, Connection, ServerError
+from openxbsa.xbsa._structs import (
+    BSA_ApiVersion, BSA_DataBlock32, BSA_ObjectDescriptor, BSA_ObjectOwner,
+    BSA_QueryDescriptor,
+)
+
+PROVIDER = "OpenXBSA/OpenXBSA/0.1.0"
+DELIMITER = "/"
+PREFERRED_BUFFER = 1 << 20
+
+S1, T0, B, B_OBJ, R, R_OBJ, D = "S1", "T0", "B", "B*", "R", "R*", "D"
+
+KIND_RC = {
+    "call_sequence": C.BSA_RC_INVALID_CALL_SEQUENCE,
+    "invalid_descriptor": C.BSA_RC_INVALID_OBJECTDESCRIPTOR,
+    "invalid_query": C.BSA_RC_INVALID_QUERYDESCRIPTOR,
+    "invalid_env": C.BSA_RC_INVALID_ENV,
+    "version": C.BSA_RC_VERSION_NOT_SUPPORTED,
+    "auth": C.BSA_RC_AUTHENTICATION_FAILURE,
+    "not_found": C.BSA_RC_OBJECT_NOT_FOUND,
+    "no_match": C.BSA_RC_NO_MATCH,
+    "invalid_copyid": C.BSA_RC_INVALID_COPYID,
+    "access": C.BSA_RC_ACCESS_FAILURE,
+    "txn_aborted": C.BSA_RC_TRANSACTION_ABORTED,
+    "invalid_datablock": C.BSA_RC_INVALID_DATABLOCK,
+    "buffer_too_small": C.BSA_RC_BUFFER_TOO_SMALL,
+    "invalid_vote": C.BSA_RC_INVALID_VOTE,
+    "not_licensed": C.NBBSA_RC_FEATURE_NOT_LICENSED,
+}
+
+
+class _Session:
+    def __init__(self, handle: int, conn: Connection, owner: BSA_ObjectOwner,
+                 env: dict[str, str]) -> None:
+        self.handle = handle
+        self.conn = conn
+        self.owner = owner
+        self.env = env
+        self.pid = os.getpid()
+        self.state = S1
+        self.queried = False
+        self.results: collections.deque[list[Any]] = collections.deque()
+        self.more = False
+        self.cursor = False
+        self.obj_zero = False       # object being created has estimatedSize 0
+        self.short_sent = False     # a non-full buffer was sent: it must be the last
+        self.obj_size = 0           # object being read: its size
+        self.received = 0
+        self.ended = False          # NO_MORE_DATA already returned for the object being read
+        self.doomed = False         # the transaction can only be aborted
+        self.broken = False         # the connection is gone
+        self.job_id = 0
+        self.server_status = 0
+        self.server_message = ""
+
+
+class _Process:
+    """Per-process XBSA state: C425 allows one session per address space."""
+
+    lock = threading.RLock()
+    session: _Session | None = None
+    last_error = ""
+    next_handle = 1
+
+
+def _set_error(message: str) -> None:
+    _Process.last_error = message
+
+
+def _fail(rc: int, message: str) -> int:
+    _set_error(f"{C.RC_NAMES.get(rc, rc)}: {message}")
+    return rc
+
+
+def _xbsa_call(outputs: int = 0) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Serialise calls, and turn any unexpected exception into ABORT_SYSTEM_ERROR."""
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with _Process.lock:
+                try:
+                    return fn(*args, **kwargs)
+                except Exception as exc:  # the C contract: never an exception
+                    rc = _fail(C.BSA_RC_ABORT_SYSTEM_ERROR,
+                               f"internal error in {fn.__name__}: {exc!r}")
+                    return (rc,) + (None,) * outputs if outputs else rc
+
+        return call
+
+    return wrap
+
+
+def _session(handle: Any) -> _Session | None:
+    s = _Process.session
+    if s is None or type(handle) is not int or handle != s.handle or s.pid != os.getpid():
+        return None
+    return s
+
+
+def _bad_handle(handle: Any) -> int:
+    return _fail(C.BSA_RC_INVALID_HANDLE, f"handle {handle!r} does not denote an open session")
+
+
+def _sequence(s: _Session, call: str) -> int:
+    return _fail(C.BSA_RC_INVALID_CALL_SEQUENCE, f"{call} is not allowed in state {s.state}")
+
+
+def _lost(s: _Session, exc: BaseException) -> int:
+    """The connection broke: the transaction is doomed and the session unusable."""
+    s.broken = True
+    if s.state != S1:
+        s.doomed = True
+    try:
+        s.conn.close()
+    except Exception:
+        pass
+    return _fail(C.BSA_RC_ABORT_SYSTEM_ERROR, f"connection to the backup service lost: {exc}")
+
+
+def _server_error(s: _Session, exc: ServerError) -> int:
+    s.server_status = exc.status
+    s.server_message = str(exc)
+    rc = KIND_RC.get(exc.kind, C.BSA_RC_ABORT_SYSTEM_ERROR)
+    if rc == C.BSA_RC_ABORT_SYSTEM_ERROR and s.state != S1:
+        s.doomed = True
+    return _fail(rc, f"{exc} (NetBackup status {exc.status})")
+
+
+def _request(s: _Session, op: str, **fields: Any) -> tuple[int, dict[str, Any] | None]:
+    if s.broken:
+        return _fail(C.BSA_RC_ABORT_SYSTEM_ERROR, "the connection to the backup service is "
+                                                  "lost; terminate the session"), None
+    try:
+        reply = s.conn.call(op, **fields)
+    except ServerError as exc:
+        return _server_error(s, exc), None
+    except (OSError, wire.ProtocolError) as exc:
+        return _lost(s, exc), None
+    s.server_status, s.server_message = 0, ""
+    return C.BSA_RC_SUCCESS, reply
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            return bytes(value).split(b"\x00", 1)[0].decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    return None
+
+
+def _utc(value: Any) -> int | None | bool:
+    """A query time bound as UNIX seconds; None if unset; False if invalid."""
+    if value is None:
+        return None
+    if not isinstance(value, _dt.datetime) or value.tzinfo is None:
+        return False
+    return int(value.timestamp())
+
+
+# ====================================================================== session-less calls
+@_xbsa_call(outputs=1)
+def BSAQueryApiVersion() -> tuple[int, BSA_ApiVersion]:
+    """The XBSA specification issue, version and implementation level: 1, 1, 0."""
+    return C.BSA_RC_SUCCESS, BSA_ApiVersion(issue=1, version=1, level=0)
+
+
+@_xbsa_call(outputs=2)
+def BSAQueryServiceProvider() -> tuple[int, str, str]:
+    """The hierarchical-name delimiter and the provider's vendor/product/version string."""
+    return C.BSA_RC_SUCCESS, DELIMITER, PROVIDER
+
+
+@_xbsa_call(outputs=1)
+def BSAGetLastError() -> tuple[int, str]:
+    """Words describing the cause of the most recent failure in this process ('' if none)."""
+    return C.BSA_RC_SUCCESS, _Process.last_error
+
+
+# ====================================================================== session
+def _parse_env(env: Any) -> tuple[int, dict[str, str] | str]:
+    if not isinstance(env, (list, tuple)):
+        return C.BSA_RC_INVALID_ENV, "the environment must be a list of 'KEY=value' strings"
+    parsed: dict[str, str] = {}
+    for entry in env:
+        if entry is None:        # a C array ends at its NULL entry
+            break
+        text = _text(entry)
+        problem = schema.env_entry_problem(text if text is not None else entry)
+        if problem:
+            return C.BSA_RC_INVALID_ENV, problem
+        assert text is not None
+        key, _, value = text.partition("=")
+        parsed[key] = value
+    return C.BSA_RC_SUCCESS, parsed
+
+
+@_xbsa_call(outputs=1)
+def BSAInit(token: Any, owner: BSA_ObjectOwner | None, env: Any) -> tuple[int, int | None]:
+    """Authenticate with the backup service and open a session; returns (rc, handle)."""
+    if owner is None or env is None:
+        return _fail(C.BSA_RC_NULL_ARGUMENT, "BSAInit needs an object owner and an environment"), None
+    if _Process.session is not None and _Process.session.pid == os.getpid():
+        return _fail(C.BSA_RC_INVALID_CALL_SEQUENCE,
+                     "a session is already open in this process (C425 allows one)"), None
+    if token is not None and not isinstance(token, (str, bytes, bytearray)):
+        return _fail(C.BSA_RC_INVALID_ENV, "the security token must be a string or None"), None
+    bsa_owner, app_owner = _text(getattr(owner, "bsa_ObjectOwner", None)), _text(
+        getattr(owner, "app_ObjectOwner", None))
+    for name, value in (("bsa_ObjectOwner", bsa_owner), ("app_ObjectOwner", app_owner)):
+        if value is None or schema.text_problem(name, value, schema.OWNER_SIZE):
+            return _fail(C.BSA_RC_INVALID_ENV, schema.text_problem(name, value, schema.OWNER_SIZE)
+                         or f"{name} must be a string"), None
+    rc, parsed = _parse_env(env)
+    if rc != C.BSA_RC_SUCCESS:
+        return _fail(rc, str(parsed)), None
+    assert isinstance(parsed, dict)
+    version = parsed.get("BSA_API_VERSION")
+    if version is None:
+        return _fail(C.BSA_RC_INVALID_ENV, "BSA_API_VERSION is mandatory (BSA_API_VERSION=1.1.0)"), None
+    parts = version.split(".")
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        return _fail(C.BSA_RC_INVALID_ENV, f"BSA_API_VERSION={version} is not three numbers"), None
+    if parts[:2] != ["1", "1"]:
+        return _fail(C.BSA_RC_VERSION_NOT_SUPPORTED,
+                     f"BSA_API_VERSION {version} is not supported; this library implements 1.1.0"), None
+    delim = parsed.get("BSA_DELIMITER")
+    if delim is not None and (len(delim) != 1 or not delim.isascii()):
+        return _fail(C.BSA_RC_INVALID_ENV, "BSA_DELIMITER must be one ASCII character"), None
+    address = parsed.get("BSA_SERVICE_HOST") or wire.default_address()
+    try:
+        wire.parse_address(address)
+    except ValueError as exc:
+        return _fail(C.BSA_RC_INVALID_ENV, f"BSA_SERVICE_HOST: {exc}"), None
+    try:
+        conn = Connection(address)
+    except (OSError, wire.ProtocolError) as exc:
+        return _fail(C.BSA_RC_ABORT_SYSTEM_ERROR,
+                     f"cannot reach the backup service at {address}: {exc}"), None
+    try:
+        creds = conn.credentials()
+        env_list = [f"{k}={v}" for k, v in parsed.items()]
+        reply = conn.call("init", env=env_list, owner=[bsa_owner, app_owner], **creds)
+    except AuthError as exc:
+        conn.close()
+        return _fail(C.BSA_RC_AUTHENTICATION_FAILURE, str(exc)), None
+    except ServerError as exc:
+        conn.close()
+        return _fail(KIND_RC.get(exc.kind, C.BSA_RC_ABORT_SYSTEM_ERROR), str(exc)), None
+    except (OSError, wire.ProtocolError) as exc:
+        conn.close()
+        return _fail(C.BSA_RC_ABORT_SYSTEM_ERROR, f"session set-up failed: {exc}"), None
+    handle = _Process.next_handle
+    _Process.next_handle += 1
+    _Process.session = _Session(handle, conn, BSA_ObjectOwner(bsa_owner or "", app_owner or ""),
+                                dict(reply.get("env", parsed)))
+    return C.BSA_RC_SUCCESS, handle
+
+
+@_xbsa_call()
+def BSATerminate(bsaHandle: int) -> int:
+    """End the session; an open transaction is aborted."""
+    s = _session(bsaHandle)
+    if s is None:
+        return _bad_handle(bsaHandle)
+    _Process.session = None
+    if not s.broken:
+        try:
+            if s.state == R_OBJ:
+                s.conn.cancel_stream()
+            s.conn.call("terminate")
+        except (ServerError, OSError, wire.ProtocolError):
+            pass  # the server aborts whatever was open when the connection goes
+    s.conn.close()
+    return C.BSA_RC_SUCCESS
+
+
+@_xbsa_call(outputs=2)
+def BSAGetEnvironment(bsaHandle: int) -> tuple[int, BSA_ObjectOwner | None, list[str] | None]:
+    """The session's object owner and environment, including values the service filled in."""
+    s = _session(bsaHandle)
+    if s is None:
+        return _bad_handle(bsaHandle), None, None
+    owner = BSA_ObjectOwner(s.owner.bsa_ObjectOwner, s.owner.app_ObjectOwner)
+    return C.BSA_RC_SUCCESS, owner, [f"{k}={v}" for k, v in s.env.items()]
+
+
+# ====================================================================== transactions
+@_xbsa_call()
+def BSABeginTxn(bsaHandle: int) -> int:
+    """Start a transaction; its type is fixed by the first create, delete or get."""
+    s = _session(bsaHandle)
+    if s is None:
+        return _bad_handle(bsaHandle)
+    if s.state != S1:
+        return _sequence(s, "BSABeginTxn (transactions do not nest)")
+    rc, _ = _request(s, "begin")
+    if rc != C.BSA_RC_SUCCESS:
+        return rc
+    s.state, s.queried, s.cursor, s.doomed = T0, False, False, False
+    s.results.clear()
+    s.job_id = 0
+    return C.BSA_RC_SUCCESS
+
+
+@_xbsa_call()
+def BSAEndTxn(bsaHandle: int, vote: int) -> int:
+    """Commit (or conditionally commit) or abort everything the transaction did."""
+    s = _session(bsaHandle)
+    if s is None:
+        return _bad_handle(bsaHandle)
+    if s.state == S1:
+        return _sequence(s, "BSAEndTxn without BSABeginTxn")
+    if type(vote) is not int or vote not in (C.BSA_Vote_COMMIT, C.BSA_Vote_ABORT,
+                                             C.NBBSA_Vote_CONDITIONAL):
+        return _fail(C.BSA_RC_INVALID_VOTE, f"vote {vote!r} is not COMMIT, ABORT or CONDITIONAL")
+    was = s.state
+    doomed = s.doomed
+    if s.broken:
+        s.state = S1
+        if vote == C.BSA_Vote_ABORT:
+            return C.BSA_RC_SUCCESS
+        return _fail(C.BSA_RC_TRANSACTION_ABORTED,
+                     "the connection was lost, so the transaction was aborted")
+    if was == R_OBJ:
+        try:
+            s.conn.cancel_stream()
+        except (OSError, wire.ProtocolError) as exc:
+            s.state = S1
+            _lost(s, exc)
+            return C.BSA_RC_SUCCESS if vote == C.BSA_Vote_ABORT else C.BSA_RC_TRANSACTION_ABORTED
+    rc, _ = _request(s, "end", vote=vote)
+    s.state = S1
+    s.results.clear()
+    s.cursor = False
+    if rc == C.BSA_RC_SUCCESS and vote != C.BSA_Vote_ABORT and (was in (B_OBJ, R_OBJ) or doomed):
+        return _fail(C.BSA_RC_TRANSACTION_ABORTED, "the transaction had to be aborted")
+    if rc == C.BSA_RC_ABORT_SYSTEM_ERROR and s.broken and vote != C.BSA_Vote_ABORT:
+        return _fail(C.BSA_RC_TRANSACTION_ABORTED, "the connection was lost during commit; "
+                                                   "the transaction was not committed")
+    return rc
+
+
+# ====================================================================== backup
+def _descriptor_map(d: BSA_ObjectDescriptor) -> dict[str, Any] | str:
+    owner, name = getattr(d, "objectOwner", None), getattr(d, "objectName", None)
+    fields = {
+        "bo": _text(getattr(owner, "bsa_ObjectOwner", None)),
+        "ao": _text(getattr(owner, "app_ObjectOwner", None)),
+        "sn": _text(getattr(name, "objectSpaceName", None)),
+        "pn": _text(getattr(name, "pathName", None)),
+        "ct": getattr(d, "copyType", None), "es": getattr(d, "estimatedSize", None),
+        "rt": _text(getattr(d, "resourceType", None)), "ot": getattr(d, "objectType", None),
+        "de": _text(getattr(d, "objectDescription", None)),
+        "oi": getattr(d, "objectInfo", None),
+    }
+    if isinstance(fields["oi"], (bytearray, memoryview)):
+        fields["oi"] = bytes(fields["oi"])
+    return schema.descriptor_problem(fields) or fields
+
+
+def _prepare_block(block: BSA_DataBlock32) -> None:
+    """Tell the application what the service needs: no header, no trailer, 1 MiB buffers."""
+    block.headerBytes = 0
+    block.numBytes = 0
+    block.shareId = 0
+    block.shareOffset = 0
+    if not isinstance(block.bufferLen, int) or block.bufferLen <= 0:
+        block.bufferLen = PREFERRED_BUFFER
+
+
+@_xbsa_call()
+def BSACreateObject(bsaHandle: int, objectDescriptorPtr: BSA_ObjectDescriptor | None,
+                    dataBlockPtr: BSA_DataBlock32 | None) -> int:
+    """Create a new object (a new copy with a new copyId) and open its data stream."""
+    s = _session(bsaHandle)
+    if s is None:
+        return _bad_handle(bsaHandle)
+    if objectDescriptorPtr is None or dataBlockPtr is None:
+        return _fail(C.BSA_RC_NULL_ARGUMENT, "BSACreateObject needs a descriptor and a data block")
+    if s.state not in (T0, B) or (s.state == T0 and s.queried):
+        return _sequence(s, "BSACreateObject" + (" after a query" if s.queried else ""))
+    fields = _descriptor_map(objectDescriptorPtr)
+    if isinstance(fields, str):
+        return _fail(C.BSA_RC_INVALID_OBJECTDESCRIPTOR, fields)
+    rc, reply = _request(s, "create", d=fields)
+    if rc != C.BSA_RC_SUCCESS or reply is None:
+        return rc
+    d = objectDescriptorPtr
+    d.copyId = reply["copy_id"]
+    d.createTime = schema.from_epoch(reply["time"])
+    d.restoreOrder = reply["order"]
+    d.objectStatus = C.BSA_ObjectStatus_MOST_RECENT
+    s.job_id = reply.get("job", 0)
+    _prepare_block(dataBlockPtr)
+    s.state = B_OBJ
+    s.obj_zero = fields["es"] == 0
+    s.short_sent = False
+    return C.BSA_RC_SUCCESS
+
+
+def _block_problem(block: Any, writable: bool) -> str | None:
+    for name in ("bufferLen", "numBytes", "headerBytes", "shareOffset"):
+        v = getattr(block, name, None)
+        if type(v) is not int or not 0 <= v < 2**32:
+            return f"{name} must be a 32-bit unsigned integer"
+    buf = getattr(block, "bufferPtr", None)
+    if buf is None:
+        return "bufferPtr is NULL"
+    try:
+        view = memoryview(buf)
+    except TypeError:
+        return "bufferPtr is not a buffer"
+    if writable and view.readonly:
+        return "bufferPtr must be writable (a bytearray) to receive data"
+    if block.headerBytes > block.bufferLen:
+        return "headerBytes exceeds bufferLen"
+    if writable:
+        if block.bufferLen - block.headerBytes == 0:
+            return "the buffer has no room for data after headerBytes"
+        if view.nbytes < block.bufferLen:
+            return f"bufferPtr holds {view.nbytes} bytes, fewer than bufferLen {block.bufferLen}"
+    else:
+        if block.headerBytes + block.numBytes > block.bufferLen:
+            return "headerBytes + numBytes exceeds bufferLen"
+        if view.nbytes < block.headerBytes + block.numBytes:
+            return f"bufferPtr holds {view.nbytes} bytes, fewer than headerBytes + numBytes"
+    return None
+
+
+@_xbsa_call()
+def BSASendData(bsaHandle: int, dataBlockPtr: BSA_DataBlock32 | None) -> int:
+    """Send one buffer of the object being created; every buffer but the last must be full."""
+    s = _session(bsaHandle)
+    if s is None:
+        return _bad_handle(bsaHandle)
+    if dataBlockPtr is None:
+        return _fail(C.BSA_RC_NULL_ARGUMENT, "BSASendData needs a data block")
+    if s.state != B_OBJ:
+        return _sequence(s, "BSASendData without an object being created")
+    if s.obj_zero:
+        return _fail(C.BSA_RC_INVALID_CALL_SEQUENCE,
+                     "the object was created with estimatedSize 0 and takes no data")
+    problem = _block_problem(dataBlockPtr, writable=False)
+    if problem:
+        return _fail(C.BSA_RC_INVALID_DATABLOCK, problem)
+    n, h = dataBlockPtr.numBytes, dataBlockPtr.headerBytes
+    if n == 0:
+        return C.BSA_RC_SUCCESS
+    if s.short_sent:
+        return _fail(C.BSA_RC_INVALID_DATABLOCK,
+                     "a buffer that was not full was sent before; only the last may be short")
+    if n < dataBlockPtr.bufferLen - h:
+        s.short_sent = True
+    if s.broken:
+        return _fail(C.BSA_RC_ABORT_SYSTEM_ERROR, "the connection to the backup service is lost")
+    try:
+        s.conn.send_data(memoryview(dataBlockPtr.bufferPtr).cast("B")[h:h + n])
+    except (OSError, wire.ProtocolError) as exc:
+        return _lost(s, exc)
+    return C.BSA_RC_SUCCESS
+
+
+@_xbsa_call()
+def BSAEndData(bsaHandle: int) -> int:
+    """Close the object being created or read."""
+    s = _session(bsaHandle)
+    if s is None:
+        return _bad_handle(bsaHandle)
+    if s.state == B_OBJ:
+        rc, _ = _request(s, "enddata")
+        s.state = B
+        return rc
+    if s.state == R_OBJ:
+        if not s.broken:
+            try:
+                s.conn.cancel_stream()
+            except (OSError, wire.ProtocolError) as exc:
+                s.state = R
+                return _lost(s, exc)
+        rc, _ = _request(s, "enddata")
+        s.state = R
+        return rc
+    return _sequence(s, "BSAEndData without an open object")
+
+
+# ====================================================================== query
+def _fill(d: BSA_ObjectDescriptor, item: list[Any]) -> None:
+    (copy_id, bo, ao, sn, pn, ctime, ctype, order, est, rtype, otype, status, desc,
+     info) = item
+    d.rsv1 = 0
+    d.objectOwner = BSA_ObjectOwner(bo, ao)
+    d.objectName.objectSpaceName, d.objectName.pathName = sn, pn
+    d.createTime = schema.from_epoch(ctime)
+    d.copyType, d.copyId, d.restoreOrder = ctype, copy_id, order
+    d.rsv2 = d.rsv3 = d.rsv4 = ""
+    d.estimatedSize, d.resourceType, d.objectType = est, rtype, otype
+    d.objectStatus, d.objectDescription, d.objectInfo = status, desc, bytes(info)
+
+
+def _query_map(q: BSA_QueryDescriptor) -> dict[str, Any] | str:
+    owner, name = getattr(q, "objectOwner", None), getattr(q, "objectName", None)
+    tf, tt = _utc(getattr(q, "createTime_from", None)), _utc(getattr(q, "createTime_to", None))
+    if tf is False or tt is False:
+        return "createTime_from/createTime_to must be timezone-aware datetimes or None"
+    fields = {
+        "bo": _text(getattr(owner, "bsa_ObjectOwner", None)),
+        "ao": _text(getattr(owner, "app_ObjectOwner", None)),
+        "sn": _text(getattr(name, "objectSpaceName", None)),
+        "pn": _text(getattr(name, "pathName", None)),
+        "tf": tf, "tt": tt, "ct": getattr(q, "copyType", None),
+        "ot": getattr(q, "objectType", None), "st": getattr(q, "objectStatus", None),
+    }
+    return schema.query_problem(fields) or fields
+
+
+@_xbsa_call()
+def BSAQueryObject(bsaHandle: int, queryDescriptorPtr: BSA_QueryDescriptor | None,
+                   objectDescriptorPtr: BSA_ObjectDescriptor | None) -> int:
+    """Search the catalog; the first match fills the descriptor, the rest follow by
+    BSAGetNextQueryObject. Not allowed in a backup transaction."""
+    s = _session(bsaHandle)
+    if s is None:
+        return _bad_handle(bsaHandle)
+    if queryDescriptorPtr is None or objectDescriptorPtr is None:
+        return _fail(C.BSA_RC_NULL_ARGUMENT, "BSAQueryObject needs a query and a descriptor")
+    if s.state not in (T0, R, D):
+        return _sequence(s, "BSAQueryObject")
+    fields = _query_map(queryDescriptorPtr)
+    if isinstance(fields, str):
+        return _fail(C.BSA_RC_INVALID_QUERYDESCRIPTOR, fields)
+    s.queried = True
+    s.cursor = False
+    s.results.clear()
+    rc, reply = _request(s, "query", q=fields)
+    if rc != C.BSA_RC_SUCCESS or reply is None:
+        return rc
+    s.results.extend(reply["items"])
+    s.more = bool(reply["more"])
+    s.cursor = True
+    _fill(objectDescriptorPtr, s.results.popleft())
+    return C.BSA_RC_SUCCESS
+
+
+@_xbsa_call()
+def BSAGetNextQueryObject(bsaHandle: int,
+                          objectDescriptorPtr: BSA_ObjectDescriptor | None) -> int:
+    """The next match of the active query; BSA_RC_NO_MORE_DATA when there is none."""
+    s = _session(bsaHandle)
+    if s is None:
+        return _bad_handle(bsaHandle)
+    if objectDescriptorPtr is None:
+        return _fail(C.BSA_RC_NULL_ARGUMENT, "BSAGetNextQueryObject needs a descriptor")
+    if s.state not in (T0, R, D) or not s.cursor:
+        return _sequence(s, "BSAGetNextQueryObject without an active query")
+    if not s.results and s.more:
+        rc, reply = _request(s, "qnext")
+        if rc != C.BSA_RC_SUCCESS or reply is None:
+            return rc
+        s.results.extend(reply["items"])
+        s.more = bool(reply["more"])
+    if not s.results:
+        return _fail(C.BSA_RC_NO_MORE_DATA, "the query has no more results")
+    _fill(objectDescriptorPtr, s.results.popleft())
+    return C.BSA_RC_SUCCESS
+
+
+# ====================================================================== restore
+def _copy_id(value: Any) -> int | None:
+    return value if type(value) is int and 0 < value < 2**64 else None
+
+
+@_xbsa_call()
+def BSAGetObject(bsaHandle: int, objectDescriptorPtr: BSA_ObjectDescriptor | None,
+                 dataBlockPtr: BSA_DataBlock32 | None) -> int:
+    """Start reading the object whose copyId is in the descriptor (one restore job)."""
+    s = _session(bsaHandle)
+    if s is None:
+        return _bad_handle(bsaHandle)
+    if objectDescriptorPtr is None or dataBlockPtr is None:
+        return _fail(C.BSA_RC_NULL_ARGUMENT, "BSAGetObject needs a descriptor and a data block")
+    if s.state not in (T0, R):
+        return _sequence(s, "BSAGetObject")
+    copy_id = _copy_id(getattr(objectDescriptorPtr, "copyId", None))
+    if copy_id is None:
+        return _fail(C.BSA_RC_INVALID_COPYID,
+                     f"copyId {getattr(objectDescriptorPtr, 'copyId', None)!r} is not valid")
+    rc, reply = _request(s, "get", copy_id=copy_id)
+    if rc != C.BSA_RC_SUCCESS or reply is None:
+        return rc
+    s.conn.start_stream()
+    s.obj_size = reply["size"]
+    s.received = 0
+    s.ended = False
+    s.job_id = reply.get("job", 0)
+    _prepare_block(dataBlockPtr)
+    s.state = R_OBJ
+    return C.BSA_RC_SUCCESS
+
+
+@_xbsa_call()
+def BSAGetData(bsaHandle: int, dataBlockPtr: BSA_DataBlock32 | None) -> int:
+    """Fill the buffer after headerBytes and set numBytes; BSA_RC_NO_MORE_DATA comes with
+    the last bytes of the object."""
+    s = _session(bsaHandle)
+    if s is None:
+        return _bad_handle(bsaHandle)
+    if dataBlockPtr is None:
+        return _fail(C.BSA_RC_NULL_ARGUMENT, "BSAGetData needs a data block")
+    if s.state != R_OBJ:
+        return _sequence(s, "BSAGetData without an object being read")
+    problem = _block_problem(dataBlockPtr, writable=True)
+    if problem:
+        return _fail(C.BSA_RC_INVALID_DATABLOCK, problem)
+    if s.broken:
+        return _fail(C.BSA_RC_ABORT_SYSTEM_ERROR, "the connection to the backup service is lost")
+    if s.ended:
+        dataBlockPtr.numBytes = 0
+        return _fail(C.BSA_RC_NO_MORE_DATA, "all of the object's data was already returned")
+    h, cap = dataBlockPtr.headerBytes, dataBlockPtr.bufferLen - dataBlockPtr.headerBytes
+    view = memoryview(dataBlockPtr.bufferPtr).cast("B")[h:h + cap]
+    conn = s.conn
+    try:
+        n = conn.read_stream(view)
+        s.received += n
+        done = conn.at_end(s.received, s.obj_size)
+    except (OSError, wire.ProtocolError) as exc:
+        return _lost(s, exc)
+    dataBlockPtr.numBytes = n
+    if conn.stream_error is not None:
+        err = conn.stream_error
+        s.doomed = True
+        s.server_status = int(err.get("status", 130))
+        return _fail(C.BSA_RC_ABORT_SYSTEM_ERROR,
+                     f"{err.get('msg')} (NetBackup status {s.server_status})")
+    if done:
+        if s.received != s.obj_size:
+            s.doomed = True
+            return _fail(C.BSA_RC_ABORT_SYSTEM_ERROR, "the object stream ended early")
+        s.ended = True
+        _set_error("")
+        return C.BSA_RC_NO_MORE_DATA
+    return C.BSA_RC_SUCCESS
+
+
+# ====================================================================== delete
+@_xbsa_call()
+def BSADeleteObject(bsaHandle: int, copyId: int) -> int:
+    """Delete the object copy at commit; the space it used is reclaimed."""
+    s = _session(bsaHandle)
+    if s is None:
+        return _bad_handle(bsaHandle)
+    if s.state not in (T0, D):
+        return _sequence(s, "BSADeleteObject")
+    copy_id = _copy_id(copyId)
+    if copy_id is None:
+        return _fail(C.BSA_RC_INVALID_COPYID, f"copyId {copyId!r} is not valid")
+    rc, _ = _request(s, "delete", copy_id=copy_id)
+    if rc == C.BSA_RC_SUCCESS:
+        s.state = D
+    return rc
