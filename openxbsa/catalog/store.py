@@ -387,9 +387,11 @@ class Catalog:
             conds.append(objects.c.os_user == scope.os_user)
         return conds
 
-    def query_objects(self, scope: Scope, flt: QueryFilter, after: int = 0,
-                      limit: int = 5000) -> list[ObjectRow]:
-        """Objects matching a query, in copy-ID order, after ``after``; MOST_RECENT derived."""
+    def query_ids(self, scope: Scope, flt: QueryFilter) -> list[tuple[int, bool]]:
+        """(copy ID, is MOST_RECENT) of every object matching a query, in copy-ID order.
+
+        MOST_RECENT is derived, never stored: the newest copy (by createTime, then copy ID)
+        among the visible copies with the same owner and name."""
         o = objects
         identity = [o.c.client_host, o.c.os_user, o.c.bsa_owner, o.c.app_owner,
                     o.c.space_name, o.c.path_name]
@@ -402,9 +404,9 @@ class Catalog:
         ]
         if flt.copy_type is not None:
             inner_where.append(o.c.copy_type == flt.copy_type)
-        inner = (select(o, rank, images.c.location, images.c.stunit, images.c.backup_id)
+        inner = (select(o.c.copy_id, o.c.create_time, o.c.object_type, rank)
                  .join(images, images.c.id == o.c.image_id).where(*inner_where).subquery())
-        outer_where: list[sa.ColumnElement[bool]] = [inner.c.copy_id > after]
+        outer_where: list[sa.ColumnElement[bool]] = []
         if flt.time_from is not None:
             outer_where.append(inner.c.create_time >= flt.time_from)
         if flt.time_to is not None:
@@ -415,9 +417,25 @@ class Catalog:
             outer_where.append(inner.c.rank == 1)
         elif flt.most_recent is False:
             outer_where.append(inner.c.rank > 1)
-        q = select(inner).where(*outer_where).order_by(inner.c.copy_id).limit(limit)
+        q = select(inner.c.copy_id, inner.c.rank).where(*outer_where).order_by(inner.c.copy_id)
         with self.engine.connect() as conn:
-            return [self._row(r) for r in conn.execute(q).mappings()]
+            return [(r[0], r[1] == 1) for r in conn.execute(q)]
+
+    def objects_by_ids(self, ids: Sequence[tuple[int, bool]]) -> list[ObjectRow]:
+        """Full rows for query results, in the given order; rows deleted meanwhile are skipped."""
+        wanted = dict(ids)
+        q = (select(objects, images.c.location, images.c.stunit, images.c.backup_id)
+             .join(images, images.c.id == objects.c.image_id)
+             .where(objects.c.copy_id.in_(list(wanted))))
+        with self.engine.connect() as conn:
+            found = {r["copy_id"]: self._row(r) for r in conn.execute(q).mappings()}
+        out = []
+        for copy_id, _ in ids:
+            row = found.get(copy_id)
+            if row is not None:
+                row.most_recent = wanted[copy_id]
+                out.append(row)
+        return out
 
     @staticmethod
     def _row(r: Any) -> ObjectRow:
@@ -429,7 +447,7 @@ class Catalog:
             object_type=r["object_type"], resource_type=r["resource_type"],
             description=r["description"], object_info=bytes(r["object_info"]),
             estimated_size=int(r["estimated_size"]), size=r["size"], offset=r["offset"],
-            checksum=r["checksum"], most_recent=r.get("rank", 1) == 1,
+            checksum=r["checksum"],
             location=r.get("location", ""), stunit=r.get("stunit", ""),
             backup_id=r.get("backup_id", ""))
 

@@ -17,14 +17,14 @@ class Receiver:
     the session stays in step, and the failure is reported at BSAEndData.
     """
 
-    def __init__(self, writer: ImageWriter) -> None:
+    def __init__(self, writer: ImageWriter, buffer: memoryview) -> None:
         self.writer = writer
         self.error: OpenXBSAError | None = None
         self.bytes = 0
-        self._buf = bytearray(wire.MAX_DATA_FRAME)
+        self._buf = buffer  # one frame buffer per session, reused for every object
 
     def take(self, channel: wire.Channel, length: int) -> None:
-        view = memoryview(self._buf)[:length]
+        view = self._buf[:length]
         channel.readinto_exact(view)
         self.bytes += length
         if self.error is None:

@@ -31,7 +31,7 @@ log = logging.getLogger("openxbsa.requests")
 S1, T0, B, B_OBJ, R, R_OBJ, D = "S1", "T0", "B", "B*", "R", "R*", "D"
 
 VOTE_COMMIT, VOTE_ABORT, VOTE_CONDITIONAL = 1, 2, 99
-QUERY_PAGE = 2000
+QUERY_PAGE = 1000
 PROVIDER = "OpenXBSA/OpenXBSA/0.1.0"
 FIXED_AT_INIT = {"BSA_API_VERSION", "NBBSA_LOG_DIRECTORY"}
 FIXED_IN_TXN = {"BSA_SERVICE_HOST", "NBBSA_CLIENT_HOST", "NBBSA_POLICY", "NBBSA_SCHEDULE"}
@@ -85,12 +85,18 @@ class Session:
         self.owner = ("", "")
         self.state = S1
         self.queried = False
-        self.cursor: tuple[QueryFilter, int] | None = None
+        self.cursor: tuple[list[tuple[int, bool]], int] | None = None
         self.backup: BackupState | None = None
         self.restore: RestoreState | None = None
         self.deletes: list[int] = []
         self.doomed: errors.OpenXBSAError | None = None
         self.nonce = secrets.token_hex(16)
+        self._frame_buffer: memoryview | None = None
+
+    def frame_buffer(self) -> memoryview:
+        if self._frame_buffer is None:
+            self._frame_buffer = memoryview(bytearray(wire.MAX_DATA_FRAME))
+        return self._frame_buffer
 
     # ------------------------------------------------------------------ main loop
     def run(self) -> None:
@@ -259,6 +265,9 @@ class Session:
         if problem:
             raise errors.InvalidDescriptor(problem)
         assert self.peer is not None and isinstance(d, dict)
+        if self.doomed is not None:
+            raise errors.OpenXBSAError(f"an earlier object of this transaction failed: "
+                                       f"{self.doomed}", status=self.doomed.status)
         if self.backup is None:
             self.backup = self.server.start_backup(self)
         bk = self.backup
@@ -273,7 +282,7 @@ class Session:
             offset=0, checksum="")
         bk.writer.begin_object()
         bk.current = row
-        bk.receiver = Receiver(bk.writer)
+        bk.receiver = Receiver(bk.writer, self.frame_buffer())
         self.state = B_OBJ
         return {"copy_id": row.copy_id, "time": now, "order": (bk.image_id << 32) | seq,
                 "job": bk.job_id}
@@ -281,7 +290,14 @@ class Session:
     def op_enddata(self, msg: dict[str, Any]) -> dict[str, Any]:
         if self.state == R_OBJ:
             return self._end_restore_object()
-        self._need(B_OBJ)
+        raise errors.CallSequenceError("BSAEndData without an open object")
+
+    def op_endobject(self, msg: dict[str, Any]) -> object:
+        """End of a created object. Not acknowledged, so that a backup of many small objects
+        costs one round trip each; a storage failure dooms the transaction and is reported
+        by the next create or by the commit (TRANSACTION_ABORTED)."""
+        if self.state != B_OBJ:
+            raise wire.ProtocolError("endobject without an object being created")
         bk = self.backup
         assert bk is not None and bk.current is not None and bk.receiver is not None
         stored = bk.writer.end_object()
@@ -290,10 +306,11 @@ class Session:
         self.state = B
         if receiver.error is not None:
             self.doomed = bk.failed = receiver.error
-            raise receiver.error
-        row.offset, row.size, row.checksum = stored.offset, stored.size, stored.checksum
-        bk.rows.append(row)
-        return {"size": stored.size}
+            self.server.jobs.log(bk.job_id, "error", f"object {row.path_name}: {receiver.error}")
+        else:
+            row.offset, row.size, row.checksum = stored.offset, stored.size, stored.checksum
+            bk.rows.append(row)
+        return _STREAMED
 
     # ------------------------------------------------------------------ query
     def op_query(self, msg: dict[str, Any]) -> dict[str, Any]:
@@ -310,21 +327,25 @@ class Session:
             most_recent=None if q["st"] == 1 else q["st"] == 2)
         self.queried = True
         self.cursor = None
-        rows = self.catalog.query_objects(self.scope, flt, 0, QUERY_PAGE)
-        if not rows:
+        ids = self.catalog.query_ids(self.scope, flt)
+        if not ids:
             raise errors.NoMatch("no object matches the query")
-        self.cursor = (flt, rows[-1].copy_id)
-        return {"items": [_describe(r) for r in rows], "more": len(rows) == QUERY_PAGE}
+        self.cursor = (ids, 0)
+        return self._page()
+
+    def _page(self) -> dict[str, Any]:
+        assert self.cursor is not None
+        ids, pos = self.cursor
+        chunk = ids[pos:pos + QUERY_PAGE]
+        self.cursor = (ids, pos + len(chunk))
+        rows = self.catalog.objects_by_ids(chunk)
+        return {"items": [_describe(r) for r in rows], "more": pos + len(chunk) < len(ids)}
 
     def op_qnext(self, msg: dict[str, Any]) -> dict[str, Any]:
         self._need(T0, R, D)
         if self.cursor is None:
             raise errors.CallSequenceError("no query is active")
-        flt, after = self.cursor
-        rows = self.catalog.query_objects(self.scope, flt, after, QUERY_PAGE)
-        if rows:
-            self.cursor = (flt, rows[-1].copy_id)
-        return {"items": [_describe(r) for r in rows], "more": len(rows) == QUERY_PAGE}
+        return self._page()
 
     # ------------------------------------------------------------------ restore
     def op_get(self, msg: dict[str, Any]) -> object:
@@ -430,13 +451,13 @@ class Session:
 
     HANDLERS = {
         "init": op_init, "setenv": op_setenv, "terminate": op_terminate, "begin": op_begin,
-        "end": op_end, "create": op_create, "enddata": op_enddata, "query": op_query,
+        "end": op_end, "create": op_create, "enddata": op_enddata, "endobject": op_endobject, "query": op_query,
         "qnext": op_qnext, "get": op_get, "delete": op_delete,
     }
 
 
 _CLOSE = object()
-_STREAMED = object()
+_STREAMED = object()  # the handler answered (or needs no answer) itself
 
 
 def _describe(r: ObjectRow) -> list[Any]:

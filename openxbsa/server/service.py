@@ -18,6 +18,7 @@ from typing import Any
 
 from openxbsa import errors, wire
 from openxbsa.catalog.store import JOB_BACKUP, Catalog
+from openxbsa.server import faults
 from openxbsa.server.config import ServerConfig
 from openxbsa.server.jobs import JobManager
 from openxbsa.server.requests import BackupState, Peer, Session
@@ -130,7 +131,9 @@ class Server:
         status = 1 if conditional else 0
         try:
             bk.writer.commit()                     # data durable first ...
+            faults.point("commit:before_catalog")
             self.catalog.commit_backup(bk.image_id, bk.rows, bk.job_id, status)  # ... then visible
+            faults.point("commit:after_catalog")
         except errors.OpenXBSAError as exc:
             self.abort_backup(bk, exc.status, f"commit failed: {exc.message}")
             raise errors.TransactionAborted(f"commit failed: {exc.message}") from exc

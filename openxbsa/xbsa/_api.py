@@ -492,9 +492,16 @@ def BSAEndData(bsaHandle: int) -> int:
     if s is None:
         return _bad_handle(bsaHandle)
     if s.state == B_OBJ:
-        rc, _ = _request(s, "enddata")
+        # Not acknowledged: a storage failure on the server dooms the transaction and is
+        # reported by the next BSACreateObject or by BSAEndTxn (TRANSACTION_ABORTED).
         s.state = B
-        return rc
+        if s.broken:
+            return _fail(C.BSA_RC_ABORT_SYSTEM_ERROR, "the connection to the backup service is lost")
+        try:
+            s.conn.post("endobject")
+        except (OSError, wire.ProtocolError) as exc:
+            return _lost(s, exc)
+        return C.BSA_RC_SUCCESS
     if s.state == R_OBJ:
         if not s.broken:
             try:
@@ -562,6 +569,14 @@ def BSAQueryObject(bsaHandle: int, queryDescriptorPtr: BSA_QueryDescriptor | Non
     s.results.extend(reply["items"])
     s.more = bool(reply["more"])
     s.cursor = True
+    while not s.results and s.more:   # objects deleted since the search
+        rc, reply = _request(s, "qnext")
+        if rc != C.BSA_RC_SUCCESS or reply is None:
+            return rc
+        s.results.extend(reply["items"])
+        s.more = bool(reply["more"])
+    if not s.results:
+        return _fail(C.BSA_RC_NO_MATCH, "no object matches the query")
     _fill(objectDescriptorPtr, s.results.popleft())
     return C.BSA_RC_SUCCESS
 
@@ -577,7 +592,7 @@ def BSAGetNextQueryObject(bsaHandle: int,
         return _fail(C.BSA_RC_NULL_ARGUMENT, "BSAGetNextQueryObject needs a descriptor")
     if s.state not in (T0, R, D) or not s.cursor:
         return _sequence(s, "BSAGetNextQueryObject without an active query")
-    if not s.results and s.more:
+    while not s.results and s.more:
         rc, reply = _request(s, "qnext")
         if rc != C.BSA_RC_SUCCESS or reply is None:
             return rc

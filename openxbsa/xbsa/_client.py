@@ -84,6 +84,11 @@ class Connection:
                               str(reply.get("msg", "the server reported an error")))
         return reply
 
+    def post(self, op: str, **fields: Any) -> None:
+        """A request that gets no reply; it leaves with the next flush."""
+        fields["op"] = op
+        self.channel.send_message(wire.REQ, fields, flush=False)
+
     def send_data(self, data: Any) -> None:
         self.channel.send_data(data)
 

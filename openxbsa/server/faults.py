@@ -1,0 +1,22 @@
+"""Crash points for the crash-consistency tests.
+
+When $OPENXBSA_FAULT names a point, the server stops there (writes $OPENXBSA_FAULT_FILE and
+sleeps) so a test can kill it with SIGKILL at exactly that step. Unset, a point costs one
+dictionary lookup.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+_ARMED = os.environ.get("OPENXBSA_FAULT", "")
+
+
+def point(name: str) -> None:
+    if _ARMED and _ARMED == name:
+        marker = os.environ.get("OPENXBSA_FAULT_FILE")
+        if marker:
+            with open(marker, "w") as f:
+                f.write(name)
+        time.sleep(3600)
