@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import getpass
 import os
+import pwd
 import socket
 import stat
 import tomllib
@@ -45,6 +45,15 @@ def load_host_secret(path: str | None = None) -> tuple[str, str]:
     return host, secret
 
 
+def os_user() -> tuple[int, str]:
+    """The real OS user of this process (not $USER, which anyone can set)."""
+    uid = os.getuid()
+    try:
+        return uid, pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return uid, str(uid)
+
+
 class Connection:
     def __init__(self, address: str) -> None:
         family, addr = wire.parse_address(address)
@@ -71,8 +80,8 @@ class Connection:
         if self.family == socket.AF_UNIX:
             return {}
         host, secret = load_host_secret()
-        user = getpass.getuser()
-        return {"host": host, "user": user, "uid": os.getuid(),
+        uid, user = os_user()
+        return {"host": host, "user": user, "uid": uid,
                 "mac": wire.host_mac(secret, self.hello["nonce"], host, user)}
 
     def call(self, op: str, **fields: Any) -> dict[str, Any]:

@@ -1,0 +1,139 @@
+"""Ownership, TCP host authentication and redirected restore, against real server processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+import pytest
+
+from openxbsa import xbsa as X
+from tests.conftest import ServerProc, backup, find, init, make_home, query, restore
+
+OK = X.BSA_RC_SUCCESS
+
+def test_unix_socket_sessions_are_owned_by_the_peer_uid(server):
+    import pwd
+    h = init(server)
+    backup(h, "/sec/peer", b"x")
+    X.BSATerminate(h)
+    jobs = json.loads(server.cli("jobs", "--json").stdout)
+    assert jobs[0]["owner"] == pwd.getpwuid(os.getuid()).pw_name
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def tcp_server(tmp_path_factory):
+    home = make_home(tmp_path_factory)
+    with open(os.path.join(home, "openxbsa.toml"), "w") as f:
+        f.write("[access]\nredirected_restore = true\n")
+    srv = ServerProc(home=home, address=f"127.0.0.1:{free_port()}")
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def issue(srv: ServerProc, host: str, path: str) -> str:
+    out = srv.cli("secret", "issue", host, "--out", path)
+    assert out.returncode == 0, out.stderr
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    return path
+
+
+def test_tcp_without_a_secret_is_refused(tcp_server, monkeypatch, tmp_path):
+    monkeypatch.setenv("OPENXBSA_SECRET_FILE", str(tmp_path / "missing.secret"))
+    rc, h = X.BSAInit(None, X.BSA_ObjectOwner(), tcp_server.xbsa_env)
+    assert rc == X.BSA_RC_AUTHENTICATION_FAILURE and h is None
+    assert "secret" in X.BSAGetLastError()[1]
+
+
+def test_tcp_with_a_wrong_secret_is_refused(tcp_server, monkeypatch, tmp_path):
+    path = issue(tcp_server, "hostA", str(tmp_path / "a.secret"))
+    text = open(path).read()
+    forged = tmp_path / "forged.secret"
+    forged.write_text(text.replace(text.split('"')[3], "ab" * 32))
+    os.chmod(forged, 0o600)
+    monkeypatch.setenv("OPENXBSA_SECRET_FILE", str(forged))
+    assert X.BSAInit(None, X.BSA_ObjectOwner(), tcp_server.xbsa_env)[0] == X.BSA_RC_AUTHENTICATION_FAILURE
+
+
+def test_tcp_secret_readable_by_others_is_refused(tcp_server, monkeypatch, tmp_path):
+    path = issue(tcp_server, "hostA", str(tmp_path / "open.secret"))
+    os.chmod(path, 0o644)
+    monkeypatch.setenv("OPENXBSA_SECRET_FILE", path)
+    assert X.BSAInit(None, X.BSA_ObjectOwner(), tcp_server.xbsa_env)[0] == X.BSA_RC_AUTHENTICATION_FAILURE
+    assert "chmod 600" in X.BSAGetLastError()[1]
+
+
+def test_raw_tcp_client_claiming_a_user_is_not_believed(tcp_server):
+    from openxbsa import wire
+    host, port = tcp_server.address.rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)))
+    ch = wire.Channel(sock)
+    ch.read_message(wire.REP)
+    ch.send_message(wire.REQ, {"op": "init", "env": ["BSA_API_VERSION=1.1.0"], "owner": ["", ""],
+                               "host": "hostA", "user": "root", "mac": "00" * 32})
+    reply = ch.read_message(wire.REP)
+    assert reply["ok"] is False and reply["kind"] == "auth"
+    ch.close()
+
+
+def test_tcp_hosts_own_their_objects_and_redirected_restore(tcp_server, monkeypatch, tmp_path):
+    a = issue(tcp_server, "hostA", str(tmp_path / "a.secret"))
+    b = issue(tcp_server, "hostB", str(tmp_path / "b.secret"))
+    monkeypatch.setenv("OPENXBSA_SECRET_FILE", a)
+    h = init(tcp_server)
+    d = backup(h, "/tcp/object", b"from A")
+    assert dict(e.split("=", 1) for e in X.BSAGetEnvironment(h)[2])["NBBSA_CLIENT_HOST"] == "hostA"
+    X.BSATerminate(h)
+    monkeypatch.setenv("OPENXBSA_SECRET_FILE", b)
+    h = init(tcp_server)
+    assert find(h, query("/tcp/object"))[0] == X.BSA_RC_NO_MATCH
+    X.BSATerminate(h)
+    # this server allows redirected restores: host B may act for host A
+    h = init(tcp_server, extra=["NBBSA_CLIENT_HOST=hostA"])
+    assert restore(h, d.copyId) == b"from A"
+    X.BSATerminate(h)
+
+
+def test_users_of_one_host_do_not_see_each_others_objects(tcp_server, monkeypatch, tmp_path):
+    from openxbsa.xbsa import _client
+    monkeypatch.setenv("OPENXBSA_SECRET_FILE", issue(tcp_server, "hostU", str(tmp_path / "u.secret")))
+    monkeypatch.setattr(_client, "os_user", lambda: (1001, "alice"))
+    h = init(tcp_server)
+    d = backup(h, "/users/alice-data", b"alice")
+    X.BSATerminate(h)
+    monkeypatch.setattr(_client, "os_user", lambda: (1002, "bob"))
+    h = init(tcp_server)
+    assert find(h, query("/users/*"))[0] == X.BSA_RC_NO_MATCH
+    assert X.BSABeginTxn(h) == OK
+    assert X.BSAGetObject(h, X.BSA_ObjectDescriptor(copyId=d.copyId), X.BSA_DataBlock32()) == \
+        X.BSA_RC_OBJECT_NOT_FOUND
+    assert X.BSADeleteObject(h, d.copyId) == X.BSA_RC_OBJECT_NOT_FOUND  # a failed get fixed nothing
+    assert X.BSAEndTxn(h, X.BSA_Vote_ABORT) == OK
+    X.BSATerminate(h)
+    # root on that host is the administrator and sees every user's objects
+    monkeypatch.setattr(_client, "os_user", lambda: (0, "root"))
+    h = init(tcp_server)
+    assert restore(h, d.copyId) == b"alice"
+    X.BSATerminate(h)
+    monkeypatch.setattr(_client, "os_user", lambda: (1001, "alice"))
+    h = init(tcp_server)
+    assert restore(h, d.copyId) == b"alice"
+    X.BSATerminate(h)
+
+
+def test_redirected_restore_is_refused_unless_allowed(server):
+    h = init(server)
+    d = backup(h, "/sec/redirect", b"x")
+    X.BSATerminate(h)
+    h = init(server, extra=["NBBSA_CLIENT_HOST=someone-else"])
+    assert find(h, query("/sec/redirect"))[0] == OK   # still its own host: the setting is ignored
+    assert restore(h, d.copyId) == b"x"
+    X.BSATerminate(h)
