@@ -1,0 +1,80 @@
+"""The admin commands and the sample programs, run as a user would run them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "examples")
+
+
+def run(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], input=stdin, capture_output=True, timeout=120)
+
+
+def example(name: str) -> str:
+    return os.path.join(EXAMPLES, name)
+
+
+def test_sample_programs_backup_query_restore_delete(server, tmp_path):
+    data = os.urandom(2_345_678)
+    out = run(example("xbsa_backup.py"), "/cli/stream", "--buffer", "512", "--service",
+              server.address, stdin=data)
+    assert out.returncode == 0, out.stderr
+    copy_id = int(out.stdout.split(b"copyId ")[1].split()[0])
+    src = tmp_path / "file.bin"
+    src.write_bytes(os.urandom(1000))
+    assert run(example("xbsa_backup.py"), "/cli/file", "--file", str(src), "--service",
+               server.address).returncode == 0
+    listing = run(example("xbsa_query.py"), "/cli/*", "--service", server.address)
+    assert listing.returncode == 0 and b"/cli/stream" in listing.stdout and b"/cli/file" in listing.stdout
+    restored = run(example("xbsa_restore.py"), "/cli/stream", "--service", server.address)
+    assert restored.returncode == 0
+    assert hashlib.sha256(restored.stdout).digest() == hashlib.sha256(data).digest()
+    by_id = tmp_path / "by-id.bin"
+    assert run(example("xbsa_restore.py"), "/cli/stream", "--copy-id", str(copy_id), "--out",
+               str(by_id), "--service", server.address).returncode == 0
+    assert by_id.read_bytes() == data
+    assert run(example("xbsa_delete.py"), str(copy_id), "--service", server.address).returncode == 0
+    gone = run(example("xbsa_restore.py"), "/cli/stream", "--service", server.address)
+    assert gone.returncode == 1 and b"BSA_RC_NO_MATCH" in gone.stderr
+
+
+def test_pythonic_example(server):
+    out = run(example("pythonic.py"), "--service", server.address)
+    assert out.returncode == 0, out.stderr
+    assert b"byte-exact" in out.stdout and b"OBJECT_NOT_FOUND" in out.stdout
+
+
+def test_jobs_images_list_commands(server):
+    data = b"listed object"
+    assert run(example("xbsa_backup.py"), "/cli/listed", "--service", server.address,
+               stdin=data).returncode == 0
+    jobs = json.loads(server.cli("jobs", "--json").stdout)
+    assert jobs[0]["type"] == "Backup" and jobs[0]["status"] == 0
+    assert {"jobid", "jobtype", "state", "status", "policy", "schedule", "client", "server",
+            "started", "elapsed", "ended", "stunit", "try", "kbytes", "files", "owner",
+            "parentjob", "backupid"} <= set(jobs[0])
+    table = server.cli("jobs")
+    assert table.returncode == 0 and "JobID" in table.stdout and "Backup" in table.stdout
+    summary = json.loads(server.cli("jobs", "--summary", "--json").stdout)
+    assert summary["Total"] == len(jobs) and summary["Success"] >= 1
+    log = server.cli("jobs", "--log", str(jobs[0]["jobid"]))
+    assert "backup started" in log.stdout and "committed" in log.stdout
+    images = json.loads(server.cli("images", "--json").stdout)
+    assert images[0]["backupid"] == jobs[0]["backupid"] and images[0]["sched_type"] == "UBAK"
+    assert images[0]["expiration"] > images[0]["backup_time"]
+    listed = json.loads(server.cli("list", "--json", "/cli/list*").stdout)
+    assert [o["path"] for o in listed] == ["/cli/listed"] and listed[0]["size"] == len(data)
+    assert "/cli/listed" in server.cli("list", "/cli/*").stdout
+
+
+@pytest.mark.parametrize("args", [["jobs", "--jobid", "x"], ["images", "--nope"]])
+def test_bad_cli_arguments_are_clear_errors(server, args):
+    out = server.cli(*args)
+    assert out.returncode == 2 and ("Error" in out.stderr or "error" in out.stderr)

@@ -1,0 +1,170 @@
+"""Crash consistency: kill -9 of the server or the client at each step of a backup.
+
+After a restart no partial object or image is visible, committed backups restore
+byte-exact, the interrupted job shows a failure status and orphaned data is removed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+from openxbsa import xbsa as X
+from tests.conftest import ServerProc, backup, descriptor, find, init, make_home, query, restore, send_all
+
+OK = X.BSA_RC_SUCCESS
+
+
+@pytest.fixture
+def srv(tmp_path_factory):
+    home = make_home(tmp_path_factory)
+    s = ServerProc(home=home, address=f"unix:{home}/xbsa.sock")
+    s.start()
+    yield s
+    s.stop()
+
+
+def storage_files(srv: ServerProc) -> list[str]:
+    out = []
+    for root, _dirs, files in os.walk(os.path.join(srv.home, "storage")):
+        out += [os.path.join(root, f) for f in files]
+    return sorted(out)
+
+
+def jobs(srv: ServerProc) -> list[dict]:
+    return json.loads(srv.cli("jobs", "--json").stdout)
+
+
+def committed_baseline(srv: ServerProc) -> tuple[int, bytes]:
+    data = os.urandom(3 << 20)
+    h = init(srv)
+    d = backup(h, "/crash/committed", data)
+    X.BSATerminate(h)
+    return d.copyId, data
+
+
+def check_after_restart(srv: ServerProc, copy_id: int, data: bytes, lost_path: str) -> None:
+    srv.start()
+    h = init(srv)
+    assert find(h, query(lost_path))[0] == X.BSA_RC_NO_MATCH      # nothing half-visible
+    assert restore(h, copy_id) == data                           # nothing committed lost
+    X.BSATerminate(h)
+    images = json.loads(srv.cli("images", "--json").stdout)
+    assert len(images) == 1
+    assert len(storage_files(srv)) == 1                          # orphaned data removed
+    interrupted = [j for j in jobs(srv) if j["type"] == "Backup" and j["jobid"] != images[0]["jobid"]]
+    assert interrupted and all(j["state_name"] == "Done" and j["status"] not in (0, 1, None)
+                               for j in interrupted)
+
+
+def test_server_killed_mid_object(srv):
+    copy_id, data = committed_baseline(srv)
+    h = init(srv)
+    assert X.BSABeginTxn(h) == OK
+    assert X.BSACreateObject(h, descriptor("/crash/mid-object", 10 << 20), X.BSA_DataBlock32()) == OK
+    send_all(h, os.urandom(5 << 20))
+    time.sleep(0.3)
+    srv.kill()
+    rc = X.BSASendData(h, X.BSA_DataBlock32(65536, 65536, 0, 0, 0, bytearray(65536)))
+    for _ in range(50):                # the loss shows at the latest when the socket fills
+        if rc != OK:
+            break
+        rc = X.BSASendData(h, X.BSA_DataBlock32(65536, 65536, 0, 0, 0, bytearray(65536)))
+    X.BSAEndData(h)
+    assert X.BSAEndTxn(h, X.BSA_Vote_COMMIT) == X.BSA_RC_TRANSACTION_ABORTED
+    X.BSATerminate(h)
+    check_after_restart(srv, copy_id, data, "/crash/mid-object")
+    assert any(j["status"] == 130 for j in jobs(srv))
+
+
+@pytest.mark.parametrize("point", ["commit:before_catalog", "commit:after_catalog"])
+def test_server_killed_mid_commit(srv, point):
+    copy_id, data = committed_baseline(srv)
+    srv.stop()
+    marker = os.path.join(srv.home, "fault.reached")
+    srv.start({"OPENXBSA_FAULT": point, "OPENXBSA_FAULT_FILE": marker})
+    payload = os.urandom(2 << 20)
+    h = init(srv)
+    assert X.BSABeginTxn(h) == OK
+    d = descriptor("/crash/mid-commit", len(payload))
+    assert X.BSACreateObject(h, d, X.BSA_DataBlock32()) == OK
+    send_all(h, payload)
+    assert X.BSAEndData(h) == OK
+    result: list[int] = []
+    t = threading.Thread(target=lambda: result.append(X.BSAEndTxn(h, X.BSA_Vote_COMMIT)))
+    t.start()
+    deadline = time.time() + 30
+    while not os.path.exists(marker) and time.time() < deadline:
+        time.sleep(0.02)
+    assert os.path.exists(marker), "the server never reached the crash point"
+    srv.kill()
+    t.join(30)
+    assert result == [X.BSA_RC_TRANSACTION_ABORTED]   # the client cannot know: it says so
+    X.BSATerminate(h)
+    if point == "commit:before_catalog":
+        check_after_restart(srv, copy_id, data, "/crash/mid-commit")
+    else:
+        # the catalog commit happened: the backup is durable and complete
+        srv.start()
+        h = init(srv)
+        assert restore(h, d.copyId) == payload
+        assert restore(h, copy_id) == data
+        X.BSATerminate(h)
+        assert len(storage_files(srv)) == 2
+        job = [j for j in jobs(srv) if j["backupid"] and j["type"] == "Backup"][0]
+        assert job["status"] == 0
+
+
+CLIENT = textwrap.dedent("""
+    import os, sys, time
+    from openxbsa import xbsa as X
+    rc, h = X.BSAInit(None, X.BSA_ObjectOwner(), ["BSA_API_VERSION=1.1.0", "BSA_SERVICE_HOST=" + sys.argv[1]])
+    X.BSABeginTxn(h)
+    d = X.BSA_ObjectDescriptor(objectName=X.BSA_ObjectName("", "/crash/client"), copyType=3,
+                               objectType=2, resourceType="r", estimatedSize=1 << 30)
+    X.BSACreateObject(h, d, X.BSA_DataBlock32())
+    buf = bytearray(os.urandom(1 << 20))
+    for _ in range(int(sys.argv[2])):
+        X.BSASendData(h, X.BSA_DataBlock32(1 << 20, 1 << 20, 0, 0, 0, buf))
+    if sys.argv[3] == "enddata":
+        X.BSAEndData(h)  # ... and the commit never comes
+    print("ready", flush=True)
+    time.sleep(600)
+""")
+
+
+@pytest.mark.parametrize("where", ["mid-object", "before-commit"])
+def test_client_killed(srv, where):
+    copy_id, data = committed_baseline(srv)
+    proc = subprocess.Popen([sys.executable, "-c", CLIENT, srv.address, "8",
+                             "enddata" if where == "before-commit" else "no"],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    proc.kill()
+    proc.wait()
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        running = [j for j in jobs(srv) if j["state_name"] != "Done"]
+        if not running and len(storage_files(srv)) == 1:
+            break
+        time.sleep(0.1)
+    job = jobs(srv)[0]
+    assert (job["type"], job["state_name"], job["status"]) == ("Backup", "Done", 50)
+    assert len(storage_files(srv)) == 1
+    h = init(srv)
+    assert find(h, query("/crash/client"))[0] == X.BSA_RC_NO_MATCH
+    assert restore(h, copy_id) == data
+    X.BSATerminate(h)
+    # the server kept serving and still does after a restart
+    srv.stop()
+    srv.start()
+    h = init(srv)
+    assert restore(h, copy_id) == data
+    X.BSATerminate(h)

@@ -1,0 +1,54 @@
+"""Property: whatever the object sizes and buffer sizes, restores are byte-exact."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from openxbsa import xbsa as X
+from tests.conftest import descriptor, init, read_all, send_all
+
+OK = X.BSA_RC_SUCCESS
+
+sizes = st.one_of(st.just(0), st.integers(1, 4096), st.integers(4097, 3 << 20))
+buffers = st.one_of(st.just(512), st.integers(512, 8192), st.sampled_from([65536, 1 << 20]))
+
+
+def payload(size: int, seed: int) -> bytes:
+    return random.Random(seed).randbytes(size)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(objects=st.lists(st.tuples(sizes, st.integers(0, 2**32)), min_size=1, max_size=4),
+       send_buf=buffers, recv_buf=buffers, one_txn=st.booleans())
+def test_round_trip_is_byte_exact(server, objects, send_buf, recv_buf, one_txn):
+    h = init(server)
+    created = []
+    if one_txn:
+        assert X.BSABeginTxn(h) == OK
+    for i, (size, seed) in enumerate(objects):
+        if not one_txn:
+            assert X.BSABeginTxn(h) == OK
+        d = descriptor(f"/prop/{seed}/{i}", size)
+        assert X.BSACreateObject(h, d, X.BSA_DataBlock32()) == OK
+        data = payload(size, seed)
+        if size:
+            send_all(h, data, send_buf)
+        assert X.BSAEndData(h) == OK
+        if not one_txn:
+            assert X.BSAEndTxn(h, X.BSA_Vote_COMMIT) == OK
+        created.append((d.copyId, hashlib.sha256(data).digest(), size))
+    if one_txn:
+        assert X.BSAEndTxn(h, X.BSA_Vote_COMMIT) == OK
+    assert X.BSABeginTxn(h) == OK
+    for copy_id, digest, size in created:
+        assert X.BSAGetObject(h, X.BSA_ObjectDescriptor(copyId=copy_id), X.BSA_DataBlock32()) == OK
+        data, counts = read_all(h, recv_buf)
+        assert len(data) == size and hashlib.sha256(data).digest() == digest
+        assert all(c == recv_buf for c in counts[:-1])     # every buffer full but the last
+        assert X.BSAEndData(h) == OK
+    assert X.BSAEndTxn(h, X.BSA_Vote_COMMIT) == OK
+    X.BSATerminate(h)
