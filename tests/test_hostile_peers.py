@@ -144,3 +144,28 @@ def test_random_bytes_never_take_the_server_down(server, junk):
     probe = connect(server)          # the server still accepts and greets
     hello(probe)
     probe.close()
+
+
+def test_pipelined_create_with_a_copy_id_never_granted_is_dropped(server):
+    s = connect(server)
+    hello(s)
+    d = {"bo": "", "ao": "", "sn": "", "pn": "/hostile/p", "ct": 3, "es": 1, "rt": "r", "ot": 2,
+         "de": "", "oi": b""}
+    for req in ({"op": "init", "env": ["BSA_API_VERSION=1.1.0"], "owner": ["", ""]},
+                {"op": "begin"}, {"op": "create", "d": d}):
+        s.sendall(frame(wire.REQ, msgpack.packb(req, use_bin_type=True)))
+        reply = read_reply(s)
+        assert reply["ok"] is True
+    s.sendall(frame(wire.REQ, msgpack.packb({"op": "endobject"})))
+    s.sendall(frame(wire.REQ, msgpack.packb({"op": "create", "d": d, "p": [reply["copy_id"] + 500,
+                                                                          reply["time"]]},
+                                            use_bin_type=True)))
+    refusal = read_reply(s)
+    assert refusal is not None and refusal["ok"] is False and "granted" in refusal["msg"]
+    assert closed(s)
+    s.close()
+    still_serving(server)
+    h = init(server)
+    from tests.conftest import find, query
+    assert find(h, query("/hostile/p"))[0] == X.BSA_RC_NO_MATCH
+    X.BSATerminate(h)

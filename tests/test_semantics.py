@@ -626,3 +626,30 @@ def test_no_exception_escapes_on_nonsense_arguments(h):
     assert X.BSADeleteObject(h, "12") == X.BSA_RC_INVALID_COPYID
     assert X.BSAEndTxn(h, "1") == X.BSA_RC_INVALID_VOTE
     assert X.BSAEndTxn(h, X.BSA_Vote_ABORT) == OK
+
+
+def test_many_objects_in_one_transaction_keep_service_assigned_fields(h):
+    """More objects than one copy-ID grant: IDs unique, order increasing, times the server's."""
+    base = unique("many")
+    before = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    assert X.BSABeginTxn(h) == OK
+    made = []
+    block = X.BSA_DataBlock32()
+    for i in range(2500):
+        d = descriptor(f"{base}/{i}", 3)
+        assert X.BSACreateObject(h, d, block) == OK
+        assert X.BSASendData(h, X.BSA_DataBlock32(3, 3, 0, 0, 0, b"%03d" % (i % 1000))) == OK
+        assert X.BSAEndData(h) == OK
+        made.append(d)
+    assert X.BSAEndTxn(h, X.BSA_Vote_COMMIT) == OK
+    after = dt.datetime.now(dt.timezone.utc)
+    assert len({d.copyId for d in made}) == 2500
+    orders = [d.restoreOrder for d in made]
+    assert orders == sorted(orders) and len(set(orders)) == 2500
+    assert all(before <= d.createTime <= after for d in made)
+    _, found = find(h, query(f"{base}/*"))
+    by_id = {f.copyId: f for f in found}
+    assert set(by_id) == {d.copyId for d in made}
+    assert all(by_id[d.copyId].createTime == d.createTime and
+               by_id[d.copyId].restoreOrder == d.restoreOrder for d in made)
+    assert restore(h, made[1999].copyId) == b"999"

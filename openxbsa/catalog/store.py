@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pathlib
 import secrets
-import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -169,9 +168,6 @@ class Catalog:
             self._writer = self.engine.execution_options(begin_mode="IMMEDIATE")
         else:
             self._writer = self.engine
-        self._id_lock = threading.Lock()
-        self._id_next = 0
-        self._id_limit = 0
 
     # ------------------------------------------------------------------ set-up
     def migrate(self) -> None:
@@ -203,20 +199,14 @@ class Catalog:
         self.engine.dispose()
 
     # ------------------------------------------------------------------ ids
-    def next_copy_id(self) -> int:
-        """A fresh non-zero copy ID, unique in this catalog; allocated in blocks."""
-        with self._id_lock:
-            if self._id_next >= self._id_limit:
-                block = 4096
-                with self._writer.begin() as conn:
-                    conn.execute(counters.update().where(counters.c.name == "copy_id")
-                                 .values(value=counters.c.value + block))
-                    top = conn.execute(select(counters.c.value).where(
-                        counters.c.name == "copy_id")).scalar_one()
-                self._id_next, self._id_limit = top - block + 1, top + 1
-            value = self._id_next
-            self._id_next += 1
-            return value
+    def reserve_copy_ids(self, count: int) -> tuple[int, int]:
+        """A contiguous range [first, last] of fresh, non-zero copy IDs unique in this catalog."""
+        with self._writer.begin() as conn:
+            conn.execute(counters.update().where(counters.c.name == "copy_id")
+                         .values(value=counters.c.value + count))
+            top = conn.execute(select(counters.c.value).where(
+                counters.c.name == "copy_id")).scalar_one()
+        return top - count + 1, top
 
     # ------------------------------------------------------------------ host secrets
     def issue_secret(self, host: str) -> str:

@@ -32,6 +32,7 @@ S1, T0, B, B_OBJ, R, R_OBJ, D = "S1", "T0", "B", "B*", "R", "R*", "D"
 
 VOTE_COMMIT, VOTE_ABORT, VOTE_CONDITIONAL = 1, 2, 99
 QUERY_PAGE = 1000
+GRANT = 1024          # copy IDs granted per answered create
 PROVIDER = "OpenXBSA/OpenXBSA/0.1.0"
 FIXED_AT_INIT = {"BSA_API_VERSION", "NBBSA_LOG_DIRECTORY"}
 FIXED_IN_TXN = {"BSA_SERVICE_HOST", "NBBSA_CLIENT_HOST", "NBBSA_POLICY", "NBBSA_SCHEDULE"}
@@ -64,6 +65,10 @@ class BackupState:
     current: ObjectRow | None = None
     receiver: Receiver | None = None
     failed: errors.OpenXBSAError | None = None
+    seq: int = 0               # objects created so far in this transaction
+    grant_next: int = 0        # copy IDs granted to the client for pipelined creates
+    grant_end: int = -1
+    grant_time: float = 0.0
 
 
 @dataclass
@@ -256,36 +261,67 @@ class Session:
         return {}
 
     # ------------------------------------------------------------------ backup
-    def op_create(self, msg: dict[str, Any]) -> dict[str, Any]:
+    def op_create(self, msg: dict[str, Any]) -> object:
+        """Create an object. The first create of a transaction (and one per GRANT objects) is
+        answered, and grants the client the next copy IDs; the others arrive pipelined with
+        a granted copy ID and a createTime the client derived from the server's clock, and
+        need no answer. Our library validates before sending, so a pipelined create the
+        server refuses comes from a broken peer: the connection is dropped."""
         if self.state == T0 and self.queried:
             raise errors.CallSequenceError("a query transaction cannot create objects")
+        granted = msg.get("p")
+        if granted is not None:
+            if self.state != B or self.backup is None:
+                raise wire.ProtocolError("pipelined create outside a backup transaction")
+            try:
+                self._new_object(msg.get("d"), granted)
+            except errors.OpenXBSAError as exc:
+                raise wire.ProtocolError(f"pipelined create refused: {exc}") from None
+            return _STREAMED
         self._need(T0, B)
-        d = msg.get("d")
-        problem = schema.descriptor_problem(d)
+        problem = schema.descriptor_problem(msg.get("d"))
         if problem:
             raise errors.InvalidDescriptor(problem)
-        assert self.peer is not None and isinstance(d, dict)
         if self.doomed is not None:
             raise errors.OpenXBSAError(f"an earlier object of this transaction failed: "
                                        f"{self.doomed}", status=self.doomed.status)
         if self.backup is None:
             self.backup = self.server.start_backup(self)
         bk = self.backup
-        now = int(time.time())
-        seq = len(bk.rows) + 1
+        bk.grant_next, bk.grant_end = self.catalog.reserve_copy_ids(GRANT)
+        bk.grant_time = time.time()
+        row = self._new_object(msg["d"], [bk.grant_next, int(bk.grant_time)])
+        return {"copy_id": row.copy_id, "time": row.create_time, "now": bk.grant_time,
+                "grant": bk.grant_end, "order": (bk.image_id << 32) | row.seq, "job": bk.job_id}
+
+    def _new_object(self, d: Any, granted: Any) -> ObjectRow:
+        problem = schema.descriptor_problem(d)
+        if problem:
+            raise errors.InvalidDescriptor(problem)
+        bk = self.backup
+        assert bk is not None and self.peer is not None
+        if (not isinstance(granted, list) or len(granted) != 2
+                or any(type(v) is not int for v in granted)):
+            raise errors.InvalidRequest("malformed copy ID grant")
+        copy_id, ctime = granted
+        if copy_id != bk.grant_next or copy_id > bk.grant_end:
+            raise errors.InvalidRequest(f"copy ID {copy_id} was not granted to this session")
+        if not int(bk.grant_time) <= ctime <= time.time() + 1:
+            raise errors.InvalidRequest("createTime is not the server's time")
+        bk.grant_next += 1
+        bk.seq += 1
         row = ObjectRow(
-            copy_id=self.catalog.next_copy_id(), image_id=bk.image_id, seq=seq,
+            copy_id=copy_id, image_id=bk.image_id, seq=bk.seq,
             os_user=self.peer.os_user, client_host=self.peer.client_host,
             bsa_owner=d["bo"], app_owner=d["ao"], space_name=d["sn"], path_name=d["pn"],
-            create_time=now, copy_type=d["ct"], object_type=d["ot"], resource_type=d["rt"],
+            create_time=ctime, copy_type=d["ct"], object_type=d["ot"], resource_type=d["rt"],
             description=d["de"], object_info=bytes(d["oi"]), estimated_size=d["es"], size=0,
             offset=0, checksum="")
         bk.writer.begin_object()
         bk.current = row
         bk.receiver = Receiver(bk.writer, self.frame_buffer())
         self.state = B_OBJ
-        return {"copy_id": row.copy_id, "time": now, "order": (bk.image_id << 32) | seq,
-                "job": bk.job_id}
+        return row
 
     def op_enddata(self, msg: dict[str, Any]) -> dict[str, Any]:
         if self.state == R_OBJ:
