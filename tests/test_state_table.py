@@ -10,27 +10,32 @@ from tests.conftest import backup, descriptor, init, query
 OK, ICS, IH, TA = (X.BSA_RC_SUCCESS, X.BSA_RC_INVALID_CALL_SEQUENCE, X.BSA_RC_INVALID_HANDLE,
                    X.BSA_RC_TRANSACTION_ABORTED)
 END = (OK, X.BSA_RC_NO_MORE_DATA)
-STATES = ["S0", "S1", "T0", "B", "B*", "R", "R*", "D"]
+STATES = ["S0", "S1", "T0", "B", "B*", "R", "R*", "D", "M"]
 
 # call -> expected rc per state, in STATES order (a tuple means any of these)
 TABLE = {
-    "BSAQueryApiVersion":      [OK, OK, OK, OK, OK, OK, OK, OK],
-    "BSAQueryServiceProvider": [OK, OK, OK, OK, OK, OK, OK, OK],
-    "BSAGetLastError":         [OK, OK, OK, OK, OK, OK, OK, OK],
-    "BSAInit":                 [OK, ICS, ICS, ICS, ICS, ICS, ICS, ICS],
-    "BSATerminate":            [IH, OK, OK, OK, OK, OK, OK, OK],
-    "BSAGetEnvironment":       [IH, OK, OK, OK, OK, OK, OK, OK],
-    "BSABeginTxn":             [IH, OK, ICS, ICS, ICS, ICS, ICS, ICS],
-    "BSAEndTxn(COMMIT)":       [IH, ICS, OK, OK, TA, OK, TA, OK],
-    "BSAEndTxn(ABORT)":        [IH, ICS, OK, OK, OK, OK, OK, OK],
-    "BSACreateObject":         [IH, ICS, OK, OK, ICS, ICS, ICS, ICS],
-    "BSASendData":             [IH, ICS, ICS, ICS, OK, ICS, ICS, ICS],
-    "BSAEndData":              [IH, ICS, ICS, ICS, OK, ICS, OK, ICS],
-    "BSAGetObject":            [IH, ICS, OK, ICS, ICS, OK, ICS, ICS],
-    "BSAGetData":              [IH, ICS, ICS, ICS, ICS, ICS, END, ICS],
-    "BSAQueryObject":          [IH, ICS, OK, ICS, ICS, OK, ICS, OK],
-    "BSAGetNextQueryObject":   [IH, ICS, ICS, ICS, ICS, ICS, ICS, ICS],  # no query active
-    "BSADeleteObject":         [IH, ICS, OK, ICS, ICS, ICS, ICS, OK],
+    "BSAQueryApiVersion":      [OK, OK, OK, OK, OK, OK, OK, OK, OK],
+    "BSAQueryServiceProvider": [OK, OK, OK, OK, OK, OK, OK, OK, OK],
+    "BSAGetLastError":         [OK, OK, OK, OK, OK, OK, OK, OK, OK],
+    "NBBSAGetErrorString":     [OK, OK, OK, OK, OK, OK, OK, OK, OK],
+    "BSAInit":                 [OK, ICS, ICS, ICS, ICS, ICS, ICS, ICS, ICS],
+    "BSATerminate":            [IH, OK, OK, OK, OK, OK, OK, OK, OK],
+    "BSAGetEnvironment":       [IH, OK, OK, OK, OK, OK, OK, OK, OK],
+    "NBBSAGetEnv":             [IH, OK, OK, OK, OK, OK, OK, OK, OK],
+    "BSABeginTxn":             [IH, OK, ICS, ICS, ICS, ICS, ICS, ICS, ICS],
+    "BSAEndTxn(COMMIT)":       [IH, ICS, OK, OK, TA, OK, TA, OK, OK],
+    "BSAEndTxn(ABORT)":        [IH, ICS, OK, OK, OK, OK, OK, OK, OK],
+    "BSACreateObject":         [IH, ICS, OK, OK, ICS, ICS, ICS, ICS, ICS],
+    "BSASendData":             [IH, ICS, ICS, ICS, OK, ICS, ICS, ICS, ICS],
+    "BSAEndData":              [IH, ICS, ICS, ICS, OK, ICS, OK, ICS, ICS],
+    "BSAGetObject":            [IH, ICS, OK, ICS, ICS, OK, ICS, ICS, ICS],
+    "BSAGetData":              [IH, ICS, ICS, ICS, ICS, ICS, END, ICS, ICS],
+    "BSAQueryObject":          [IH, ICS, OK, ICS, ICS, OK, ICS, OK, OK],
+    "BSAGetNextQueryObject":   [IH, ICS, ICS, ICS, ICS, ICS, ICS, ICS, ICS],  # no query active
+    "BSADeleteObject":         [IH, ICS, OK, ICS, ICS, ICS, ICS, OK, ICS],
+    "NBBSAGetMediaIds":        [IH, ICS, OK, ICS, ICS, ICS, ICS, ICS, OK],
+    "NBBSAGetJobId":           [IH, ICS, ICS, OK, OK, OK, OK, ICS, ICS],
+    "NBBSASetEnv(NBBSA_POLICY)": [IH, OK, ICS, ICS, ICS, ICS, ICS, ICS, ICS],
 }
 
 # the state each call leaves behind when it succeeds (None: unchanged)
@@ -75,6 +80,8 @@ def enter(server, state: str, copy_id: int) -> int:
             assert X.BSAEndData(h) == OK
     elif state == "D":
         assert X.BSADeleteObject(h, victim) == OK
+    elif state == "M":
+        assert X.NBBSAGetMediaIds(h, copy_id)[0] == OK
     return h
 
 
@@ -114,6 +121,16 @@ def invoke(call: str, h: int, copy_id: int) -> int:
         return X.BSAGetNextQueryObject(h, X.BSA_ObjectDescriptor())
     if call == "BSADeleteObject":
         return X.BSADeleteObject(h, copy_id)
+    if call == "NBBSAGetErrorString":
+        return X.NBBSAGetErrorString(X.BSA_RC_NO_MATCH)[0]
+    if call == "NBBSAGetEnv":
+        return X.NBBSAGetEnv(h, "BSA_API_VERSION")[0]
+    if call == "NBBSAGetMediaIds":
+        return X.NBBSAGetMediaIds(h, copy_id)[0]
+    if call == "NBBSAGetJobId":
+        return X.NBBSAGetJobId(h)[0]
+    if call == "NBBSASetEnv(NBBSA_POLICY)":
+        return X.NBBSASetEnv(h, "NBBSA_POLICY", "another-policy")
     raise AssertionError(call)
 
 

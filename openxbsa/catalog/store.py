@@ -339,6 +339,16 @@ class Catalog:
             conn.execute(objects.delete().where(objects.c.image_id == image_id))
             conn.execute(images.delete().where(images.c.id == image_id))
 
+    def image(self, image_id: int) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(images).where(images.c.id == image_id)).mappings().first()
+        return dict(row) if row else None
+
+    def image_media(self, image_id: int) -> list[str]:
+        """The media IDs holding an image's fragments (a disk image: its volume's ID)."""
+        img = self.image(image_id)
+        return [img["media_id"]] if img and img["media_id"] else []
+
     def writing_images(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(
@@ -448,6 +458,18 @@ class Catalog:
         with self.engine.connect() as conn:
             r = conn.execute(q).mappings().first()
         return self._row(r) if r else None
+
+    def visible_objects(self, scope: Scope, copy_ids: Sequence[int]) -> list[ObjectRow]:
+        """The objects among ``copy_ids`` this scope may see (in chunks: SQL IN lists are finite)."""
+        out: list[ObjectRow] = []
+        ids = list(dict.fromkeys(copy_ids))
+        with self.engine.connect() as conn:
+            for i in range(0, len(ids), 500):
+                q = (select(objects, images.c.location, images.c.stunit, images.c.backup_id)
+                     .join(images, images.c.id == objects.c.image_id)
+                     .where(objects.c.copy_id.in_(ids[i:i + 500]), *self._visible(scope)))
+                out += [self._row(r) for r in conn.execute(q).mappings()]
+        return out
 
     def delete_objects(self, copy_ids: Sequence[int]) -> tuple[list[ObjectRow], list[dict[str, Any]]]:
         """Delete objects in one transaction; returns (deleted rows, images left empty and removed)."""

@@ -19,6 +19,7 @@ class ServerConfig:
     catalog_url: str
     allow_redirected_restore: bool = False
     root_sees_all_users: bool = True
+    features: tuple[str, ...] = ("DataStore",)   # licensed feature IDs (NBBSA_FEATURE_ID)
 
     @classmethod
     def load(cls, home: str, listen: str | None = None, catalog_url: str | None = None
@@ -37,6 +38,8 @@ class ServerConfig:
             or "sqlite:///" + os.path.join(home, "catalog.db"),
             allow_redirected_restore=bool(access.get("redirected_restore", False)),
             root_sees_all_users=bool(access.get("root_sees_all_users", True)),
+            features=tuple(str(f) for f in settings.get("features", {}).get(
+                "enabled", ["DataStore"])),
         )
 
     @property

@@ -15,9 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from openxbsa import errors, wire
-from openxbsa.catalog.store import (
-    JOB_BACKUP, JOB_RESTORE, ObjectRow, QueryFilter, Scope,
-)
+from openxbsa.catalog.store import JOB_IMAGE_DELETE, JOB_RESTORE, ObjectRow, QueryFilter, Scope
 from openxbsa.media.stream import Receiver, peer_has_spoken, send_object
 from openxbsa.storage.base import ImageWriter, ObjectReader, StoredObject
 from openxbsa.wire import schema
@@ -28,7 +26,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("openxbsa.requests")
 
 # Session states (reference §9.2)
-S1, T0, B, B_OBJ, R, R_OBJ, D = "S1", "T0", "B", "B*", "R", "R*", "D"
+S1, T0, B, B_OBJ, R, R_OBJ, D, M = "S1", "T0", "B", "B*", "R", "R*", "D", "M"
+DEFAULT_FEATURE = "DataStore"
+READ_ONLY_ENV = {"BSA_SERVICE_PROVIDER"}
+LOG_SEVERITY = {0: "info", 1: "warning", 2: "error"}   # NBBSA_MS_INFO/WARNING/ERROR
 
 VOTE_COMMIT, VOTE_ABORT, VOTE_CONDITIONAL = 1, 2, 99
 QUERY_PAGE = 1000
@@ -77,6 +78,19 @@ class RestoreState:
     row: ObjectRow
     reader: ObjectReader | None = None
     finished: bool = False
+    own_job: bool = True       # False inside a multiple-object restore (one job for all)
+
+
+@dataclass
+class MultiState:
+    """NBBSAGetMultipleObjects: one restore job for a list of objects read in list order."""
+
+    job_id: int
+    copy_ids: list[int]
+    rows: dict[int, ObjectRow] = field(default_factory=dict)   # checked once, at the start
+    pos: int = 0
+    complete: int = 0
+    kbytes: int = 0
 
 
 class Session:
@@ -94,6 +108,8 @@ class Session:
         self.backup: BackupState | None = None
         self.restore: RestoreState | None = None
         self.deletes: list[int] = []
+        self.multi: MultiState | None = None
+        self.last_job = 0
         self.doomed: errors.OpenXBSAError | None = None
         self.nonce = secrets.token_hex(16)
         self._frame_buffer: memoryview | None = None
@@ -225,6 +241,8 @@ class Session:
             if problem:
                 raise errors.InvalidEnvironment(problem)
             key, _, value = entry.partition("=")
+            if key in READ_ONLY_ENV and self.env.get(key) != value:
+                raise errors.InvalidEnvironment(f"{key} is set by the service")
             if key in FIXED_AT_INIT and self.env.get(key) != value:
                 raise errors.CallSequenceError(f"{key} can only be set at BSAInit")
             if key in FIXED_IN_TXN and self.state != S1 and self.env.get(key) != value:
@@ -240,6 +258,9 @@ class Session:
 
     def op_begin(self, msg: dict[str, Any]) -> dict[str, Any]:
         self._need(S1)
+        feature = self.env.get("NBBSA_FEATURE_ID") or DEFAULT_FEATURE
+        if feature not in self.server.config.features:
+            raise errors.FeatureNotLicensed(f"feature {feature} is not licensed on this server")
         self.state = T0
         self.queried = False
         self.cursor = None
@@ -285,14 +306,18 @@ class Session:
         if self.doomed is not None:
             raise errors.OpenXBSAError(f"an earlier object of this transaction failed: "
                                        f"{self.doomed}", status=self.doomed.status)
+        filled = {}
         if self.backup is None:
             self.backup = self.server.start_backup(self)
+            self.last_job = self.backup.job_id
+            filled = {k: self.env[k] for k in ("NBBSA_POLICY", "NBBSA_SCHEDULE")}
         bk = self.backup
         bk.grant_next, bk.grant_end = self.catalog.reserve_copy_ids(GRANT)
         bk.grant_time = time.time()
         row = self._new_object(msg["d"], [bk.grant_next, int(bk.grant_time)])
         return {"copy_id": row.copy_id, "time": row.create_time, "now": bk.grant_time,
-                "grant": bk.grant_end, "order": (bk.image_id << 32) | row.seq, "job": bk.job_id}
+                "grant": bk.grant_end, "order": (bk.image_id << 32) | row.seq, "job": bk.job_id,
+                "env": filled}
 
     def _new_object(self, d: Any, granted: Any) -> ObjectRow:
         problem = schema.descriptor_problem(d)
@@ -323,10 +348,12 @@ class Session:
         self.state = B_OBJ
         return row
 
-    def op_enddata(self, msg: dict[str, Any]) -> dict[str, Any]:
-        if self.state == R_OBJ:
-            return self._end_restore_object()
-        raise errors.CallSequenceError("BSAEndData without an open object")
+    def op_enddata(self, msg: dict[str, Any]) -> object:
+        """End of an object being read; posted by the client, never answered."""
+        if self.state != R_OBJ:
+            raise wire.ProtocolError("enddata without an object being read")
+        self._end_restore_object()
+        return _STREAMED
 
     def op_endobject(self, msg: dict[str, Any]) -> object:
         """End of a created object. Not acknowledged, so that a backup of many small objects
@@ -350,7 +377,7 @@ class Session:
 
     # ------------------------------------------------------------------ query
     def op_query(self, msg: dict[str, Any]) -> dict[str, Any]:
-        self._need(T0, R, D)
+        self._need(T0, R, D, M)
         q = msg.get("q")
         problem = schema.query_problem(q)
         if problem:
@@ -378,7 +405,7 @@ class Session:
         return {"items": [_describe(r) for r in rows], "more": pos + len(chunk) < len(ids)}
 
     def op_qnext(self, msg: dict[str, Any]) -> dict[str, Any]:
-        self._need(T0, R, D)
+        self._need(T0, R, D, M)
         if self.cursor is None:
             raise errors.CallSequenceError("no query is active")
         return self._page()
@@ -390,16 +417,28 @@ class Session:
         if type(copy_id) is not int or not 0 < copy_id < 2**63:
             raise errors.InvalidCopyId(f"copy ID {copy_id!r} is not valid")
         assert self.peer is not None
-        row = self.catalog.visible_object(self.scope, copy_id)
+        multi = self.multi
+        if multi is not None:
+            if multi.pos >= len(multi.copy_ids) or multi.copy_ids[multi.pos] != copy_id:
+                expected = (multi.copy_ids[multi.pos] if multi.pos < len(multi.copy_ids)
+                            else "none: the list is exhausted")
+                raise errors.CallSequenceError(
+                    f"a multiple-object restore reads its list in order; next is {expected}")
+        row = multi.rows[copy_id] if multi else self.catalog.visible_object(self.scope, copy_id)
         if row is None:
             raise errors.ObjectNotFound(f"copy ID {copy_id} not found for this user and client")
         unit = self.server.storage(row.stunit)
         reader = unit.open_reader(row.location, StoredObject(row.offset, row.size, row.checksum))
-        job_id = self.server.jobs.start(
-            job_type=JOB_RESTORE, client=self.peer.client_host, owner=self.peer.os_user,
-            stunit=row.stunit, backup_id=row.backup_id, current_object=row.path_name,
-            message=f"restore of {row.path_name} (copy ID {copy_id}) from {row.backup_id}")
-        self.restore = RestoreState(job_id=job_id, row=row, reader=reader)
+        if multi is not None:
+            multi.pos += 1
+            job_id = multi.job_id
+        else:
+            job_id = self.server.jobs.start(
+                job_type=JOB_RESTORE, client=self.peer.client_host, owner=self.peer.os_user,
+                stunit=row.stunit, backup_id=row.backup_id, current_object=row.path_name,
+                message=f"restore of {row.path_name} (copy ID {copy_id}) from {row.backup_id}")
+            self.last_job = job_id
+        self.restore = RestoreState(job_id=job_id, row=row, reader=reader, own_job=multi is None)
         self.state = R_OBJ
         self.channel.send_message(wire.REP, {"ok": True, "size": row.size, "job": job_id},
                                   flush=False)
@@ -417,7 +456,10 @@ class Session:
                 self._expect_cancel()
             self.channel.send_message(wire.EOD, {"ok": True, "cancelled": cancelled})
         except errors.OpenXBSAError as exc:
-            self.server.jobs.finish(rs.job_id, exc.status, exc.message)
+            if rs.own_job:
+                self.server.jobs.finish(rs.job_id, exc.status, exc.message)
+            else:
+                self.server.jobs.log(rs.job_id, "error", f"{rs.row.path_name}: {exc.message}")
             self.channel.send_message(wire.EOD, {"ok": False, "kind": exc.kind,
                                                  "status": exc.status, "msg": exc.message})
             self.doomed = exc
@@ -434,18 +476,23 @@ class Session:
         if msg.get("op") != "cancel":
             raise wire.ProtocolError(f"expected a cancel while streaming, got {msg.get('op')!r}")
 
-    def _end_restore_object(self) -> dict[str, Any]:
+    def _end_restore_object(self) -> None:
         rs = self.restore
         assert rs is not None
         self.restore = None
         self.state = R
         kb = (rs.row.size + 1023) // 1024
+        if not rs.own_job:
+            assert self.multi is not None
+            if rs.finished:
+                self.multi.complete += 1
+                self.multi.kbytes += kb
+            return
         status = 0 if rs.finished else ST_RESTORE_FAIL
         self.server.jobs.finish(rs.job_id, status,
                                 "restore complete" if status == 0 else
                                 "the application ended the restore before all data was read",
                                 kbytes=kb if rs.finished else 0, files=1 if rs.finished else 0)
-        return {}
 
     # ------------------------------------------------------------------ delete
     def op_delete(self, msg: dict[str, Any]) -> dict[str, Any]:
@@ -459,6 +506,110 @@ class Session:
         self.state = D
         return {}
 
+    # ------------------------------------------------------------------ NetBackup extensions
+    def op_multiget(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """NBBSAGetMultipleObjects: one restore job for the whole list."""
+        self._need(T0, R)
+        if self.multi is not None:
+            raise errors.CallSequenceError("a multiple-object restore is already active")
+        ids = msg.get("copy_ids")
+        if (not isinstance(ids, list) or not ids
+                or any(type(c) is not int or not 0 < c < 2**63 for c in ids)):
+            raise errors.CallSequenceError("the multiple-object restore list is empty")
+        assert self.peer is not None
+        found = {r.copy_id: r for r in self.catalog.visible_objects(self.scope, ids)}
+        for c in ids:
+            if c not in found:
+                raise errors.ObjectNotFound(f"copy ID {c} not found for this user and client")
+        job_id = self.server.jobs.start(
+            job_type=JOB_RESTORE, client=self.peer.client_host, owner=self.peer.os_user,
+            stunit=found[ids[0]].stunit, backup_id=found[ids[0]].backup_id,
+            message=f"multiple-object restore of {len(ids)} objects")
+        self.multi = MultiState(job_id=job_id, copy_ids=list(ids), rows=found)
+        self.last_job = job_id
+        self.state = R
+        return {"job": job_id}
+
+    def op_multiend(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """NBBSAEndGetMultipleObjects."""
+        if self.multi is None or self.state != R:
+            raise errors.CallSequenceError("no multiple-object restore is active")
+        self._finish_multi()
+        return {}
+
+    def _finish_multi(self) -> None:
+        multi = self.multi
+        assert multi is not None
+        self.multi = None
+        whole = multi.complete == len(multi.copy_ids)
+        self.server.jobs.finish(
+            multi.job_id, 0 if whole else 1,
+            f"{multi.complete} of {len(multi.copy_ids)} objects restored",
+            kbytes=multi.kbytes, files=multi.complete)
+
+    def op_deleteimage(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """NBBSADeleteImage: the whole image holding the object goes now, not at commit."""
+        self._need(T0, D)
+        copy_id = msg.get("copy_id")
+        if type(copy_id) is not int or not 0 < copy_id < 2**63:
+            raise errors.InvalidCopyId(f"copy ID {copy_id!r} is not valid")
+        row = self.catalog.visible_object(self.scope, copy_id)
+        if row is None:
+            raise errors.ObjectNotFound(f"copy ID {copy_id} not found for this user and client")
+        assert self.peer is not None
+        job_id = self.server.jobs.start(
+            job_type=JOB_IMAGE_DELETE, client=self.peer.client_host, owner=self.peer.os_user,
+            stunit=row.stunit, backup_id=row.backup_id,
+            message=f"image {row.backup_id} deleted by the application (copy ID {copy_id})")
+        files = self.server.delete_image(row.image_id)
+        self.server.jobs.finish(job_id, 0, f"image {row.backup_id} deleted", files=files)
+        self.state = D
+        return {"backup_id": row.backup_id}
+
+    def op_mediaids(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """NBBSAGetMediaIds: the media IDs of the image holding the object (a media-IDs txn)."""
+        self._need(T0, M)
+        copy_id = msg.get("copy_id")
+        if type(copy_id) is not int or not 0 < copy_id < 2**63:
+            raise errors.InvalidCopyId(f"copy ID {copy_id!r} is not valid")
+        row = self.catalog.visible_object(self.scope, copy_id)
+        if row is None:
+            raise errors.ObjectNotFound(f"copy ID {copy_id} not found for this user and client")
+        self.state = M
+        return {"media": self.catalog.image_media(row.image_id)}
+
+    def op_jobinfo(self, msg: dict[str, Any]) -> dict[str, Any]:
+        job_id = msg.get("job")
+        if type(job_id) is not int or job_id != self.last_job or not job_id:
+            raise errors.CallSequenceError("no job belongs to this session now")
+        job = self.catalog.job(job_id)
+        if job is None:
+            raise errors.ObjectNotFound(f"job {job_id} does not exist")
+        return {"jobinfo": job}
+
+    def op_logmsg(self, msg: dict[str, Any]) -> object:
+        """NBBSALogMsg: the application's message into its job's log. Never answered."""
+        mtype, text, source = msg.get("type"), msg.get("message"), msg.get("source")
+        if type(mtype) is not int or not isinstance(text, str) or not isinstance(source, str):
+            log.warning("malformed application log message from %s ignored", self.address)
+            return _STREAMED
+        severity = LOG_SEVERITY.get(mtype, "info")
+        line = f"[{source}] {text.rstrip()}"[:4096] if source else text.rstrip()[:4096]
+        if self.last_job:
+            self.server.jobs.log(self.last_job, severity, line)
+        else:
+            log.log(logging.ERROR if severity == "error" else logging.INFO,
+                    "application message from %s: %s", self.address, line)
+        return _STREAMED
+
+    def op_feature(self, msg: dict[str, Any]) -> dict[str, Any]:
+        feature = msg.get("feature")
+        if not isinstance(feature, str):
+            raise errors.InvalidRequest("a feature ID is a string")
+        if feature not in self.server.config.features:
+            raise errors.FeatureNotLicensed(f"feature {feature} is not licensed on this server")
+        return {}
+
     # ------------------------------------------------------------------ transaction end
     def _end_transaction(self, vote: int, abort_status: int, why: str) -> None:
         """Commit or abort everything the open transaction did — the only place that decides."""
@@ -468,7 +619,10 @@ class Session:
         if rs is not None:
             if rs.reader is not None:
                 rs.reader.close()
-            self.server.jobs.finish(rs.job_id, ST_RESTORE_FAIL, why)
+            if rs.own_job:
+                self.server.jobs.finish(rs.job_id, ST_RESTORE_FAIL, why)
+        if self.multi is not None:
+            self._finish_multi()
         if bk is not None:
             if vote == VOTE_ABORT:
                 self.server.abort_backup(bk, abort_status, why)
@@ -488,7 +642,9 @@ class Session:
     HANDLERS = {
         "init": op_init, "setenv": op_setenv, "terminate": op_terminate, "begin": op_begin,
         "end": op_end, "create": op_create, "enddata": op_enddata, "endobject": op_endobject, "query": op_query,
-        "qnext": op_qnext, "get": op_get, "delete": op_delete,
+        "qnext": op_qnext, "get": op_get, "delete": op_delete, "multiget": op_multiget,
+        "multiend": op_multiend, "deleteimage": op_deleteimage, "mediaids": op_mediaids,
+        "jobinfo": op_jobinfo, "logmsg": op_logmsg, "feature": op_feature,
     }
 
 

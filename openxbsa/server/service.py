@@ -157,6 +157,15 @@ class Server:
                 self.storage(r.stunit).release(r.location,
                                                StoredObject(r.offset, r.size, r.checksum))
 
+    def delete_image(self, image_id: int) -> int:
+        """Remove an image from the catalog, then its bytes; returns how many objects it held."""
+        img = self.catalog.image(image_id)
+        if img is None:
+            return 0
+        self.catalog.drop_image(image_id)
+        self.storage(img["stunit"]).delete_image(img["location"])
+        return int(img["num_objects"])
+
     # ------------------------------------------------------------------ listening
     def bind(self) -> socket.socket:
         family, addr = wire.parse_address(self.config.listen)

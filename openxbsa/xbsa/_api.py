@@ -20,6 +20,7 @@ from typing import Any
 from openxbsa import wire
 from openxbsa.wire import schema
 from openxbsa.xbsa import _constants as C
+from openxbsa.xbsa import _debuglog
 from openxbsa.xbsa._client import AuthError, Connection, ServerError
 from openxbsa.xbsa._structs import (
     BSA_ApiVersion, BSA_DataBlock32, BSA_ObjectDescriptor, BSA_ObjectOwner,
@@ -30,7 +31,7 @@ PROVIDER = "OpenXBSA/OpenXBSA/0.1.0"
 DELIMITER = "/"
 PREFERRED_BUFFER = 1 << 20
 
-S1, T0, B, B_OBJ, R, R_OBJ, D = "S1", "T0", "B", "B*", "R", "R*", "D"
+S1, T0, B, B_OBJ, R, R_OBJ, D, M = "S1", "T0", "B", "B*", "R", "R*", "D", "M"
 
 KIND_RC = {
     "call_sequence": C.BSA_RC_INVALID_CALL_SEQUENCE,
@@ -71,7 +72,11 @@ class _Session:
         self.ended = False          # NO_MORE_DATA already returned for the object being read
         self.doomed = False         # the transaction can only be aborted
         self.broken = False         # the connection is gone
-        self.job_id = 0
+        self.job_id = 0             # the job of the open transaction (NBBSAGetJobId)
+        self.last_job_id = 0        # ... or of the last one (NBBSAGetJobInfo)
+        self.multi_list: list[int] = []   # NBBSAAddToMultiObjectRestoreList
+        self.multi_active = False
+        self.pending_logs: list[tuple[int, str, str]] = []   # NBBSALogMsg during a stream
         self.grant_next = 0         # copy IDs the server granted for pipelined creates
         self.grant_end = -1
         self.grant_time = 0.0       # the server's clock at the grant ...
@@ -107,11 +112,15 @@ def _xbsa_call(outputs: int = 0) -> Callable[[Callable[..., Any]], Callable[...,
         def call(*args: Any, **kwargs: Any) -> Any:
             with _Process.lock:
                 try:
-                    return fn(*args, **kwargs)
+                    result = fn(*args, **kwargs)
                 except Exception as exc:  # the C contract: never an exception
                     rc = _fail(C.BSA_RC_ABORT_SYSTEM_ERROR,
                                f"internal error in {fn.__name__}: {exc!r}")
-                    return (rc,) + (None,) * outputs if outputs else rc
+                    result = (rc,) + (None,) * outputs if outputs else rc
+                if _debuglog._logger is not None:
+                    rc = result[0] if isinstance(result, tuple) else result
+                    _debuglog.call(fn.__name__, rc, _Process.last_error)
+                return result
 
         return call
 
@@ -166,6 +175,13 @@ def _request(s: _Session, op: str, **fields: Any) -> tuple[int, dict[str, Any] |
         return _lost(s, exc), None
     s.server_status, s.server_message = 0, ""
     return C.BSA_RC_SUCCESS, reply
+
+
+def _flush_logs(s: _Session) -> None:
+    """Send the application's log messages; they need no answer."""
+    while s.pending_logs:
+        mtype, text, source = s.pending_logs.pop(0)
+        s.conn.post("logmsg", type=mtype, message=text, source=source)
 
 
 def _text(value: Any) -> str | None:
@@ -280,6 +296,12 @@ def BSAInit(token: Any, owner: BSA_ObjectOwner | None, env: Any) -> tuple[int, i
     except (OSError, wire.ProtocolError) as exc:
         conn.close()
         return _fail(C.BSA_RC_ABORT_SYSTEM_ERROR, f"session set-up failed: {exc}"), None
+    log_dir = parsed.get("NBBSA_LOG_DIRECTORY")
+    if log_dir:
+        problem = _debuglog.start(log_dir)
+        if problem:
+            conn.close()
+            return _fail(C.BSA_RC_INVALID_ENV, f"NBBSA_LOG_DIRECTORY: {problem}"), None
     handle = _Process.next_handle
     _Process.next_handle += 1
     _Process.session = _Session(handle, conn, BSA_ObjectOwner(bsa_owner or "", app_owner or ""),
@@ -294,10 +316,12 @@ def BSATerminate(bsaHandle: int) -> int:
     if s is None:
         return _bad_handle(bsaHandle)
     _Process.session = None
+    _debuglog.stop()
     if not s.broken:
         try:
             if s.state == R_OBJ:
                 s.conn.cancel_stream()
+            _flush_logs(s)
             s.conn.call("terminate")
         except (ServerError, OSError, wire.ProtocolError):
             pass  # the server aborts whatever was open when the connection goes
@@ -356,6 +380,7 @@ def BSAEndTxn(bsaHandle: int, vote: int) -> int:
     if was == R_OBJ:
         try:
             s.conn.cancel_stream()
+            _flush_logs(s)
         except (OSError, wire.ProtocolError) as exc:
             s.state = S1
             _lost(s, exc)
@@ -364,6 +389,8 @@ def BSAEndTxn(bsaHandle: int, vote: int) -> int:
     s.state = S1
     s.results.clear()
     s.cursor = False
+    s.job_id = 0
+    s.multi_list, s.multi_active = [], False
     if rc == C.BSA_RC_SUCCESS and vote != C.BSA_Vote_ABORT and (was in (B_OBJ, R_OBJ) or doomed):
         return _fail(C.BSA_RC_TRANSACTION_ABORTED, "the transaction had to be aborted")
     if rc == C.BSA_RC_ABORT_SYSTEM_ERROR and s.broken and vote != C.BSA_Vote_ABORT:
@@ -433,7 +460,8 @@ def BSACreateObject(bsaHandle: int, objectDescriptorPtr: BSA_ObjectDescriptor | 
         s.grant_next, s.grant_end = copy_id + 1, reply["grant"]
         s.grant_time, s.grant_mono = reply["now"], time.monotonic()
         image, seq = reply["order"] >> 32, reply["order"] & 0xFFFFFFFF
-        s.job_id = reply.get("job", 0)
+        s.job_id = s.last_job_id = reply.get("job", 0)
+        s.env.update(reply.get("env") or {})
     s.image_seq = (image, seq)
     d.copyId = copy_id
     d.createTime = schema.from_epoch(ctime)
@@ -526,15 +554,16 @@ def BSAEndData(bsaHandle: int) -> int:
             return _lost(s, exc)
         return C.BSA_RC_SUCCESS
     if s.state == R_OBJ:
-        if not s.broken:
-            try:
-                s.conn.cancel_stream()
-            except (OSError, wire.ProtocolError) as exc:
-                s.state = R
-                return _lost(s, exc)
-        rc, _ = _request(s, "enddata")
         s.state = R
-        return rc
+        if s.broken:
+            return _fail(C.BSA_RC_ABORT_SYSTEM_ERROR, "the connection to the backup service is lost")
+        try:
+            s.conn.cancel_stream()
+            _flush_logs(s)
+            s.conn.post("enddata", flush=True)   # needs no answer
+        except (OSError, wire.ProtocolError) as exc:
+            return _lost(s, exc)
+        return C.BSA_RC_SUCCESS
     return _sequence(s, "BSAEndData without an open object")
 
 
@@ -578,7 +607,7 @@ def BSAQueryObject(bsaHandle: int, queryDescriptorPtr: BSA_QueryDescriptor | Non
         return _bad_handle(bsaHandle)
     if queryDescriptorPtr is None or objectDescriptorPtr is None:
         return _fail(C.BSA_RC_NULL_ARGUMENT, "BSAQueryObject needs a query and a descriptor")
-    if s.state not in (T0, R, D):
+    if s.state not in (T0, R, D, M):
         return _sequence(s, "BSAQueryObject")
     fields = _query_map(queryDescriptorPtr)
     if isinstance(fields, str):
@@ -613,7 +642,7 @@ def BSAGetNextQueryObject(bsaHandle: int,
         return _bad_handle(bsaHandle)
     if objectDescriptorPtr is None:
         return _fail(C.BSA_RC_NULL_ARGUMENT, "BSAGetNextQueryObject needs a descriptor")
-    if s.state not in (T0, R, D) or not s.cursor:
+    if s.state not in (T0, R, D, M) or not s.cursor:
         return _sequence(s, "BSAGetNextQueryObject without an active query")
     while not s.results and s.more:
         rc, reply = _request(s, "qnext")
@@ -654,7 +683,7 @@ def BSAGetObject(bsaHandle: int, objectDescriptorPtr: BSA_ObjectDescriptor | Non
     s.obj_size = reply["size"]
     s.received = 0
     s.ended = False
-    s.job_id = reply.get("job", 0)
+    s.job_id = s.last_job_id = reply.get("job", 0)
     _prepare_block(dataBlockPtr)
     s.state = R_OBJ
     return C.BSA_RC_SUCCESS

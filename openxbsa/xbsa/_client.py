@@ -93,10 +93,10 @@ class Connection:
                               str(reply.get("msg", "the server reported an error")))
         return reply
 
-    def post(self, op: str, **fields: Any) -> None:
-        """A request that gets no reply; it leaves with the next flush."""
+    def post(self, op: str, flush: bool = False, **fields: Any) -> None:
+        """A request that gets no reply; unless flushed, it leaves with the next flush."""
         fields["op"] = op
-        self.channel.send_message(wire.REQ, fields, flush=False)
+        self.channel.send_message(wire.REQ, fields, flush=flush)
 
     def send_data(self, data: Any) -> None:
         self.channel.send_data(data)

@@ -25,6 +25,19 @@ BSA_RC_NULL_ARGUMENT = 0x55
 # ours sit above every C425 and draft value so they can never be confused (docs/decisions.md).
 NBBSA_RC_FEATURE_NOT_LICENSED = 0x1001
 
+# ---- NBBSALogMsg message types (NetBackup's MSINFO / MSWARNING / MSERROR)
+NBBSA_MS_INFO = MSINFO = 0
+NBBSA_MS_WARNING = MSWARNING = 1
+NBBSA_MS_ERROR = MSERROR = 2
+
+# ---- NBBSA_JobInfo.jobType / jobState (NetBackup's job codes)
+NBBSA_JOB_BACKUP = 0
+NBBSA_JOB_RESTORE = 2
+NBBSA_JOB_IMAGE_DELETE = 17
+NBBSA_JOB_QUEUED = 0
+NBBSA_JOB_ACTIVE = 1
+NBBSA_JOB_DONE = 3
+
 # ---- enumerations
 BSA_ANY = 1
 BSA_CopyType_ANY = 1
@@ -53,6 +66,7 @@ BSA_MAX_TOKEN_SIZE = 64
 
 RC_NAMES = {v: k for k, v in list(globals().items())
             if (k.startswith("BSA_RC_") or k.startswith("NBBSA_RC_")) and isinstance(v, int)}
+MEDIA_ID_MAX = 6   # NetBackup media IDs are at most six characters
 
 RC_TEXT = {
     BSA_RC_SUCCESS: "The call completed successfully.",

@@ -79,3 +79,22 @@ class BSA_DataBlock32:
     shareId: int = 0
     shareOffset: int = 0
     bufferPtr: Any = None
+
+
+@dataclass
+class NBBSA_JobInfo:
+    """NBBSAGetJobInfo's record of the transaction's job (free it with NBBSAFreeJobInfo)."""
+
+    jobId: int = 0
+    jobType: int = 0
+    jobState: int = 0
+    jobStatus: int = 0
+    policyName: str = ""
+    scheduleName: str = ""
+    clientName: str = ""
+    serverName: str = ""
+    startTime: _dt.datetime | None = None
+    endTime: _dt.datetime | None = None
+    kiloBytes: int = 0
+    numObjects: int = 0
+    backupId: str = ""
