@@ -184,6 +184,13 @@ class Session:
         if self.state not in states:
             raise errors.CallSequenceError(f"not allowed in state {self.state}")
 
+    def _visible(self, copy_id: int) -> ObjectRow:
+        """The object, if this session's user and client may see it."""
+        row = self.catalog.visible_object(self.scope, copy_id)
+        if row is None:
+            raise errors.ObjectNotFound(f"copy ID {copy_id} not found for this user and client")
+        return row
+
     @property
     def scope(self) -> Scope:
         assert self.peer is not None
@@ -413,9 +420,7 @@ class Session:
     # ------------------------------------------------------------------ restore
     def op_get(self, msg: dict[str, Any]) -> object:
         self._need(T0, R)
-        copy_id = msg.get("copy_id")
-        if type(copy_id) is not int or not 0 < copy_id < 2**63:
-            raise errors.InvalidCopyId(f"copy ID {copy_id!r} is not valid")
+        copy_id = _copy_id(msg)
         assert self.peer is not None
         multi = self.multi
         if multi is not None:
@@ -424,9 +429,7 @@ class Session:
                             else "none: the list is exhausted")
                 raise errors.CallSequenceError(
                     f"a multiple-object restore reads its list in order; next is {expected}")
-        row = multi.rows[copy_id] if multi else self.catalog.visible_object(self.scope, copy_id)
-        if row is None:
-            raise errors.ObjectNotFound(f"copy ID {copy_id} not found for this user and client")
+        row = multi.rows[copy_id] if multi else self._visible(copy_id)
         unit = self.server.storage(row.stunit)
         reader = unit.open_reader(row.location, StoredObject(row.offset, row.size, row.checksum))
         if multi is not None:
@@ -497,11 +500,8 @@ class Session:
     # ------------------------------------------------------------------ delete
     def op_delete(self, msg: dict[str, Any]) -> dict[str, Any]:
         self._need(T0, D)
-        copy_id = msg.get("copy_id")
-        if type(copy_id) is not int or not 0 < copy_id < 2**63:
-            raise errors.InvalidCopyId(f"copy ID {copy_id!r} is not valid")
-        if self.catalog.visible_object(self.scope, copy_id) is None:
-            raise errors.ObjectNotFound(f"copy ID {copy_id} not found for this user and client")
+        copy_id = _copy_id(msg)
+        self._visible(copy_id)
         self.deletes.append(copy_id)
         self.state = D
         return {}
@@ -550,12 +550,8 @@ class Session:
     def op_deleteimage(self, msg: dict[str, Any]) -> dict[str, Any]:
         """NBBSADeleteImage: the whole image holding the object goes now, not at commit."""
         self._need(T0, D)
-        copy_id = msg.get("copy_id")
-        if type(copy_id) is not int or not 0 < copy_id < 2**63:
-            raise errors.InvalidCopyId(f"copy ID {copy_id!r} is not valid")
-        row = self.catalog.visible_object(self.scope, copy_id)
-        if row is None:
-            raise errors.ObjectNotFound(f"copy ID {copy_id} not found for this user and client")
+        copy_id = _copy_id(msg)
+        row = self._visible(copy_id)
         assert self.peer is not None
         job_id = self.server.jobs.start(
             job_type=JOB_IMAGE_DELETE, client=self.peer.client_host, owner=self.peer.os_user,
@@ -569,12 +565,8 @@ class Session:
     def op_mediaids(self, msg: dict[str, Any]) -> dict[str, Any]:
         """NBBSAGetMediaIds: the media IDs of the image holding the object (a media-IDs txn)."""
         self._need(T0, M)
-        copy_id = msg.get("copy_id")
-        if type(copy_id) is not int or not 0 < copy_id < 2**63:
-            raise errors.InvalidCopyId(f"copy ID {copy_id!r} is not valid")
-        row = self.catalog.visible_object(self.scope, copy_id)
-        if row is None:
-            raise errors.ObjectNotFound(f"copy ID {copy_id} not found for this user and client")
+        copy_id = _copy_id(msg)
+        row = self._visible(copy_id)
         self.state = M
         return {"media": self.catalog.image_media(row.image_id)}
 
@@ -650,6 +642,13 @@ class Session:
 
 _CLOSE = object()
 _STREAMED = object()  # the handler answered (or needs no answer) itself
+
+
+def _copy_id(msg: dict[str, Any]) -> int:
+    copy_id = msg.get("copy_id")
+    if type(copy_id) is not int or not 0 < copy_id < 2**63:
+        raise errors.InvalidCopyId(f"copy ID {copy_id!r} is not valid")
+    return copy_id
 
 
 def _describe(r: ObjectRow) -> list[Any]:
