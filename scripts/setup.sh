@@ -10,6 +10,14 @@ if [ ! -x "$ROOT/.venv/bin/python" ]; then
     fi
 fi
 PY="$ROOT/.venv/bin/python"
+# The C ABI tests compile with gcc and check the samples with valgrind (Debian packages).
+if ! command -v gcc >/dev/null 2>&1 || ! command -v valgrind >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc libc6-dev valgrind >/dev/null
+    else
+        echo "warning: gcc and valgrind are needed by the C ABI tests; install them" >&2
+    fi
+fi
 stamp="$ROOT/.venv/.installed"
 if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
     "$PY" -m pip install --quiet --disable-pip-version-check -e "$ROOT[test]"

@@ -165,5 +165,23 @@ def secret_issue(home: str, host: str, out: str | None) -> None:
         sys.stdout.write(text)
 
 
+@main.group()
+def libxbsa() -> None:
+    """The C library libxbsa64.so (xbsa.h, nbbsa.h) for existing XBSA programs."""
+
+
+@libxbsa.command("build")
+@click.option("--out", default=None, help="Directory for libxbsa64.so, libxbsa.so and include/ "
+              "(default: libxbsa/build in the source tree).")
+def libxbsa_build(out: str | None) -> None:
+    """Compile libxbsa64.so with the C compiler; link programs with -L DIR -lxbsa64."""
+    from openxbsa.cabi import build as cbuild
+
+    target = cbuild.build(out or str(cbuild.ROOT / "libxbsa" / "build"))
+    d = target.parent
+    click.echo(f"built {target}")
+    click.echo(f"compile: cc -I{d}/include prog.c -L{d} -lxbsa64 -Wl,-rpath,{d}")
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,148 @@
+"""Build libxbsa64.so (and the libxbsa.so link) with cffi's embedding mode.
+
+    openxbsa libxbsa build --out DIR      # or: python -m openxbsa.cabi.build DIR
+
+The library embeds this Python: each C call enters ``openxbsa.xbsa`` through
+``openxbsa.cabi.glue``, so C and Python applications share one implementation. The C
+compiler checks our declarations against ``libxbsa/include/xbsa.h`` and ``nbbsa.h``.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import sys
+import sysconfig
+import tempfile
+
+HERE = pathlib.Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+INCLUDE = ROOT / "libxbsa" / "include"
+
+TYPES = """
+typedef short BSA_Int16;
+typedef int BSA_Int32;
+typedef unsigned short BSA_UInt16;
+typedef unsigned int BSA_UInt32;
+typedef struct { BSA_UInt32 left; BSA_UInt32 right; } BSA_UInt64;
+typedef long BSA_Handle;
+typedef short BSA_ShareId;
+typedef char BSA_SecurityToken;
+typedef int... BSA_CopyType;
+typedef int... BSA_ObjectStatus;
+typedef int... BSA_ObjectType;
+typedef int... BSA_Vote;
+struct tm { int tm_sec; int tm_min; int tm_hour; int tm_mday; int tm_mon; int tm_year;
+            int tm_wday; int tm_yday; int tm_isdst; long tm_gmtoff; const char *tm_zone; ...; };
+typedef struct { BSA_UInt16 issue; BSA_UInt16 version; BSA_UInt16 level; } BSA_ApiVersion;
+typedef struct { char bsa_ObjectOwner[64]; char app_ObjectOwner[64]; } BSA_ObjectOwner;
+typedef struct { char objectSpaceName[1024]; char pathName[1024]; } BSA_ObjectName;
+typedef struct {
+    BSA_UInt32 rsv1; BSA_ObjectOwner objectOwner; BSA_ObjectName objectName;
+    struct tm createTime; BSA_CopyType copyType; BSA_UInt64 copyId; BSA_UInt64 restoreOrder;
+    char rsv2[31]; char rsv3[31]; BSA_UInt64 estimatedSize; char resourceType[31];
+    BSA_ObjectType objectType; BSA_ObjectStatus objectStatus; char rsv4[31];
+    char objectDescription[100]; unsigned char objectInfo[256];
+} BSA_ObjectDescriptor;
+typedef struct {
+    BSA_ObjectOwner objectOwner; BSA_ObjectName objectName; struct tm createTime_from;
+    struct tm createTime_to; struct tm rsv1; struct tm rsv2; BSA_CopyType copyType;
+    char rsv3[31]; char rsv4[31]; char rsv5[31]; BSA_ObjectType objectType;
+    BSA_ObjectStatus objectStatus; char rsv6[100];
+} BSA_QueryDescriptor;
+typedef struct {
+    BSA_UInt32 bufferLen; BSA_UInt32 numBytes; BSA_UInt32 headerBytes; BSA_ShareId shareId;
+    BSA_UInt32 shareOffset; void *bufferPtr;
+} BSA_DataBlock32;
+typedef struct {
+    int jobId; int jobType; int jobState; int jobStatus; char policyName[128];
+    char scheduleName[128]; char clientName[256]; char serverName[256]; struct tm startTime;
+    struct tm endTime; BSA_UInt64 kiloBytes; BSA_UInt64 numObjects; char backupId[320];
+} NBBSA_JOB_INFO;
+void *calloc(size_t, size_t);
+void free(void *);
+"""
+
+API = """
+int BSABeginTxn(BSA_Handle bsaHandle);
+int BSACreateObject(BSA_Handle bsaHandle, BSA_ObjectDescriptor *objectDescriptorPtr,
+                    BSA_DataBlock32 *dataBlockPtr);
+int BSADeleteObject(BSA_Handle bsaHandle, BSA_UInt64 copyId);
+int BSAEndData(BSA_Handle bsaHandle);
+int BSAEndTxn(BSA_Handle bsaHandle, BSA_Vote vote);
+int BSAGetData(BSA_Handle bsaHandle, BSA_DataBlock32 *dataBlockPtr);
+int BSAGetEnvironment(BSA_Handle bsaHandle, BSA_ObjectOwner *objectOwnerPtr, char **environmentPtr);
+int BSAGetLastError(BSA_UInt32 *sizePtr, char *errorCodePtr);
+int BSAGetNextQueryObject(BSA_Handle bsaHandle, BSA_ObjectDescriptor *objectDescriptorPtr);
+int BSAGetObject(BSA_Handle bsaHandle, BSA_ObjectDescriptor *objectDescriptorPtr,
+                 BSA_DataBlock32 *dataBlockPtr);
+int BSAInit(BSA_Handle *bsaHandlePtr, BSA_SecurityToken *tokenPtr,
+            BSA_ObjectOwner *objectOwnerPtr, char **environmentPtr);
+int BSAQueryApiVersion(BSA_ApiVersion *apiVersionPtr);
+int BSAQueryObject(BSA_Handle bsaHandle, BSA_QueryDescriptor *queryDescriptorPtr,
+                   BSA_ObjectDescriptor *objectDescriptorPtr);
+int BSAQueryServiceProvider(BSA_UInt32 *sizePtr, char *delimiter, char *providerPtr);
+int BSASendData(BSA_Handle bsaHandle, BSA_DataBlock32 *dataBlockPtr);
+int BSATerminate(BSA_Handle bsaHandle);
+int NBBSAAddToMultiObjectRestoreList(BSA_Handle bsaHandle, BSA_ObjectDescriptor *objectDescriptorPtr);
+int NBBSADeleteImage(BSA_Handle bsaHandle, BSA_UInt64 copyId);
+int NBBSAEndGetMultipleObjects(BSA_Handle bsaHandle);
+int NBBSAFreeJobInfo(NBBSA_JOB_INFO *jobInfoPtr);
+int NBBSAGetEnv(BSA_Handle bsaHandle, char *envVariable, BSA_UInt32 *sizePtr, char *envValue);
+int NBBSAGetErrorString(int errCode, BSA_UInt32 *sizePtr, char *errorString);
+int NBBSAGetJobId(BSA_Handle bsaHandle, int *jobId);
+int NBBSAGetJobInfo(BSA_Handle bsaHandle, NBBSA_JOB_INFO **jobInfoPtr);
+int NBBSAGetMediaIds(BSA_Handle bsaHandle, BSA_UInt64 copyId, BSA_UInt32 *sizePtr, char *MediaIdsPtr);
+int NBBSAGetMultipleObjects(BSA_Handle bsaHandle);
+int NBBSAGetServerError(BSA_Handle bsaHandle, int *ServerStatus, BSA_UInt32 *sizePtr,
+                        char *ServerStatusStr);
+int NBBSALogMsg(BSA_Handle bsaHandle, int msgType, char *message, char *source);
+int NBBSASetEnv(BSA_Handle bsaHandle, char *EnvVar, char *EnvVal);
+int NBBSAUpdateEnv(BSA_Handle bsaHandle, char **envPtr);
+int NBBSAValidateFeatureId(BSA_Handle bsaHandle, char *featureId);
+"""
+
+INIT = """
+import sys
+for _p in reversed({path!r}):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+from _openxbsa_cabi import ffi, lib
+from openxbsa.cabi import glue
+glue.install(ffi, lib)
+"""
+
+
+def build(out: str) -> pathlib.Path:
+    """Compile libxbsa64.so into ``out`` (with libxbsa.so linking to it and include/)."""
+    import cffi
+
+    outdir = pathlib.Path(out).resolve()
+    outdir.mkdir(parents=True, exist_ok=True)
+    ffi = cffi.FFI()
+    ffi.cdef(TYPES)
+    ffi.embedding_api(API)
+    libdir = sysconfig.get_config_var("LIBDIR") or ""
+    ffi.set_source("_openxbsa_cabi", '#include <stdlib.h>\n#include "xbsa.h"\n#include "nbbsa.h"\n',
+                   include_dirs=[str(INCLUDE)],
+                   extra_link_args=[f"-Wl,-rpath,{libdir}"] if libdir else [])
+    path = [p for p in sys.path if p] + [str(ROOT)]
+    ffi.embedding_init_code(INIT.format(path=path))
+    with tempfile.TemporaryDirectory() as tmp:
+        built = ffi.compile(tmpdir=tmp, target="libxbsa64.*", verbose=False)
+        target = outdir / "libxbsa64.so"
+        shutil.copy2(built, target)
+    link = outdir / "libxbsa.so"
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    os.symlink("libxbsa64.so", link)
+    inc = outdir / "include"
+    inc.mkdir(exist_ok=True)
+    for h in ("xbsa.h", "nbbsa.h"):
+        shutil.copy2(INCLUDE / h, inc / h)
+    return target
+
+
+if __name__ == "__main__":
+    print(build(sys.argv[1] if len(sys.argv) > 1 else str(ROOT / "libxbsa" / "build")))

@@ -1,0 +1,273 @@
+"""libxbsa64.so: compiled C programs against a real server — ABI, every call, samples, speed
+paths, parallel processes, and valgrind on the sample programs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ServerProc
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SAMPLES = ["xbsa_backup", "xbsa_restore", "xbsa_query", "xbsa_delete", "xbsa_multi_restore"]
+
+
+@pytest.fixture(scope="session")
+def cbuild(tmp_path_factory) -> dict[str, str]:
+    out = str(tmp_path_factory.mktemp("libxbsa"))
+    subprocess.run([sys.executable, "-m", "openxbsa.cli.main", "libxbsa", "build", "--out", out],
+                   check=True, capture_output=True)
+    assert os.path.islink(os.path.join(out, "libxbsa.so"))
+    progs = {}
+
+    def cc(src: str, name: str, flags: tuple[str, ...] = ()) -> None:
+        target = os.path.join(out, name)
+        subprocess.run(["gcc", "-O2", "-g", "-Wall", "-Werror", *flags, "-I", os.path.join(out, "include"),
+                        "-o", target, src, "-L", out, "-lxbsa64", f"-Wl,-rpath,{out}"],
+                       check=True, capture_output=True, text=True)
+        progs[name] = target
+
+    for name in SAMPLES:
+        cc(os.path.join(ROOT, "examples", "c", name + ".c"), name)
+    cc(os.path.join(ROOT, "tests", "c", "abi.c"), "abi")
+    cc(os.path.join(ROOT, "tests", "c", "calls.c"), "calls", ("-Wno-discarded-qualifiers",))
+    # a program linked by the other name, as NetBackup-era makefiles do (-lxbsa)
+    target = os.path.join(out, "query_lxbsa")
+    subprocess.run(["gcc", "-I", os.path.join(out, "include"), "-o", target,
+                    os.path.join(ROOT, "examples", "c", "xbsa_query.c"), "-L", out, "-lxbsa",
+                    f"-Wl,-rpath,{out}"], check=True)
+    progs["query_lxbsa"] = target
+    return progs
+
+
+def run(prog: str, *args: str, stdin: bytes | None = None, env: dict | None = None,
+        timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([prog, *args], input=stdin, capture_output=True, timeout=timeout,
+                          env=env)
+
+
+def test_struct_sizes_and_offsets_match_netbackup(cbuild):
+    out = run(cbuild["abi"]).stdout.decode()
+    got = dict(line.rsplit(" ", 1) for line in out.splitlines())
+    expected = {
+        "sizeof(BSA_ObjectDescriptor)": 2760, "sizeof(BSA_QueryDescriptor)": 2608,
+        "sizeof(BSA_DataBlock32)": 32, "sizeof(BSA_ApiVersion)": 6, "sizeof(BSA_UInt64)": 8,
+        "sizeof(struct tm)": 56, "sizeof(enum)": 4, "sizeof(BSA_Handle)": 8,
+        "BSA_ObjectDescriptor.rsv1": 0, "BSA_ObjectDescriptor.objectOwner": 4,
+        "BSA_ObjectDescriptor.objectName": 132, "BSA_ObjectDescriptor.createTime": 2184,
+        "BSA_ObjectDescriptor.copyType": 2240, "BSA_ObjectDescriptor.copyId": 2244,
+        "BSA_ObjectDescriptor.restoreOrder": 2252, "BSA_ObjectDescriptor.rsv2": 2260,
+        "BSA_ObjectDescriptor.rsv3": 2291, "BSA_ObjectDescriptor.estimatedSize": 2324,
+        "BSA_ObjectDescriptor.resourceType": 2332, "BSA_ObjectDescriptor.objectType": 2364,
+        "BSA_ObjectDescriptor.objectStatus": 2368, "BSA_ObjectDescriptor.rsv4": 2372,
+        "BSA_ObjectDescriptor.objectDescription": 2403, "BSA_ObjectDescriptor.objectInfo": 2503,
+        "BSA_QueryDescriptor.objectOwner": 0, "BSA_QueryDescriptor.objectName": 128,
+        "BSA_QueryDescriptor.createTime_from": 2176, "BSA_QueryDescriptor.createTime_to": 2232,
+        "BSA_QueryDescriptor.rsv1": 2288, "BSA_QueryDescriptor.rsv2": 2344,
+        "BSA_QueryDescriptor.copyType": 2400, "BSA_QueryDescriptor.rsv3": 2404,
+        "BSA_QueryDescriptor.rsv4": 2435, "BSA_QueryDescriptor.rsv5": 2466,
+        "BSA_QueryDescriptor.objectType": 2500, "BSA_QueryDescriptor.objectStatus": 2504,
+        "BSA_QueryDescriptor.rsv6": 2508, "BSA_DataBlock32.bufferLen": 0,
+        "BSA_DataBlock32.numBytes": 4, "BSA_DataBlock32.headerBytes": 8,
+        "BSA_DataBlock32.shareId": 12, "BSA_DataBlock32.shareOffset": 16,
+        "BSA_DataBlock32.bufferPtr": 24, "BSA_UInt64.left": 0, "BSA_UInt64.right": 4,
+        "NBBSA_Vote_CONDITIONAL": 99, "BSA_RC_BUFFER_TOO_SMALL": 78,
+    }
+    assert {k: int(got[k]) for k in expected} == expected
+
+
+def test_every_exported_symbol(cbuild):
+    out = subprocess.run(["nm", "-D", "--defined-only", os.path.join(os.path.dirname(cbuild["abi"]),
+                                                                      "libxbsa64.so")],
+                         capture_output=True, text=True).stdout
+    names = {line.split()[-1] for line in out.splitlines() if " T " in line}
+    from openxbsa import xbsa as X
+    assert set(X.CORE_CALLS) | set(X.NBBSA_CALLS) <= names
+
+
+EXPECTED_CALLS = {
+    "QueryApiVersion": 0, "QueryApiVersion.null": 85, "QueryServiceProvider.small": 78,
+    "QueryServiceProvider": 0, "QueryServiceProvider.null": 85, "Init.null_handle": 85,
+    "Init.null_owner": 85, "Init.null_env": 85, "Init.bad_env": 80, "Init.version": 75,
+    "GetLastError.size_query": 78, "GetLastError": 0, "GetLastError.null": 85, "Init": 0,
+    "Init.second": 5, "GetEnvironment": 0, "GetEnvironment.null": 85, "BeginTxn.bad_handle": 6,
+    "EndTxn.no_txn": 5, "CreateObject.no_txn": 5, "BeginTxn": 0, "BeginTxn.nested": 5,
+    "GetJobId.before_create": 5, "CreateObject.null_desc": 85, "CreateObject.null_block": 85,
+    "CreateObject.bad_copytype": 81, "CreateObject.unterminated": 81, "CreateObject": 0,
+    "GetJobId": 0, "GetJobId.null": 85, "QueryObject.in_backup": 5, "SendData.null": 85,
+    "SendData.null_buffer": 52, "SendData.too_many_bytes": 52, "SendData": 0, "EndData": 0,
+    "SendData.after_end": 5, "LogMsg": 0, "EndTxn.bad_vote": 11, "EndTxn": 0, "GetJobInfo": 0,
+    "FreeJobInfo": 0, "FreeJobInfo.null": 85, "QueryObject.null": 85,
+    "QueryObject.bad_status": 83, "QueryObject": 0, "GetNextQueryObject.end": 18,
+    "GetObject": 0, "GetMediaIds.small": 78, "GetMediaIds": 0, "SetEnv": 0, "GetEnv": 0,
+    "GetEnv.small": 78, "UpdateEnv": 0, "UpdateEnv.null": 85, "ValidateFeatureId": 0,
+    "ValidateFeatureId.unlicensed": 0x1001, "GetServerError": 0, "GetErrorString": 0,
+    "GetErrorString.small": 78, "AddToMultiObjectRestoreList": 0,
+    "AddToMultiObjectRestoreList.null": 85, "GetMultipleObjects": 0, "GetObject.multi": 0,
+    "EndGetMultipleObjects": 0, "DeleteObject.zero": 79, "DeleteImage": 0,
+    "DeleteObject.gone": 26, "Terminate": 0, "Terminate.again": 6,
+}
+
+
+def test_every_call_success_and_error_paths(cbuild, server: ServerProc):
+    out = run(cbuild["calls"], server.address)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.decode().splitlines()
+    results: dict[str, list[str]] = {}
+    for line in lines:
+        key, _, rest = line.partition(" ")
+        results.setdefault(key, []).append(rest)
+    for label, rc in EXPECTED_CALLS.items():
+        assert label in results, f"{label} did not run"
+        assert all(int(v) == rc for v in results[label]), (label, results[label])
+    text = "\n".join(lines)
+    assert "version 1.1.0" in text
+    assert "provider OpenXBSA/OpenXBSA/0.1.0 delimiter / size 24" in text
+    assert "provider.needed 24" in text
+    assert "lasterror.size_nonzero 1" in text and "lasterror.terminated 1" in text
+    assert "env0 BSA_API_VERSION=1.1.0" in text
+    assert "created.copyId_nonzero 1 year_ok 1 status 2 headerBytes 0" in text
+    assert "jobinfo.same 1 status 0 objects 1 kb 3" in text
+    assert "found.same 1 path /c/calls/one size 3000" in text
+    assert "restore.rc 18 total 3000 exact 1" in text        # header bytes untouched
+    assert "media D00001 len 6 size 8 doublenul 1" in text and "media.needed 8" in text
+    assert "getenv from C size 7" in text and "getenv.needed 7" in text
+    assert "servererror.status 159" in text
+    assert "errorstring BSA_RC_NO_MATCH: No object matched the query." in text
+    assert "errorstring.needed 46" in text
+    jobs = json.loads(server.cli("jobs", "--json").stdout)
+    log = server.cli("jobs", "--log", str([j for j in jobs if j["type"] == "Backup"][0]["jobid"]))
+    assert "C test message" in log.stdout
+
+
+def test_sample_programs(cbuild, server: ServerProc):
+    data = os.urandom(3_000_017)
+    out = run(cbuild["xbsa_backup"], "/c/sample", "512", server.address, stdin=data)
+    assert out.returncode == 0, out.stderr
+    copy_id = out.stdout.split(b"copyId ")[1].split()[0].decode()
+    listing = run(cbuild["xbsa_query"], "/c/sample*", server.address)
+    assert b"/c/sample" in listing.stdout
+    assert b"/c/sample" in run(cbuild["query_lxbsa"], "/c/sample*", server.address).stdout
+    restored = run(cbuild["xbsa_restore"], "/c/sample", "8192", server.address)
+    assert restored.returncode == 0 and restored.stdout == data
+    by_id = run(cbuild["xbsa_restore"], "/c/sample", "100000", server.address, copy_id)
+    assert by_id.stdout == data
+    second = os.urandom(70_000)
+    assert run(cbuild["xbsa_backup"], "/c/sample2", "4096", server.address, stdin=second).returncode == 0
+    multi = run(cbuild["xbsa_multi_restore"], "/c/sample*", server.address)
+    assert multi.returncode == 0 and multi.stdout in (data + second, second + data)
+    assert b"restored 2 object(s)" in multi.stderr and b"status 0: 2 objects" in multi.stderr
+    assert run(cbuild["xbsa_delete"], server.address, copy_id).returncode == 0
+    gone = run(cbuild["xbsa_restore"], "/c/sample", "512", server.address, copy_id)
+    assert gone.returncode == 1 and b"BSA_RC_OBJECT_NOT_FOUND" in gone.stderr
+
+
+def test_one_gib_through_a_pipe_byte_exact(cbuild, server: ServerProc):
+    gen = ("import sys,random; r=random.Random(7); b=r.randbytes(1<<24)\n"
+           "for i in range(64): sys.stdout.buffer.write(b[i:]+b[:i])")
+    producer = subprocess.Popen([sys.executable, "-c", gen], stdout=subprocess.PIPE)
+    digest_in = hashlib.sha256()
+    backup = subprocess.Popen([cbuild["xbsa_backup"], "/c/gib", str(1 << 20), server.address],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert producer.stdout is not None and backup.stdin is not None
+    total = 0
+    while chunk := producer.stdout.read(1 << 20):
+        digest_in.update(chunk)
+        backup.stdin.write(chunk)
+        total += len(chunk)
+    backup.stdin.close()
+    assert backup.wait(300) == 0 and total == 1 << 30
+    restore = subprocess.Popen([cbuild["xbsa_restore"], "/c/gib", str(1 << 20), server.address],
+                               stdout=subprocess.PIPE)
+    assert restore.stdout is not None
+    digest_out, got = hashlib.sha256(), 0
+    while chunk := restore.stdout.read(1 << 20):
+        digest_out.update(chunk)
+        got += len(chunk)
+    assert restore.wait(300) == 0
+    assert got == total and digest_out.digest() == digest_in.digest()
+    copy_ids = [line.split()[0] for line in run(cbuild["xbsa_query"], "/c/gib", server.address)
+                .stdout.decode().splitlines()]
+    assert run(cbuild["xbsa_delete"], server.address, *copy_ids).returncode == 0
+
+
+def test_eight_c_processes_in_parallel(cbuild, server: ServerProc):
+    payloads = [os.urandom(500_000 + i * 1000) for i in range(8)]
+    procs = [subprocess.Popen([cbuild["xbsa_backup"], f"/c/par/{i}", "4096", server.address],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for i in range(8)]
+    for p, data in zip(procs, payloads):
+        assert p.stdin is not None
+        p.stdin.write(data)
+        p.stdin.close()
+    assert all(p.wait(120) == 0 for p in procs)
+    procs = [subprocess.Popen([cbuild["xbsa_restore"], f"/c/par/{i}", "3000", server.address],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(8)]
+    outs = [p.communicate(timeout=120)[0] for p in procs]
+    assert outs == payloads
+    jobs = json.loads(server.cli("jobs", "--json").stdout)
+    assert len({j["jobid"] for j in jobs if j["client"] and "/c/par" in (j["current_object"] or "")}) == 8
+
+
+VALGRIND = ["valgrind", "-q", "--error-exitcode=99",
+            f"--suppressions={os.path.join(ROOT, 'tests', 'c', 'python-embedded.supp')}"]
+
+
+@pytest.fixture(scope="module")
+def valgrind_env():
+    if shutil.which("valgrind") is None:
+        pytest.fail("valgrind is not installed (scripts/test installs it)")
+    return dict(os.environ, PYTHONMALLOC="malloc")
+
+
+def test_samples_are_valgrind_clean(cbuild, server: ServerProc, valgrind_env):
+    data = os.urandom(200_000)
+    out = run(*VALGRIND, cbuild["xbsa_backup"], "/c/vg", "512", server.address, stdin=data,
+              env=valgrind_env)
+    assert out.returncode == 0, out.stderr.decode()[-3000:]
+    out = run(*VALGRIND, cbuild["xbsa_restore"], "/c/vg", "1000", server.address, env=valgrind_env)
+    assert out.returncode == 0 and out.stdout == data, out.stderr.decode()[-3000:]
+    out = run(*VALGRIND, cbuild["xbsa_multi_restore"], "/c/vg", server.address, env=valgrind_env)
+    assert out.returncode == 0 and out.stdout == data, out.stderr.decode()[-3000:]
+    out = run(*VALGRIND, cbuild["calls"], server.address, env=valgrind_env)
+    assert out.returncode == 0, out.stderr.decode()[-3000:]
+
+
+def test_valgrind_would_catch_a_buffer_overrun(cbuild, server: ServerProc, valgrind_env, tmp_path):
+    """The check above can fail: a program lying about its buffer's size is reported."""
+    assert run(cbuild["xbsa_backup"], "/c/vg", "4096", server.address,
+               stdin=os.urandom(10_000)).returncode == 0
+    src = tmp_path / "overrun.c"
+    src.write_text(r'''
+#include <stdlib.h>
+#include <string.h>
+#include "xbsa.h"
+int main(int argc, char **argv) {
+    BSA_Handle h; BSA_ObjectOwner o; BSA_QueryDescriptor q; BSA_ObjectDescriptor d;
+    BSA_DataBlock32 b; char host[1100]; char v[] = "BSA_API_VERSION=1.1.0";
+    char *env[] = {v, host, NULL};
+    strcpy(host, "BSA_SERVICE_HOST="); strcat(host, argv[1]);
+    memset(&o, 0, sizeof o); memset(&q, 0, sizeof q); memset(&d, 0, sizeof d);
+    BSAInit(&h, NULL, &o, env); BSABeginTxn(h);
+    strcpy(q.objectName.pathName, "/c/vg"); q.copyType = 1; q.objectType = 1; q.objectStatus = 1;
+    strcpy(q.objectOwner.bsa_ObjectOwner, "XBSA Client"); strcpy(q.objectOwner.app_ObjectOwner, "XBSA App");
+    BSAQueryObject(h, &q, &d);
+    memset(&b, 0, sizeof b); BSAGetObject(h, &d, &b);
+    b.bufferPtr = malloc(100); b.bufferLen = 164;     /* a lie */
+    BSAGetData(h, &b);
+    return 0;
+}
+''')
+    prog = str(tmp_path / "overrun")
+    inc = os.path.join(os.path.dirname(cbuild["abi"]), "include")
+    lib = os.path.dirname(cbuild["abi"])
+    subprocess.run(["gcc", "-g", "-I", inc, "-o", prog, str(src), "-L", lib, "-lxbsa64",
+                    f"-Wl,-rpath,{lib}"], check=True)
+    out = run(*VALGRIND, prog, server.address, env=valgrind_env)
+    assert out.returncode != 0 and b"Invalid write" in out.stderr
