@@ -653,3 +653,19 @@ def test_many_objects_in_one_transaction_keep_service_assigned_fields(h):
     assert all(by_id[d.copyId].createTime == d.createTime and
                by_id[d.copyId].restoreOrder == d.restoreOrder for d in made)
     assert restore(h, made[1999].copyId) == b"999"
+
+
+def test_backup_ids_stay_in_creation_order_after_deletes(server, h):
+    import json
+    first = backup(h, unique("order-a"), b"a")
+    backup(h, unique("order-b"), b"b")
+    assert X.BSABeginTxn(h) == OK
+    assert X.NBBSADeleteImage(h, first.copyId) == OK
+    assert X.BSAEndTxn(h, X.BSA_Vote_COMMIT) == OK
+    newest = backup(h, unique("order-c"), b"c")
+    images = json.loads(server.cli("images", "--json").stdout)
+    ctimes = [i["backup_time"] for i in images]
+    assert ctimes == sorted(ctimes, reverse=True) and len(set(ctimes)) == len(ctimes)
+    jobs = json.loads(server.cli("jobs", "--json").stdout)
+    assert images[0]["jobid"] == max(j["jobid"] for j in jobs if j["type"] == "Backup")
+    assert find(h, query(newest.objectName.pathName))[1][0].copyId == newest.copyId

@@ -295,8 +295,16 @@ class Catalog:
     # ------------------------------------------------------------------ images
     def create_image(self, *, client: str, os_user: str, policy: dict[str, Any], job_id: int,
                      location_for: Any, media_id: str) -> tuple[int, str, int]:
-        """Insert an invisible image row with a unique backup ID ``client_ctime``."""
+        """Insert an invisible image row with a unique backup ID ``client_ctime``.
+
+        NetBackup backup IDs are unique to the second; when this client already has an
+        image at or after now, the next free second after it keeps IDs in creation order."""
         ctime = int(time.time())
+        with self.engine.connect() as conn:
+            newest = conn.execute(select(func.max(images.c.ctime))
+                                  .where(images.c.client == client)).scalar()
+        if newest is not None and newest >= ctime:
+            ctime = newest + 1
         while True:
             backup_id = f"{client}_{ctime}"
             try:
