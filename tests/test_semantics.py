@@ -669,3 +669,17 @@ def test_backup_ids_stay_in_creation_order_after_deletes(server, h):
     jobs = json.loads(server.cli("jobs", "--json").stdout)
     assert images[0]["jobid"] == max(j["jobid"] for j in jobs if j["type"] == "Backup")
     assert find(h, query(newest.objectName.pathName))[1][0].copyId == newest.copyId
+
+
+def test_service_host_may_be_a_bare_host_name_as_netbackup_agents_write_it(server, monkeypatch):
+    import socket
+    monkeypatch.setenv("OPENXBSA_HOME", server.home)   # this machine's server
+    rc, handle = X.BSAInit(None, X.BSA_ObjectOwner(), ["BSA_API_VERSION=1.1.0",
+                                                       f"BSA_SERVICE_HOST={socket.gethostname()}"])
+    assert rc == OK, X.BSAGetLastError()
+    d = backup(handle, unique("bare-host"), b"via the local socket")
+    assert restore(handle, d.copyId) == b"via the local socket"
+    X.BSATerminate(handle)
+    rc, _ = X.BSAInit(None, X.BSA_ObjectOwner(), ["BSA_API_VERSION=1.1.0",
+                                                  "BSA_SERVICE_HOST=no-such-host.invalid"])
+    assert rc == X.BSA_RC_ABORT_SYSTEM_ERROR and "no-such-host.invalid" in X.BSAGetLastError()[1]

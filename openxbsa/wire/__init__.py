@@ -160,19 +160,34 @@ class Channel:
             pass
 
 
+DEFAULT_PORT = 13724   # a bare host name means this TCP port (NetBackup's vnetd port)
+
+
 def parse_address(address: str) -> tuple[int, Any]:
-    """``unix:/path`` or ``HOST:PORT`` -> (family, sockaddr)."""
+    """``unix:/path``, ``HOST:PORT`` or a bare ``HOST`` -> (family, sockaddr).
+
+    A bare host name is what NetBackup agents put in BSA_SERVICE_HOST: it means that host's
+    default port, or the local server's Unix socket when it names this machine and one
+    listens there."""
     if address.startswith("unix:"):
         path = address[5:]
         if not path:
             raise ValueError("empty unix socket path")
         return socket.AF_UNIX, path
+    if not address or any(c.isspace() for c in address):
+        raise ValueError(f"address {address!r} is not unix:/path, HOST:PORT or HOST")
     host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"address {address!r} is neither unix:/path nor HOST:PORT")
-    host = host.strip("[]") or "127.0.0.1"
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return family, (host, int(port))
+    if sep and port.isdigit() and (host.count(":") == 0 or host.startswith("[")):
+        host = host.strip("[]") or "127.0.0.1"
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        return family, (host, int(port))
+    if sep and not port.isdigit() and address.count(":") == 1:
+        raise ValueError(f"address {address!r} has a port that is not a number")
+    host = address.strip("[]")
+    local = default_address()[5:]
+    if host in ("localhost", socket.gethostname(), socket.getfqdn()) and os.path.exists(local):
+        return socket.AF_UNIX, local
+    return (socket.AF_INET6 if ":" in host else socket.AF_INET), (host, DEFAULT_PORT)
 
 
 def host_mac(secret: str, nonce: str, host: str, user: str) -> str:
