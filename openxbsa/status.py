@@ -83,3 +83,47 @@ def describe(code: int) -> Status:
     """The entry for a status code; unknown codes get a generic one."""
     return STATUSES.get(code) or Status(code, f"status code {code}",
                                         "Read the job log and the server log.")
+
+
+# What to check and do for each XBSA return code (the meaning is RC_TEXT in openxbsa.xbsa).
+RC_ACTIONS: dict[int, str] = {
+    0x00: "None.",
+    0x03: "The service failed or the connection to it broke: NBBSAGetServerError gives the "
+          "NetBackup status; read the job log (openxbsa jobs --log JOBID) and the server log "
+          "(openxbsa logs --job JOBID). End the transaction with BSA_Vote_ABORT.",
+    0x04: "Over TCP the client host must present its secret: issue one with 'openxbsa secret "
+          "issue HOST --out FILE' and keep it mode 0600 at /etc/openxbsa/host.secret or "
+          "$OPENXBSA_SECRET_FILE.",
+    0x05: "The call is not allowed in this state (reference state table): check the order of "
+          "BSABeginTxn/BSAEndTxn, that each object ends with BSAEndData, and that one "
+          "transaction does not mix backup, restore and delete. BSAGetLastError names the call.",
+    0x06: "Use the handle BSAInit returned, before BSATerminate; one session per process.",
+    0x0B: "Vote BSA_Vote_COMMIT, BSA_Vote_ABORT or NBBSA_Vote_CONDITIONAL.",
+    0x11: "Nothing matched: check pathName and objectSpaceName (wildcards * and ?), the "
+          "owner strings (an empty string matches only empty), copyType, objectType, "
+          "objectStatus and the createTime range; objects are visible only to the OS user "
+          "and client host that created them.",
+    0x12: "Not an error: the end of the object's data (this buffer may still hold bytes) or "
+          "of the query results.",
+    0x1A: "The copyId does not exist, was deleted or expired, or belongs to another user or "
+          "client host; query again to get current copy IDs.",
+    0x20: "The commit failed and nothing of the transaction was kept: an object was still "
+          "open, a storage write failed, or the connection broke. Read the job log and back "
+          "up again.",
+    0x34: "Check the data block: bufferPtr set, headerBytes + numBytes <= bufferLen, every "
+          "buffer full but the last, and for BSAGetData a writable buffer of bufferLen bytes.",
+    0x4B: "Set BSA_API_VERSION=1.1.0 in the environment given to BSAInit.",
+    0x4D: "The object exists but cannot be read now; retry, and verify the image.",
+    0x4E: "Call again with the size returned in *sizePtr.",
+    0x4F: "Copy IDs are non-zero values returned by BSACreateObject or a query.",
+    0x50: "Each environment entry is KEY=value with no spaces around '='; BSA_API_VERSION "
+          "is mandatory; BSA_SERVICE_HOST is unix:/path, HOST:PORT or HOST.",
+    0x51: "Check the descriptor: pathName and resourceType not empty, copyType BACKUP or "
+          "ARCHIVE, objectType FILE, DIRECTORY or OTHER, strings NUL-terminated within "
+          "their arrays (BSA_MAX_*).",
+    0x53: "Check the query: copyType, objectType and objectStatus must be set (ANY is 1), "
+          "strings within BSA_MAX_*, times in UTC.",
+    0x55: "Pass every required pointer (structures and output arguments).",
+    0x1001: "Enable the feature in the server's openxbsa.toml ([features] enabled = [...]) "
+            "or unset NBBSA_FEATURE_ID to use DataStore.",
+}

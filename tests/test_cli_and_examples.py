@@ -78,3 +78,47 @@ def test_jobs_images_list_commands(server):
 def test_bad_cli_arguments_are_clear_errors(server, args):
     out = server.cli(*args)
     assert out.returncode == 2 and ("Error" in out.stderr or "error" in out.stderr)
+
+
+@pytest.mark.parametrize("code,expect", [
+    ("196", "backup window closed"), ("0", "successfully completed"), ("50", "client process aborted"),
+    ("BSA_RC_NO_MATCH", "Nothing matched"), ("rc:26", "BSA_RC_OBJECT_NOT_FOUND"),
+    ("0x4e", "BSA_RC_BUFFER_TOO_SMALL"), ("NBBSA_RC_FEATURE_NOT_LICENSED", "openxbsa.toml"),
+])
+def test_errors_command_explains_codes(code, expect):
+    out = subprocess.run([sys.executable, "-m", "openxbsa.cli.main", "errors", code],
+                         capture_output=True, text=True)
+    assert out.returncode == 0 and expect in out.stdout and "action:" in out.stdout
+
+
+def test_every_code_has_a_troubleshooting_entry():
+    from openxbsa import status
+    from openxbsa.admin.views import troubleshoot
+    from openxbsa.xbsa import RC_NAMES
+    for rc, name in RC_NAMES.items():
+        entry = troubleshoot(name)
+        assert entry and entry["code"] == rc and entry["action"] and entry["meaning"]
+    for code in status.STATUSES:
+        entry = troubleshoot(str(code))
+        assert entry and entry["action"]
+    assert subprocess.run([sys.executable, "-m", "openxbsa.cli.main", "errors", "BSA_RC_BOGUS"],
+                          capture_output=True).returncode == 2
+
+
+def test_server_logs_carry_the_job_id_and_read_by_job(server):
+    import datetime as dt
+    start = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(seconds=2)
+    assert run(example("xbsa_backup.py"), "/cli/logged", "--service", server.address,
+               stdin=b"logged").returncode == 0
+    job = json.loads(server.cli("jobs", "--json").stdout)[0]["jobid"]
+    lines = json.loads(server.cli("logs", "--json", "--job", str(job)).stdout)
+    assert lines and all(x["job"] == job for x in lines)
+    assert any("backup started" in x["message"] and x["component"] == "jobs" for x in lines)
+    assert any("committed" in x["message"] for x in lines)
+    assert os.path.exists(os.path.join(server.home, "logs", "requests.log"))
+    since = json.loads(server.cli("logs", "--json", "--since", start.strftime("%Y-%m-%d %H:%M:%S")).stdout)
+    assert any(x["job"] == job for x in since)
+    future = (start + dt.timedelta(days=1)).strftime("%Y-%m-%d %H:%M:%S")
+    assert json.loads(server.cli("logs", "--json", "--since", future).stdout) == []
+    text = server.cli("logs", "--job", str(job)).stdout
+    assert f"job {job}" in text and "backup started" in text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from openxbsa import status
 from openxbsa.catalog.store import Catalog
 from openxbsa.server.config import ServerConfig
 
@@ -90,3 +91,31 @@ def objects(catalog: Catalog, client: str | None = None, pattern: str = "*",
 
 def issue_secret(catalog: Catalog, host: str) -> str:
     return catalog.issue_secret(host)
+
+
+def troubleshoot(code: str) -> dict[str, Any] | None:
+    """The troubleshooting entry of a NetBackup status code ("196") or an XBSA return code
+    ("BSA_RC_NO_MATCH", "rc:17", "0x11")."""
+    from openxbsa.xbsa import _constants as C
+
+    text = code.strip()
+    rc: int | None = None
+    if text.upper().startswith(("BSA_RC_", "NBBSA_RC_")):
+        rc = getattr(C, text.upper(), None)
+        if rc is None:
+            return None
+    elif text.lower().startswith(("rc:", "0x")):
+        try:
+            rc = int(text[3:] if text.lower().startswith("rc:") else text, 0)
+        except ValueError:
+            return None
+    if rc is not None:
+        if rc not in C.RC_NAMES:
+            return None
+        return {"kind": "XBSA return code", "code": rc, "name": C.RC_NAMES[rc],
+                "meaning": C.RC_TEXT[rc], "action": status.RC_ACTIONS[rc]}
+    if not text.isdigit():
+        return None
+    entry = status.describe(int(text))
+    return {"kind": "NetBackup status", "code": entry.code, "name": entry.message,
+            "meaning": entry.message, "action": entry.action}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import pathlib
 import secrets
 import time
@@ -23,6 +24,7 @@ from openxbsa.catalog.schema import (
 from openxbsa.errors import CatalogError
 
 MIGRATIONS = pathlib.Path(__file__).with_name("migrations")
+log = logging.getLogger("openxbsa.catalog")
 
 # NetBackup's default retention-level table (levels 0..9), in seconds; 9 and above: infinity.
 INFINITY = 2**31 - 1
@@ -176,6 +178,7 @@ class Catalog:
         with self.engine.begin() as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
+        log.debug("catalog %s is at the newest schema", self.engine.url.render_as_string())
 
     def bootstrap(self, stunit_path: str) -> None:
         """Create the default storage unit, DataStore policy and Application Backup schedule."""
@@ -340,6 +343,7 @@ class Catalog:
                 self.finish_job(job_id, status, conn=conn, kbytes=(total + 1023) // 1024,
                                 files=len(rows))
         except sa.exc.SQLAlchemyError as exc:
+            log.error("catalog commit of image %d failed: %s", image_id, exc)
             raise CatalogError(f"catalog commit failed: {exc}") from exc
 
     def drop_image(self, image_id: int) -> None:

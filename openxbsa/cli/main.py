@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 import os
 import signal
 import sys
@@ -49,12 +48,13 @@ def main() -> None:
 @click.option("--log-level", default="INFO", show_default=True)
 def server(home: str, listen: str | None, catalog: str | None, log_level: str) -> None:
     """Run the backup service in the foreground."""
+    from openxbsa.server import logs
     from openxbsa.server.config import ServerConfig
     from openxbsa.server.service import Server
 
-    logging.basicConfig(level=log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    srv = Server(ServerConfig.load(home, listen, catalog))
+    config = ServerConfig.load(home, listen, catalog)
+    logs.setup(config.home, log_level)
+    srv = Server(config)
     srv.recover()
     srv.bind()
 
@@ -140,6 +140,50 @@ def list_(home: str, as_json: bool, client: str | None, backupid: str | None,
     _table(rows, [("created", "Created"), ("size", "Bytes"), ("owner", "Owner"),
                   ("client", "Client"), ("copyid", "Copy ID"), ("backupid", "Backup ID"),
                   ("objectspace", "Object Space"), ("path", "Path")])
+
+
+@main.command()
+@HOME
+@JSON
+@click.option("--job", "job", type=int, default=None, help="Only the lines of this job.")
+@click.option("--since", type=click.DateTime(), default=None, help="From this time (UTC).")
+@click.option("--until", type=click.DateTime(), default=None, help="Up to this time (UTC).")
+@click.option("--component", "components", multiple=True,
+              type=click.Choice(["server", "requests", "jobs", "media", "catalog"]))
+def logs(home: str, as_json: bool, job: int | None, since: dt.datetime | None,
+         until: dt.datetime | None, components: tuple[str, ...]) -> None:
+    """The server's logs, by job and time range."""
+    from openxbsa.server import logs as server_logs
+
+    utc = dt.timezone.utc
+    lines = server_logs.read(home, job, since and since.replace(tzinfo=utc),
+                             until and until.replace(tzinfo=utc),
+                             components or server_logs.COMPONENTS)
+    if as_json:
+        click.echo(json.dumps([{"time": x.time.isoformat(), "level": x.level,
+                                "component": x.component, "job": x.job, "message": x.message}
+                               for x in lines], indent=2))
+        return
+    for x in lines:
+        click.echo(f"{x.time:%Y-%m-%d %H:%M:%S} {x.level:<7} {x.component:<8} "
+                   f"{'job ' + str(x.job) if x.job else '':>9} {x.message}")
+
+
+@main.command()
+@JSON
+@click.argument("code")
+def errors(as_json: bool, code: str) -> None:
+    """What a NetBackup status code (e.g. 196) or XBSA return code (e.g. BSA_RC_NO_MATCH,
+    or rc:17) means and what to do, like bperror -S CODE -r."""
+    entry = views.troubleshoot(code)
+    if entry is None:
+        raise click.BadParameter(f"{code} is neither a status code nor an XBSA return code")
+    if as_json:
+        click.echo(json.dumps(entry, indent=2))
+        return
+    click.echo(f"{entry['kind']} {entry['code']}: {entry['name']}")
+    click.echo(f"  meaning: {entry['meaning']}")
+    click.echo(f"  action:  {entry['action']}")
 
 
 @main.group()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import select
 from collections.abc import Callable
 
 from openxbsa import wire
 from openxbsa.errors import MediaReadError, OpenXBSAError
 from openxbsa.storage.base import ImageWriter, ObjectReader
+
+log = logging.getLogger("openxbsa.media")
 
 
 class Receiver:
@@ -31,6 +34,7 @@ class Receiver:
             try:
                 self.writer.write(view)
             except OpenXBSAError as exc:
+                log.error("write to the storage unit failed: %s", exc)
                 self.error = exc
 
 
@@ -42,6 +46,7 @@ def send_object(channel: wire.Channel, reader: ObjectReader,
     sent = 0
     while remaining:
         if cancelled():
+            log.info("the client ended the object after %d of %d bytes", sent, reader.size)
             return False
         part = min(remaining, wire.STREAM_FRAME)
         if zc is not None:

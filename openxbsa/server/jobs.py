@@ -7,8 +7,10 @@ import time
 from typing import Any
 
 from openxbsa.catalog.store import JOB_ACTIVE, Catalog
+from openxbsa.server import logs
 
 log = logging.getLogger("openxbsa.jobs")
+_LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 
 class JobManager:
@@ -31,4 +33,5 @@ class JobManager:
 
     def log(self, job_id: int, severity: str, message: str) -> None:
         self.catalog.log_job(job_id, severity, message)
-        log.info("[job %d] %s", job_id, message)
+        with logs.job_context(job_id):
+            log.log(_LEVELS.get(severity, logging.INFO), "%s", message)

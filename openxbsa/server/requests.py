@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from openxbsa import errors, wire
 from openxbsa.catalog.store import JOB_IMAGE_DELETE, JOB_RESTORE, ObjectRow, QueryFilter, Scope
 from openxbsa.media.stream import Receiver, peer_has_spoken, send_object
+from openxbsa.server import logs
 from openxbsa.storage.base import ImageWriter, ObjectReader, StoredObject
 from openxbsa.wire import schema
 
@@ -317,6 +318,7 @@ class Session:
         if self.backup is None:
             self.backup = self.server.start_backup(self)
             self.last_job = self.backup.job_id
+            logs.set_job(self.last_job)
             filled = {k: self.env[k] for k in ("NBBSA_POLICY", "NBBSA_SCHEDULE")}
         bk = self.backup
         bk.grant_next, bk.grant_end = self.catalog.reserve_copy_ids(GRANT)
@@ -441,6 +443,7 @@ class Session:
                 stunit=row.stunit, backup_id=row.backup_id, current_object=row.path_name,
                 message=f"restore of {row.path_name} (copy ID {copy_id}) from {row.backup_id}")
             self.last_job = job_id
+            logs.set_job(job_id)
         self.restore = RestoreState(job_id=job_id, row=row, reader=reader, own_job=multi is None)
         self.state = R_OBJ
         self.channel.send_message(wire.REP, {"ok": True, "size": row.size, "job": job_id},
@@ -527,6 +530,7 @@ class Session:
             message=f"multiple-object restore of {len(ids)} objects")
         self.multi = MultiState(job_id=job_id, copy_ids=list(ids), rows=found)
         self.last_job = job_id
+        logs.set_job(job_id)
         self.state = R
         return {"job": job_id}
 
@@ -605,6 +609,12 @@ class Session:
     # ------------------------------------------------------------------ transaction end
     def _end_transaction(self, vote: int, abort_status: int, why: str) -> None:
         """Commit or abort everything the open transaction did — the only place that decides."""
+        try:
+            self._finish_transaction(vote, abort_status, why)
+        finally:
+            logs.set_job(None)
+
+    def _finish_transaction(self, vote: int, abort_status: int, why: str) -> None:
         bk, rs, deletes = self.backup, self.restore, self.deletes
         self.backup, self.restore, self.deletes = None, None, []
         self.state, self.cursor, self.queried = S1, None, False
