@@ -15,35 +15,6 @@ import pytest
 from tests.conftest import ServerProc
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SAMPLES = ["xbsa_backup", "xbsa_restore", "xbsa_query", "xbsa_delete", "xbsa_multi_restore"]
-
-
-@pytest.fixture(scope="session")
-def cbuild(tmp_path_factory) -> dict[str, str]:
-    out = str(tmp_path_factory.mktemp("libxbsa"))
-    subprocess.run([sys.executable, "-m", "openxbsa.cli.main", "libxbsa", "build", "--out", out],
-                   check=True, capture_output=True)
-    assert os.path.islink(os.path.join(out, "libxbsa.so"))
-    progs = {}
-
-    def cc(src: str, name: str, flags: tuple[str, ...] = ()) -> None:
-        target = os.path.join(out, name)
-        subprocess.run(["gcc", "-O2", "-g", "-Wall", "-Werror", *flags, "-I", os.path.join(out, "include"),
-                        "-o", target, src, "-L", out, "-lxbsa64", f"-Wl,-rpath,{out}"],
-                       check=True, capture_output=True, text=True)
-        progs[name] = target
-
-    for name in SAMPLES:
-        cc(os.path.join(ROOT, "examples", "c", name + ".c"), name)
-    cc(os.path.join(ROOT, "tests", "c", "abi.c"), "abi")
-    cc(os.path.join(ROOT, "tests", "c", "calls.c"), "calls", ("-Wno-discarded-qualifiers",))
-    # a program linked by the other name, as NetBackup-era makefiles do (-lxbsa)
-    target = os.path.join(out, "query_lxbsa")
-    subprocess.run(["gcc", "-I", os.path.join(out, "include"), "-o", target,
-                    os.path.join(ROOT, "examples", "c", "xbsa_query.c"), "-L", out, "-lxbsa",
-                    f"-Wl,-rpath,{out}"], check=True)
-    progs["query_lxbsa"] = target
-    return progs
 
 
 def run(prog: str, *args: str, stdin: bytes | None = None, env: dict | None = None,
