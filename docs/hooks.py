@@ -18,21 +18,12 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from openxbsa import status  # noqa: E402
+from openxbsa.cabi.build import prototypes  # noqa: E402
 from openxbsa import xbsa as X  # noqa: E402
 from openxbsa.xbsa import _constants as C  # noqa: E402
 from openxbsa.xbsa._reference import RETURN_CODES  # noqa: E402
 
 HEADERS = [ROOT / "libxbsa" / "include" / "xbsa.h", ROOT / "libxbsa" / "include" / "nbbsa.h"]
-
-
-def c_prototypes() -> dict[str, str]:
-    text = "\n".join(h.read_text() for h in HEADERS)
-    text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
-    out = {}
-    for m in re.finditer(r"^int\s+(\w+)\s*\(([^;]*?)\);", text, flags=re.M | re.S):
-        args = " ".join(m.group(2).split())
-        out[m.group(1)] = f"int {m.group(1)}({args});"
-    return out
 
 
 def c_structs() -> list[tuple[str, str]]:
@@ -45,7 +36,7 @@ def c_structs() -> list[tuple[str, str]]:
 
 
 def api_page() -> str:
-    protos = c_prototypes()
+    protos = prototypes()
     lines = ["# API reference", "",
              "Generated from the code: the C prototypes from `libxbsa/include/xbsa.h` and "
              "`nbbsa.h`, the Python signatures and summaries from `openxbsa.xbsa`, the return "

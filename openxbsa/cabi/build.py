@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import shutil
 import sys
 import sysconfig
@@ -64,44 +65,13 @@ void *calloc(size_t, size_t);
 void free(void *);
 """
 
-API = """
-int BSABeginTxn(BSA_Handle bsaHandle);
-int BSACreateObject(BSA_Handle bsaHandle, BSA_ObjectDescriptor *objectDescriptorPtr,
-                    BSA_DataBlock32 *dataBlockPtr);
-int BSADeleteObject(BSA_Handle bsaHandle, BSA_UInt64 copyId);
-int BSAEndData(BSA_Handle bsaHandle);
-int BSAEndTxn(BSA_Handle bsaHandle, BSA_Vote vote);
-int BSAGetData(BSA_Handle bsaHandle, BSA_DataBlock32 *dataBlockPtr);
-int BSAGetEnvironment(BSA_Handle bsaHandle, BSA_ObjectOwner *objectOwnerPtr, char **environmentPtr);
-int BSAGetLastError(BSA_UInt32 *sizePtr, char *errorCodePtr);
-int BSAGetNextQueryObject(BSA_Handle bsaHandle, BSA_ObjectDescriptor *objectDescriptorPtr);
-int BSAGetObject(BSA_Handle bsaHandle, BSA_ObjectDescriptor *objectDescriptorPtr,
-                 BSA_DataBlock32 *dataBlockPtr);
-int BSAInit(BSA_Handle *bsaHandlePtr, BSA_SecurityToken *tokenPtr,
-            BSA_ObjectOwner *objectOwnerPtr, char **environmentPtr);
-int BSAQueryApiVersion(BSA_ApiVersion *apiVersionPtr);
-int BSAQueryObject(BSA_Handle bsaHandle, BSA_QueryDescriptor *queryDescriptorPtr,
-                   BSA_ObjectDescriptor *objectDescriptorPtr);
-int BSAQueryServiceProvider(BSA_UInt32 *sizePtr, char *delimiter, char *providerPtr);
-int BSASendData(BSA_Handle bsaHandle, BSA_DataBlock32 *dataBlockPtr);
-int BSATerminate(BSA_Handle bsaHandle);
-int NBBSAAddToMultiObjectRestoreList(BSA_Handle bsaHandle, BSA_ObjectDescriptor *objectDescriptorPtr);
-int NBBSADeleteImage(BSA_Handle bsaHandle, BSA_UInt64 copyId);
-int NBBSAEndGetMultipleObjects(BSA_Handle bsaHandle);
-int NBBSAFreeJobInfo(NBBSA_JOB_INFO *jobInfoPtr);
-int NBBSAGetEnv(BSA_Handle bsaHandle, char *envVariable, BSA_UInt32 *sizePtr, char *envValue);
-int NBBSAGetErrorString(int errCode, BSA_UInt32 *sizePtr, char *errorString);
-int NBBSAGetJobId(BSA_Handle bsaHandle, int *jobId);
-int NBBSAGetJobInfo(BSA_Handle bsaHandle, NBBSA_JOB_INFO **jobInfoPtr);
-int NBBSAGetMediaIds(BSA_Handle bsaHandle, BSA_UInt64 copyId, BSA_UInt32 *sizePtr, char *MediaIdsPtr);
-int NBBSAGetMultipleObjects(BSA_Handle bsaHandle);
-int NBBSAGetServerError(BSA_Handle bsaHandle, int *ServerStatus, BSA_UInt32 *sizePtr,
-                        char *ServerStatusStr);
-int NBBSALogMsg(BSA_Handle bsaHandle, int msgType, char *message, char *source);
-int NBBSASetEnv(BSA_Handle bsaHandle, char *EnvVar, char *EnvVal);
-int NBBSAUpdateEnv(BSA_Handle bsaHandle, char **envPtr);
-int NBBSAValidateFeatureId(BSA_Handle bsaHandle, char *featureId);
-"""
+def prototypes() -> dict[str, str]:
+    """The call prototypes of xbsa.h and nbbsa.h, by name: the one declaration of the API."""
+    text = "\n".join((INCLUDE / h).read_text() for h in ("xbsa.h", "nbbsa.h"))
+    text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+    return {m.group(1): f"int {m.group(1)}({' '.join(m.group(2).split())});"
+            for m in re.finditer(r"^int\s+(\w+)\s*\(([^;]*?)\);", text, flags=re.M | re.S)}
+
 
 INIT = """
 import sys
@@ -122,7 +92,7 @@ def build(out: str) -> pathlib.Path:
     outdir.mkdir(parents=True, exist_ok=True)
     ffi = cffi.FFI()
     ffi.cdef(TYPES)
-    ffi.embedding_api(API)
+    ffi.embedding_api("\n".join(prototypes().values()))
     libdir = sysconfig.get_config_var("LIBDIR") or ""
     ffi.set_source("_openxbsa_cabi", '#include <stdlib.h>\n#include "xbsa.h"\n#include "nbbsa.h"\n',
                    include_dirs=[str(INCLUDE)],

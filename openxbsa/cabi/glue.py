@@ -49,6 +49,17 @@ def install(ffi: Any, lib: Any) -> None:
         except UnicodeDecodeError:
             return "\x00invalid UTF-8"
 
+    def strings(env: Any) -> list[str] | None:
+        """A NULL-terminated C array of strings (NULL itself -> None)."""
+        if env == ffi.NULL:
+            return None
+        out = []
+        for i in range(MAX_ENV_ENTRIES):
+            if env[i] == ffi.NULL:
+                break
+            out.append(cstr(env[i]) or "")
+        return out
+
     def u64(v: Any) -> int:
         return (v.left << 32) | v.right
 
@@ -180,13 +191,7 @@ def install(ffi: Any, lib: Any) -> None:
     def BSAInit(handle_ptr: Any, token: Any, owner: Any, env: Any) -> int:
         if handle_ptr == ffi.NULL:
             return _api._fail(RC_NULL, "BSAInit needs bsaHandlePtr")
-        entries: list[str] | None = None
-        if env != ffi.NULL:
-            entries = []
-            for i in range(MAX_ENV_ENTRIES):
-                if env[i] == ffi.NULL:
-                    break
-                entries.append(cstr(env[i]) or "")
+        entries = strings(env)
         tok = None if token == ffi.NULL else cstr(token)
         rc, handle = X.BSAInit(tok, None if owner == ffi.NULL else owner_in(owner), entries)
         if rc == X.BSA_RC_SUCCESS:
@@ -291,14 +296,7 @@ def install(ffi: Any, lib: Any) -> None:
 
     @ffi.def_extern(error=X.BSA_RC_ABORT_SYSTEM_ERROR)
     def NBBSAUpdateEnv(handle: int, env: Any) -> int:
-        entries = None
-        if env != ffi.NULL:
-            entries = []
-            for i in range(MAX_ENV_ENTRIES):
-                if env[i] == ffi.NULL:
-                    break
-                entries.append(cstr(env[i]) or "")
-        return X.NBBSAUpdateEnv(handle, entries)
+        return X.NBBSAUpdateEnv(handle, strings(env))
 
     @ffi.def_extern(error=X.BSA_RC_ABORT_SYSTEM_ERROR)
     def NBBSAGetEnv(handle: int, var: Any, size_ptr: Any, out: Any) -> int:
