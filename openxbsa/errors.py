@@ -178,3 +178,10 @@ class NoMatch(OpenXBSAError):
 
 
 BY_KIND[NoMatch.kind] = NoMatch
+
+
+class WindowClosed(OpenXBSAError):
+    """Operation not allowed during this time period: the Application Backup window is closed."""
+
+    status = 199
+    kind = "system"

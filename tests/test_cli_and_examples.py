@@ -122,3 +122,51 @@ def test_server_logs_carry_the_job_id_and_read_by_job(server):
     assert json.loads(server.cli("logs", "--json", "--since", future).stdout) == []
     text = server.cli("logs", "--job", str(job)).stdout
     assert f"job {job}" in text and "backup started" in text
+
+
+def test_policy_commands(server):
+    def ok(*args: str) -> str:
+        out = server.cli(*args)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    ok("policy", "add", "db-prod", "--keyword", "prod", "--priority", "5", "--limit-jobs", "2")
+    ok("policy", "client", "add", "db-prod", "dbhost1")
+    ok("policy", "client", "add", "db-prod", "dbhost2")
+    ok("policy", "client", "remove", "db-prod", "dbhost2")
+    ok("policy", "include", "add", "db-prod", "/etc/openxbsa/db_ext/a.sh")
+    ok("policy", "include", "add", "db-prod", "/etc/openxbsa/db_ext/b.sh")
+    ok("policy", "schedule", "db-prod", "Weekly", "--calendar", "sun,wed", "--window", "sun",
+       "22:00", "6h", "--window", "wed", "23:30", "2h", "--retention", "3")
+    ok("policy", "modify", "db-prod", "--inactive")
+    (p,) = [x for x in json.loads(ok("policy", "list", "--json")) if x["name"] == "db-prod"]
+    assert (p["keyword"], p["priority"], p["limit_jobs"], p["active"]) == ("prod", 5, 2, False)
+    assert p["clients"] == ["dbhost1"]
+    assert p["include"] == ["/etc/openxbsa/db_ext/a.sh", "/etc/openxbsa/db_ext/b.sh"]
+    sched = {s["name"]: s for s in p["schedules"]}
+    assert set(sched) == {"Default-Application-Backup", "Weekly"}
+    weekly = sched["Weekly"]
+    assert (weekly["calendar"], weekly["retention_level"], weekly["sched_type"]) == ("SUN,WED", 3, 0)
+    assert weekly["windows"][0] == [79200, 21600] and weekly["windows"][3] == [84600, 7200]
+    assert weekly["windows"][1] == [0, 0]
+    text = ok("policy", "list")
+    assert "Policy db-prod" in text and "SCHEDWIN 79200,21600 0,0" in text
+    ok("policy", "schedule", "db-prod", "Weekly", "--delete")
+    ok("policy", "delete", "db-prod")
+    assert "db-prod" not in ok("policy", "list")
+
+
+@pytest.mark.parametrize("args,message", [
+    (["policy", "add", "openxbsa-default"], "already exists"),
+    (["policy", "client", "add", "nope", "h"], "does not exist"),
+    (["policy", "schedule", "openxbsa-default", "S"], "needs --frequency or --calendar"),
+    (["policy", "schedule", "openxbsa-default", "S", "--frequency", "often"], "not a duration"),
+    (["policy", "schedule", "openxbsa-default", "S", "--calendar", "funday"], "MON..SUN"),
+    (["policy", "schedule", "openxbsa-default", "S", "--frequency", "1d", "--window", "mon",
+      "25:00", "1h"], "not a time of day"),
+    (["policy", "add", "x", "--stunit", "nowhere"], "storage unit nowhere does not exist"),
+    (["expire", "--backupid", "a_1", "-d", "someday"], "not 0, infinity or a date"),
+])
+def test_policy_commands_refuse_bad_input_clearly(server, args, message):
+    out = server.cli(*args)
+    assert out.returncode != 0 and message in out.stderr

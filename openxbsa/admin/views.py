@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from typing import Any
 
 from openxbsa import status
@@ -17,8 +18,10 @@ SCHED_TYPES = {0: "FULL", 2: "UBAK", 3: "UARC"}
 def open_catalog(home: str) -> Catalog:
     """The catalog of a server home, migrated to the current schema."""
     config = ServerConfig.load(home)
+    os.makedirs(config.home, exist_ok=True)
     catalog = Catalog(config.catalog_url)
     catalog.migrate()
+    catalog.bootstrap(config.storage_path)
     return catalog
 
 

@@ -7,6 +7,7 @@ exceed a signed BIGINT (estimatedSize) are kept as decimal text.
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from sqlalchemy import (
     BigInteger, Boolean, Column, ForeignKey, Index, Integer, LargeBinary, MetaData, String,
     Table, Text,
@@ -36,6 +37,21 @@ policies = Table(
     Column("keyword", String(256), nullable=False),
     Column("priority", Integer, nullable=False),
     Column("stunit", String(128), nullable=False),
+    Column("limit_jobs", Integer, nullable=False, server_default="0"),   # 0 = unlimited
+    Column("multiple_streams", Boolean, nullable=False, server_default=sa.false()),
+)
+
+policy_clients = Table(
+    "policy_clients", metadata,
+    Column("policy_id", Integer, ForeignKey("policies.id", ondelete="CASCADE"), primary_key=True),
+    Column("client", String(255), primary_key=True),
+)
+
+policy_includes = Table(                                  # backup selections: scripts, in order
+    "policy_includes", metadata,
+    Column("policy_id", Integer, ForeignKey("policies.id", ondelete="CASCADE"), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("path", Text, nullable=False),
 )
 
 schedules = Table(
@@ -45,6 +61,9 @@ schedules = Table(
     Column("name", String(128), nullable=False),
     Column("sched_type", Integer, nullable=False),      # 2 = UBAK (Application Backup), 0 = FULL
     Column("retention_level", Integer, nullable=False),
+    Column("frequency", Integer, nullable=False, server_default="0"),   # seconds; 0 = calendar
+    Column("calendar", String(64), nullable=False, server_default=""),  # e.g. "MON,WED,FRI"
+    Column("windows", Text, nullable=False),           # JSON: 7 [start, duration], Sunday first
 )
 
 storage_units = Table(
@@ -77,6 +96,8 @@ jobs = Table(
     Column("try_count", Integer, nullable=False),
     Column("current_object", Text),
     Column("pid", Integer),
+    Column("queue_reason", Text),
+    Column("scheduled", Boolean, nullable=False, server_default=sa.false()),  # a policy run
 )
 
 job_events = Table(

@@ -18,8 +18,8 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from openxbsa.catalog.schema import (
-    counters, host_secrets, images, job_events, jobs, objects, policies, schedules,
-    storage_units,
+    counters, host_secrets, images, job_events, jobs, objects, policies, policy_clients,
+    policy_includes, schedules, storage_units,
 )
 from openxbsa.errors import CatalogError
 
@@ -40,6 +40,8 @@ JOB_BACKUP, JOB_RESTORE, JOB_IMAGE_DELETE = 0, 2, 17
 DEFAULT_POLICY = "openxbsa-default"
 DEFAULT_SCHEDULE = "Default-Application-Backup"
 DEFAULT_STUNIT = "disk-default"
+ALWAYS_OPEN = "[[0, 86400], [0, 86400], [0, 86400], [0, 86400], [0, 86400], [0, 86400], [0, 86400]]"
+SCHED_FULL, SCHED_APPLICATION = 0, 2
 
 
 def expiration_for(level: int, ctime: int) -> int:
@@ -193,7 +195,8 @@ class Catalog:
                     name=DEFAULT_POLICY, policy_type=24, active=True, keyword="",
                     priority=0, stunit=DEFAULT_STUNIT)).inserted_primary_key[0]
                 conn.execute(schedules.insert().values(
-                    policy_id=pid, name=DEFAULT_SCHEDULE, sched_type=2, retention_level=1))
+                    policy_id=pid, name=DEFAULT_SCHEDULE, sched_type=2, retention_level=1,
+                    windows=ALWAYS_OPEN))
             if conn.execute(select(counters.c.name).where(
                     counters.c.name == "copy_id")).first() is None:
                 conn.execute(counters.insert().values(name="copy_id", value=0))
@@ -226,22 +229,164 @@ class Catalog:
                 host_secrets.c.host == host)).scalar_one_or_none()
 
     # ------------------------------------------------------------------ policies
-    def resolve_policy(self, policy: str | None, schedule: str | None) -> dict[str, Any] | None:
-        """The DataStore policy and Application Backup schedule a backup runs under."""
-        q = (select(policies.c.name.label("policy"), policies.c.keyword, policies.c.stunit,
-                    schedules.c.name.label("schedule"), schedules.c.sched_type,
-                    schedules.c.retention_level)
+    def resolve_policy(self, policy: str | None, schedule: str | None,
+                       client: str | None = None) -> dict[str, Any] | None:
+        """The DataStore policy and Application Backup schedule a backup runs under: the
+        named ones, else the first active policy that lists the client (by priority), else
+        one that lists no clients at all (as the default policy)."""
+        q = (select(policies.c.id, policies.c.name.label("policy"), policies.c.keyword,
+                    policies.c.stunit, schedules.c.name.label("schedule"),
+                    schedules.c.sched_type, schedules.c.retention_level, schedules.c.windows)
              .join(schedules, schedules.c.policy_id == policies.c.id)
              .where(policies.c.active.is_(True), policies.c.policy_type == 24,
-                    schedules.c.sched_type == 2)
+                    schedules.c.sched_type == SCHED_APPLICATION)
              .order_by(policies.c.priority.desc(), policies.c.id, schedules.c.id))
         if policy:
             q = q.where(policies.c.name == policy)
         if schedule:
             q = q.where(schedules.c.name == schedule)
         with self.engine.connect() as conn:
-            row = conn.execute(q).mappings().first()
+            rows = [dict(r) for r in conn.execute(q).mappings()]
+            if policy or not client:
+                return rows[0] if rows else None
+            members: dict[int, set[str]] = {}
+            for pid, host in conn.execute(select(policy_clients.c.policy_id, policy_clients.c.client)):
+                members.setdefault(pid, set()).add(host)
+        listed = [r for r in rows if client in members.get(r["id"], set())]
+        open_to_all = [r for r in rows if not members.get(r["id"])]
+        found = listed or open_to_all
+        return found[0] if found else None
+
+    # ------------------------------------------------------------------ configuration
+    def policy_id(self, conn: Connection, name: str) -> int:
+        pid = conn.execute(select(policies.c.id).where(policies.c.name == name)).scalar()
+        if pid is None:
+            raise KeyError(f"policy {name} does not exist")
+        return int(pid)
+
+    def add_policy(self, name: str, *, keyword: str = "", priority: int = 0, limit_jobs: int = 0,
+                   stunit: str = DEFAULT_STUNIT, active: bool = True,
+                   multiple_streams: bool = False) -> None:
+        """A DataStore policy, with its Default-Application-Backup schedule as NetBackup adds."""
+        with self._writer.begin() as conn:
+            if conn.execute(select(storage_units.c.name).where(
+                    storage_units.c.name == stunit)).first() is None:
+                raise KeyError(f"storage unit {stunit} does not exist")
+            try:
+                pid = conn.execute(policies.insert().values(
+                    name=name, policy_type=24, active=active, keyword=keyword, priority=priority,
+                    stunit=stunit, limit_jobs=limit_jobs,
+                    multiple_streams=multiple_streams)).inserted_primary_key[0]
+            except IntegrityError:
+                raise KeyError(f"policy {name} already exists") from None
+            conn.execute(schedules.insert().values(
+                policy_id=pid, name=DEFAULT_SCHEDULE, sched_type=SCHED_APPLICATION,
+                retention_level=1, windows=ALWAYS_OPEN))
+
+    def modify_policy(self, name: str, **values: Any) -> None:
+        with self._writer.begin() as conn:
+            pid = self.policy_id(conn, name)
+            if values:
+                conn.execute(policies.update().where(policies.c.id == pid).values(**values))
+
+    def delete_policy(self, name: str) -> None:
+        with self._writer.begin() as conn:
+            pid = self.policy_id(conn, name)
+            for table in (schedules, policy_clients, policy_includes):
+                conn.execute(table.delete().where(table.c.policy_id == pid))
+            conn.execute(policies.delete().where(policies.c.id == pid))
+
+    def set_policy_client(self, policy: str, client: str, present: bool) -> None:
+        with self._writer.begin() as conn:
+            pid = self.policy_id(conn, policy)
+            conn.execute(policy_clients.delete().where(policy_clients.c.policy_id == pid,
+                                                       policy_clients.c.client == client))
+            if present:
+                conn.execute(policy_clients.insert().values(policy_id=pid, client=client))
+
+    def set_policy_include(self, policy: str, path: str, present: bool) -> None:
+        with self._writer.begin() as conn:
+            pid = self.policy_id(conn, policy)
+            rows = [r[0] for r in conn.execute(
+                select(policy_includes.c.path).where(policy_includes.c.policy_id == pid)
+                .order_by(policy_includes.c.seq)) if r[0] != path]
+            if present:
+                rows.append(path)
+            conn.execute(policy_includes.delete().where(policy_includes.c.policy_id == pid))
+            for i, p in enumerate(rows):
+                conn.execute(policy_includes.insert().values(policy_id=pid, seq=i, path=p))
+
+    def set_schedule(self, policy: str, name: str, *, sched_type: int, retention_level: int,
+                     frequency: int, calendar: str, windows: str) -> None:
+        with self._writer.begin() as conn:
+            pid = self.policy_id(conn, policy)
+            conn.execute(schedules.delete().where(schedules.c.policy_id == pid,
+                                                  schedules.c.name == name))
+            conn.execute(schedules.insert().values(
+                policy_id=pid, name=name, sched_type=sched_type, retention_level=retention_level,
+                frequency=frequency, calendar=calendar, windows=windows))
+
+    def delete_schedule(self, policy: str, name: str) -> None:
+        with self._writer.begin() as conn:
+            pid = self.policy_id(conn, policy)
+            done = conn.execute(schedules.delete().where(schedules.c.policy_id == pid,
+                                                         schedules.c.name == name))
+            if not done.rowcount:
+                raise KeyError(f"schedule {name} does not exist in policy {policy}")
+
+    def list_policies(self) -> list[dict[str, Any]]:
+        """Every policy with its clients, backup selections and schedules."""
+        with self.engine.connect() as conn:
+            out = []
+            for p in conn.execute(select(policies).order_by(policies.c.name)).mappings():
+                pid = p["id"]
+                item = {k: p[k] for k in ("name", "policy_type", "active", "keyword", "priority",
+                                          "stunit", "limit_jobs", "multiple_streams")}
+                item["clients"] = [r[0] for r in conn.execute(
+                    select(policy_clients.c.client).where(policy_clients.c.policy_id == pid)
+                    .order_by(policy_clients.c.client))]
+                item["include"] = [r[0] for r in conn.execute(
+                    select(policy_includes.c.path).where(policy_includes.c.policy_id == pid)
+                    .order_by(policy_includes.c.seq))]
+                item["schedules"] = [
+                    {k: sch[k] for k in ("name", "sched_type", "retention_level", "frequency",
+                                         "calendar", "windows")}
+                    for sch in conn.execute(select(schedules).where(schedules.c.policy_id == pid)
+                                            .order_by(schedules.c.id)).mappings()]
+                out.append(item)
+        return out
+
+    def last_success(self, policy: str, schedule: str, client: str) -> int | None:
+        """When the newest successful scheduled run of (policy, schedule, client) started."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.max(jobs.c.started)).where(
+                jobs.c.scheduled.is_(True), jobs.c.policy == policy, jobs.c.schedule == schedule,
+                jobs.c.client == client, jobs.c.status.in_([0, 1]))).scalar()
+
+    def open_scheduled_jobs(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(select(jobs).where(
+                jobs.c.scheduled.is_(True), jobs.c.state != JOB_DONE)
+                .order_by(jobs.c.job_id)).mappings()]
+
+    def active_parent(self, client: str) -> dict[str, Any] | None:
+        """The scheduled run now active on this client: its backups are the run's children."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(jobs).where(
+                jobs.c.scheduled.is_(True), jobs.c.state == JOB_ACTIVE, jobs.c.client == client)
+                .order_by(jobs.c.job_id.desc())).mappings().first()
         return dict(row) if row else None
+
+    def expired_images(self, now: int) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(select(images).where(
+                images.c.state == IMAGE_COMMITTED, images.c.expiration <= now)).mappings()]
+
+    def set_expiration(self, backup_id: str, expiration: int) -> bool:
+        with self._writer.begin() as conn:
+            done = conn.execute(images.update().where(images.c.backup_id == backup_id)
+                                .values(expiration=expiration))
+        return bool(done.rowcount)
 
     def storage_unit(self, name: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:

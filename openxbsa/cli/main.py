@@ -209,6 +209,33 @@ def secret_issue(home: str, host: str, out: str | None) -> None:
         sys.stdout.write(text)
 
 
+@main.command()
+@click.option("--server", "server_address", default=None,
+              help="The server's address (default: the config's 'server', else the local socket).")
+@click.option("--config", "config_path", default=None,
+              help="Client configuration (default /etc/openxbsa/client.toml): "
+                   "default_script_dir, DB_SCRIPT_PATH = [...].")
+@click.option("--log-level", default="INFO", show_default=True)
+def clientd(server_address: str | None, config_path: str | None, log_level: str) -> None:
+    """Run this host's client daemon: scheduled runs of policy scripts from authorized
+    locations (NetBackup's bpcd and bphdb)."""
+    import logging
+
+    from openxbsa.clientd.daemon import ClientConfig, serve
+
+    logging.basicConfig(level=log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from openxbsa import wire
+    from openxbsa.xbsa._client import ServerError
+
+    try:
+        serve(ClientConfig.load(config_path, server_address))
+    except ServerError as exc:
+        raise click.ClickException(f"the server refused the client daemon: {exc}") from None
+    except (OSError, wire.ProtocolError) as exc:
+        raise click.ClickException(f"the connection to the server ended: {exc}") from None
+
+
 @main.group()
 def libxbsa() -> None:
     """The C library libxbsa64.so (xbsa.h, nbbsa.h) for existing XBSA programs."""
@@ -226,6 +253,11 @@ def libxbsa_build(out: str | None) -> None:
     click.echo(f"built {target}")
     click.echo(f"compile: cc -I{d}/include prog.c -L{d} -lxbsa64 -Wl,-rpath,{d}")
 
+
+from openxbsa.cli import policy as _policy  # noqa: E402 - registers its commands
+
+main.add_command(_policy.policy)
+main.add_command(_policy.expire)
 
 if __name__ == "__main__":
     main()

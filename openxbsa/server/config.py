@@ -20,6 +20,8 @@ class ServerConfig:
     allow_redirected_restore: bool = False
     root_sees_all_users: bool = True
     features: tuple[str, ...] = ("DataStore",)   # licensed feature IDs (NBBSA_FEATURE_ID)
+    scheduler_interval: float = 30.0             # seconds between schedule evaluations
+    max_jobs_per_client: int = 1                 # NetBackup's default
 
     @classmethod
     def load(cls, home: str, listen: str | None = None, catalog_url: str | None = None
@@ -40,6 +42,8 @@ class ServerConfig:
             root_sees_all_users=bool(access.get("root_sees_all_users", True)),
             features=tuple(str(f) for f in settings.get("features", {}).get(
                 "enabled", ["DataStore"])),
+            scheduler_interval=float(settings.get("scheduler", {}).get("interval", 30.0)),
+            max_jobs_per_client=int(settings.get("scheduler", {}).get("max_jobs_per_client", 1)),
         )
 
     @property

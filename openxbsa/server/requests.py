@@ -8,6 +8,7 @@ one place that decides between a catalog commit and a storage abort.
 from __future__ import annotations
 
 import logging
+import queue
 import secrets
 import socket
 import time
@@ -598,6 +599,53 @@ class Session:
                     "application message from %s: %s", self.address, line)
         return _STREAMED
 
+    def op_clientd(self, msg: dict[str, Any]) -> object:
+        """The peer is its host's client daemon (bpcd/bphdb): from now on this connection
+        carries scheduled runs to it, their output back into the job log, and their end."""
+        assert self.peer is not None
+        if self.state != S1:
+            raise errors.CallSequenceError("a client daemon registers outside transactions")
+        if self.peer.uid != 0:
+            raise errors.AccessDenied("only root may run the client daemon")
+        scheduler = self.server.scheduler
+        link = scheduler.attach(self.peer.client_host)
+        self.channel.send_message(wire.REP, {"ok": True, "host": self.peer.client_host})
+        try:
+            while True:
+                try:
+                    run = link.runs.get(timeout=0.5)
+                except queue.Empty:
+                    if peer_has_spoken(self.channel):
+                        self.channel.read_header()     # a closed connection raises here
+                        raise wire.ProtocolError("the client daemon spoke out of turn")
+                    continue
+                self._serve_run(run)
+                scheduler.wake()
+        finally:
+            scheduler.detach(link)
+
+    def _serve_run(self, run: dict[str, Any]) -> None:
+        job_id = run["job"]
+        with logs.job_context(job_id):
+            try:
+                self.channel.send_message(wire.REP, {"run": run})
+                while True:
+                    msg = self.channel.read_message(wire.REQ)
+                    if msg.get("op") == "joblog" and isinstance(msg.get("line"), str):
+                        severity = msg.get("severity") if msg.get("severity") in LOG_SEVERITY.values() \
+                            else "info"
+                        self.server.jobs.log(job_id, severity, msg["line"][:4096])
+                    elif msg.get("op") == "jobdone" and type(msg.get("status")) is int:
+                        status = msg["status"]
+                        self.server.jobs.finish(job_id, status, "the policy's scripts finished")
+                        return
+                    else:
+                        raise wire.ProtocolError("unexpected message from the client daemon")
+            except (wire.ProtocolError, OSError):
+                self.server.jobs.finish(job_id, ST_CLIENT_GONE,
+                                        "the client daemon went away during the run")
+                raise
+
     def op_feature(self, msg: dict[str, Any]) -> dict[str, Any]:
         feature = msg.get("feature")
         if not isinstance(feature, str):
@@ -646,7 +694,7 @@ class Session:
         "end": op_end, "create": op_create, "enddata": op_enddata, "endobject": op_endobject, "query": op_query,
         "qnext": op_qnext, "get": op_get, "delete": op_delete, "multiget": op_multiget,
         "multiend": op_multiend, "deleteimage": op_deleteimage, "mediaids": op_mediaids,
-        "jobinfo": op_jobinfo, "logmsg": op_logmsg, "feature": op_feature,
+        "jobinfo": op_jobinfo, "logmsg": op_logmsg, "feature": op_feature, "clientd": op_clientd,
     }
 
 

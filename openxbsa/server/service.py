@@ -7,6 +7,7 @@ without an event loop. SQLite, file I/O and hashing release the GIL.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import pwd
@@ -18,10 +19,11 @@ from typing import Any
 
 from openxbsa import errors, wire
 from openxbsa.catalog.store import JOB_BACKUP, Catalog
-from openxbsa.server import faults
+from openxbsa.server import faults, schedule
 from openxbsa.server.config import ServerConfig
 from openxbsa.server.jobs import JobManager
 from openxbsa.server.requests import BackupState, Peer, Session
+from openxbsa.server.scheduler import Scheduler
 from openxbsa.storage import KINDS, StorageUnit, StoredObject
 
 log = logging.getLogger("openxbsa.server")
@@ -43,11 +45,16 @@ class Server:
         self.catalog.migrate()
         self.catalog.bootstrap(config.storage_path)
         self.jobs = JobManager(self.catalog, self.hostname)
+        self.scheduler = Scheduler(self, config.scheduler_interval, config.max_jobs_per_client)
         self._units: dict[str, StorageUnit] = {}
         self._units_lock = threading.Lock()
         self._listener: socket.socket | None = None
         self._stopping = threading.Event()
         self._threads: set[threading.Thread] = set()
+
+    def now(self) -> dt.datetime:
+        """The server's local wall-clock time (windows and calendars are in it)."""
+        return dt.datetime.now().astimezone()
 
     # ------------------------------------------------------------------ storage
     def storage(self, name: str) -> StorageUnit:
@@ -100,17 +107,23 @@ class Server:
     def start_backup(self, session: Session) -> BackupState:
         peer = session.peer
         assert peer is not None
-        policy = self.catalog.resolve_policy(session.env.get("NBBSA_POLICY"),
-                                             session.env.get("NBBSA_SCHEDULE"))
+        parent = self.catalog.active_parent(peer.client_host)
+        wanted = session.env.get("NBBSA_POLICY") or (parent["policy"] if parent else None)
+        policy = self.catalog.resolve_policy(wanted, session.env.get("NBBSA_SCHEDULE"),
+                                             peer.client_host)
         if policy is None:
             raise errors.NoPolicy("no active DataStore policy with an Application Backup "
                                   "schedule matches NBBSA_POLICY/NBBSA_SCHEDULE")
+        if not schedule.window_open(schedule.parse_windows(policy["windows"]), self.now()):
+            raise errors.WindowClosed(
+                f"the window of {policy['policy']}/{policy['schedule']} is closed now")
         if session.env.get("NBBSA_KEYWORD"):
             policy["keyword"] = session.env["NBBSA_KEYWORD"]
         unit = self.storage(policy["stunit"])
+        parent_job = parent["job_id"] if parent and parent["policy"] == policy["policy"] else None
         job_id = self.jobs.start(
             job_type=JOB_BACKUP, client=peer.client_host, owner=peer.os_user,
-            policy=policy["policy"], schedule=policy["schedule"],
+            policy=policy["policy"], schedule=policy["schedule"], parent_job=parent_job,
             sched_type=policy["sched_type"], stunit=unit.name,
             message=f"backup started for client {peer.client_host}, user {peer.os_user}, "
                     f"policy {policy['policy']}, schedule {policy['schedule']}")
@@ -189,6 +202,7 @@ class Server:
         sock = self._listener or self.bind()
         log.info("OpenXBSA server listening on %s (home %s)", self.config.listen,
                  self.config.home)
+        self.scheduler.start()
         while not self._stopping.is_set():
             try:
                 conn, addr = sock.accept()
@@ -211,6 +225,7 @@ class Server:
 
     def stop(self) -> None:
         self._stopping.set()
+        self.scheduler.stop()
         if self._listener is not None:
             try:
                 self._listener.shutdown(socket.SHUT_RDWR)

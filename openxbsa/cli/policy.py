@@ -1,0 +1,184 @@
+"""Policy, schedule, client and backup-selection commands (bppllist, bpplinfo, bpplsched,
+bpplclients, bpplinclude) and expiration (bpexpdate)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import click
+
+from openxbsa.admin import views
+from openxbsa.catalog.store import INFINITY, SCHED_APPLICATION, SCHED_FULL
+from openxbsa.server import schedule
+from openxbsa.wire import default_home
+
+HOME = click.option("--home", default=default_home, show_default="$OPENXBSA_HOME or ~/.openxbsa")
+
+
+def _catalog(home: str):  # noqa: ANN202
+    return views.open_catalog(home)
+
+
+def _guard(fn: Any, *args: Any, **kwargs: Any) -> None:
+    try:
+        fn(*args, **kwargs)
+    except KeyError as exc:
+        raise click.ClickException(str(exc.args[0])) from None
+
+
+@click.group()
+def policy() -> None:
+    """DataStore policies: clients, backup selections (scripts) and schedules."""
+
+
+@policy.command("list")
+@HOME
+@click.option("--json", "as_json", is_flag=True)
+def policy_list(home: str, as_json: bool) -> None:
+    """Every policy with its clients, scripts and schedules (bppllist)."""
+    rows = _catalog(home).list_policies()
+    if as_json:
+        for p in rows:
+            for sch in p["schedules"]:
+                sch["windows"] = schedule.parse_windows(sch["windows"])
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for p in rows:
+        click.echo(f"Policy {p['name']}  active={'yes' if p['active'] else 'no'}  "
+                   f"priority={p['priority']}  limit_jobs={p['limit_jobs'] or 'unlimited'}  "
+                   f"keyword={p['keyword']!r}  stunit={p['stunit']}")
+        click.echo(f"  clients:  {', '.join(p['clients']) or '-'}")
+        click.echo(f"  include:  {', '.join(p['include']) or '-'}")
+        for sch in p["schedules"]:
+            kind = "Application Backup" if sch["sched_type"] == SCHED_APPLICATION else "Automatic Full"
+            when = (f"every {sch['frequency']} s" if sch["frequency"]
+                    else f"on {sch['calendar']}" if sch["calendar"] else "")
+            click.echo(f"  schedule: {sch['name']} ({kind}) {when} retention level "
+                       f"{sch['retention_level']}; SCHEDWIN "
+                       + " ".join(f"{a},{b}" for a, b in schedule.parse_windows(sch["windows"])))
+
+
+@policy.command("add")
+@HOME
+@click.argument("name")
+@click.option("--keyword", default="")
+@click.option("--priority", type=int, default=0)
+@click.option("--limit-jobs", type=int, default=0, help="Jobs at once for this policy; 0 = no limit.")
+@click.option("--stunit", default="disk-default")
+@click.option("--inactive", is_flag=True)
+@click.option("--multiple-streams", is_flag=True)
+def policy_add(home: str, name: str, keyword: str, priority: int, limit_jobs: int, stunit: str,
+               inactive: bool, multiple_streams: bool) -> None:
+    """Create a DataStore policy (with its Default-Application-Backup schedule)."""
+    _guard(_catalog(home).add_policy, name, keyword=keyword, priority=priority,
+           limit_jobs=limit_jobs, stunit=stunit, active=not inactive,
+           multiple_streams=multiple_streams)
+    click.echo(f"policy {name} created")
+
+
+@policy.command("modify")
+@HOME
+@click.argument("name")
+@click.option("--keyword", default=None)
+@click.option("--priority", type=int, default=None)
+@click.option("--limit-jobs", type=int, default=None)
+@click.option("--stunit", default=None)
+@click.option("--active/--inactive", default=None)
+def policy_modify(home: str, name: str, **changes: Any) -> None:
+    """Change a policy's attributes (bpplinfo -modify)."""
+    values = {k: v for k, v in changes.items() if v is not None}
+    _guard(_catalog(home).modify_policy, name, **values)
+    click.echo(f"policy {name} modified")
+
+
+@policy.command("delete")
+@HOME
+@click.argument("name")
+def policy_delete(home: str, name: str) -> None:
+    _guard(_catalog(home).delete_policy, name)
+    click.echo(f"policy {name} deleted")
+
+
+@policy.command("client")
+@HOME
+@click.argument("action", type=click.Choice(["add", "remove"]))
+@click.argument("name")
+@click.argument("host")
+def policy_client(home: str, action: str, name: str, host: str) -> None:
+    """Add or remove a client of a policy (bpplclients)."""
+    _guard(_catalog(home).set_policy_client, name, host, action == "add")
+    click.echo(f"client {host} {'added to' if action == 'add' else 'removed from'} {name}")
+
+
+@policy.command("include")
+@HOME
+@click.argument("action", type=click.Choice(["add", "remove"]))
+@click.argument("name")
+@click.argument("script")
+def policy_include(home: str, action: str, name: str, script: str) -> None:
+    """Add or remove a backup selection — a script the client daemon runs (bpplinclude)."""
+    _guard(_catalog(home).set_policy_include, name, script, action == "add")
+    click.echo(f"{script} {'added to' if action == 'add' else 'removed from'} {name}")
+
+
+@policy.command("schedule")
+@HOME
+@click.argument("name")
+@click.argument("label")
+@click.option("--type", "kind", type=click.Choice(["full", "application"]), default="full",
+              show_default=True, help="Automatic Full, or Application Backup (user-directed).")
+@click.option("--frequency", default=None, help="Run when the last success is this old: 1d, 12h.")
+@click.option("--calendar", default=None, help="Run on these days: MON,WED,FRI.")
+@click.option("--window", "windows", nargs=3, multiple=True, metavar="DAY START DURATION",
+              help="An open window, e.g. --window all 22:00 8h or --window sun 00:00 24h.")
+@click.option("--retention", type=click.IntRange(0, 100), default=1, show_default=True,
+              help="Retention level (0: 1 week, 1: 2 weeks, ... 8: 1 year, 9: infinity).")
+@click.option("--delete", is_flag=True, help="Delete the schedule instead.")
+def policy_schedule(home: str, name: str, label: str, kind: str, frequency: str | None,
+                    calendar: str | None, windows: tuple[tuple[str, str, str], ...],
+                    retention: int, delete: bool) -> None:
+    """Add, replace or delete a schedule of a policy (bpplsched)."""
+    catalog = _catalog(home)
+    if delete:
+        _guard(catalog.delete_schedule, name, label)
+        click.echo(f"schedule {label} deleted from {name}")
+        return
+    try:
+        seconds = schedule.parse_duration(frequency) if frequency else 0
+        days = ",".join(d.strip().upper()[:3] for d in (calendar or "").split(",") if d.strip())
+        if any(d not in schedule.DAYS for d in days.split(",") if d):
+            raise ValueError(f"{calendar!r} names a day that is not MON..SUN")
+        wins = schedule.windows_from_specs(windows) if windows else schedule.ALWAYS
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if kind == "full" and not seconds and not days:
+        raise click.BadParameter("an automatic schedule needs --frequency or --calendar")
+    _guard(catalog.set_schedule, name, label,
+           sched_type=SCHED_FULL if kind == "full" else SCHED_APPLICATION,
+           retention_level=retention, frequency=seconds, calendar=days,
+           windows=schedule.dump_windows(wins))
+    click.echo(f"schedule {label} set in {name}")
+
+
+@click.command()
+@HOME
+@click.option("--backupid", required=True, help="The image's backup ID (client_ctime).")
+@click.option("-d", "date", required=True,
+              help="The new expiration: 0 (now), infinity, or a date 'YYYY-MM-DD HH:MM'.")
+def expire(home: str, backupid: str, date: str) -> None:
+    """Change an image's expiration, like bpexpdate; 0 expires it now."""
+    if date == "0":
+        when = int(dt.datetime.now(dt.timezone.utc).timestamp())
+    elif date.lower() == "infinity":
+        when = INFINITY
+    else:
+        try:
+            when = int(dt.datetime.fromisoformat(date).astimezone().timestamp())
+        except ValueError:
+            raise click.BadParameter(f"{date!r} is not 0, infinity or a date") from None
+    if not _catalog(home).set_expiration(backupid, when):
+        raise click.ClickException(f"no image has backup ID {backupid}")
+    click.echo(f"{backupid} expires {'now' if date == '0' else date}; the server's cleanup "
+               "removes expired images and frees their storage")

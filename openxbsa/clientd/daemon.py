@@ -1,0 +1,87 @@
+"""The client daemon's loop: receive a scheduled run, check and run its scripts in order,
+stream their output into the job log, report the status.
+
+Each script runs with the run's context in its process environment — NBBSA_POLICY,
+NBBSA_SCHEDULE, NBBSA_CLIENT_HOST, BSA_SERVICE_HOST and NBBSA_PARENT_JOB — for it to hand
+to its XBSA application; the backups the application makes become the run's child jobs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import tomllib
+from dataclasses import dataclass, field
+from typing import Any
+
+from openxbsa import wire
+from openxbsa.clientd.authorize import check
+from openxbsa.xbsa._client import Connection
+
+log = logging.getLogger("openxbsa.clientd")
+
+DEFAULT_CONFIG = "/etc/openxbsa/client.toml"
+DEFAULT_SCRIPT_DIR = "/etc/openxbsa/db_ext"
+
+
+@dataclass
+class ClientConfig:
+    server: str
+    default_script_dir: str = DEFAULT_SCRIPT_DIR
+    db_script_path: list[str] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, path: str | None, server: str | None) -> ClientConfig:
+        data: dict[str, Any] = {}
+        path = path or DEFAULT_CONFIG
+        if os.path.exists(path):
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        entries = data.get("DB_SCRIPT_PATH", data.get("db_script_path", []))
+        return cls(server=server or data.get("server") or wire.default_address(),
+                   default_script_dir=data.get("default_script_dir", DEFAULT_SCRIPT_DIR),
+                   db_script_path=[entries] if isinstance(entries, str) else list(entries))
+
+
+def serve(config: ClientConfig) -> None:
+    """Register with the server as this host's client daemon and run what it sends."""
+    conn = Connection(config.server)
+    conn.call("init", env=["BSA_API_VERSION=1.1.0"], owner=["", ""], **conn.credentials())
+    reply = conn.call("clientd")
+    log.info("client daemon of %s connected to %s", reply.get("host"), config.server)
+    while True:
+        msg = conn.channel.read_message(wire.REP)
+        run = msg.get("run")
+        if not isinstance(run, dict):
+            raise wire.ProtocolError("the server sent something that is not a run")
+        status = execute(conn, config, run)
+        conn.channel.send_message(wire.REQ, {"op": "jobdone", "job": run["job"], "status": status})
+
+
+def _say(conn: Connection, line: str, severity: str = "info") -> None:
+    conn.channel.send_message(wire.REQ, {"op": "joblog", "line": line, "severity": severity})
+
+
+def execute(conn: Connection, config: ClientConfig, run: dict[str, Any]) -> int:
+    """Run the scripts in list order; the run's status is the first failing one's."""
+    status = 0
+    env = dict(os.environ, NBBSA_POLICY=run["policy"], NBBSA_SCHEDULE=run["schedule"],
+               NBBSA_PARENT_JOB=str(run["job"]), BSA_SERVICE_HOST=config.server)
+    for script in run["scripts"]:
+        refusal = check(script, config.default_script_dir, config.db_script_path)
+        if refusal:
+            _say(conn, f"refused: {refusal.message} (status {refusal.status})", "error")
+            status = status or refusal.status
+            continue
+        _say(conn, f"running {script}")
+        proc = subprocess.Popen([script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=env, cwd=os.path.dirname(script))
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            _say(conn, f"{os.path.basename(script)}: {raw.decode('utf-8', 'replace').rstrip()}")
+        code = proc.wait()
+        exit_status = code if code >= 0 else 50      # killed by a signal: client process aborted
+        _say(conn, f"{script} exited with {code}", "info" if code == 0 else "error")
+        status = status or exit_status
+    return status

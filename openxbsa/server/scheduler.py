@@ -1,0 +1,185 @@
+"""The policy scheduler and job dispatch (NetBackup's nbpem and nbjm for scheduled runs).
+
+Each tick, on the server's wall clock:
+1. expire: images past their expiration leave the catalog and their bytes are freed;
+2. plan: every automatic schedule of an active DataStore policy that is due for a client
+   gets a queued parent job — unless one is already queued or active (so a restart or a
+   slow tick never duplicates work; what is due is derived from the catalog);
+3. dispatch: queued runs start on their client's daemon within the limits (jobs per
+   client, per policy), or say why they wait; a run still queued when its window closes
+   ends with status 196.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import queue
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from openxbsa.catalog.store import JOB_ACTIVE, JOB_BACKUP, JOB_IMAGE_DELETE, JOB_QUEUED, SCHED_FULL
+from openxbsa.server import schedule
+
+if TYPE_CHECKING:
+    from openxbsa.server.service import Server
+
+log = logging.getLogger("openxbsa.jobs")
+
+ST_WINDOW_CLOSED = 196
+
+
+@dataclass
+class ClientLink:
+    """A connected client daemon: the runs to start there go through its queue."""
+
+    host: str
+    runs: queue.Queue = field(default_factory=queue.Queue)
+    busy: int = 0
+
+
+class Scheduler:
+    def __init__(self, server: Server, interval: float, max_jobs_per_client: int) -> None:
+        self.server = server
+        self.catalog = server.catalog
+        self.interval = interval
+        self.max_jobs_per_client = max_jobs_per_client
+        self.links: dict[str, ClientLink] = {}
+        self.lock = threading.Lock()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ client daemons
+    def attach(self, host: str) -> ClientLink:
+        with self.lock:
+            link = ClientLink(host)
+            self.links[host] = link
+        log.info("client daemon of %s connected", host)
+        self.wake()
+        return link
+
+    def detach(self, link: ClientLink) -> None:
+        with self.lock:
+            if self.links.get(link.host) is link:
+                del self.links[link.host]
+        log.info("client daemon of %s disconnected", link.host)
+
+    # ------------------------------------------------------------------ the loop
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="scheduler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def wake(self) -> None:
+        """Evaluate now rather than at the next interval (a daemon connected, a run ended)."""
+        self._wake.set()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self.tick(self.server.now())
+            except Exception:   # the scheduler must outlive any one bad tick
+                log.exception("scheduler tick failed")
+
+    def tick(self, now: dt.datetime) -> None:
+        self.expire(now)
+        self.plan(now)
+        self.dispatch(now)
+
+    # ------------------------------------------------------------------ 1. expire
+    def expire(self, now: dt.datetime) -> None:
+        expired = self.catalog.expired_images(int(now.timestamp()))
+        if not expired:
+            return
+        job_id = self.server.jobs.start(job_type=JOB_IMAGE_DELETE, client=self.server.hostname,
+                                        owner="root", message=f"{len(expired)} images expired")
+        for img in expired:
+            self.server.delete_image(img["id"])
+            self.server.jobs.log(job_id, "info", f"image {img['backup_id']} expired and removed")
+        self.server.jobs.finish(job_id, 0, "expired images removed", files=len(expired))
+
+    # ------------------------------------------------------------------ 2. plan
+    def plan(self, now: dt.datetime) -> None:
+        open_runs = {(j["policy"], j["schedule"], j["client"])
+                     for j in self.catalog.open_scheduled_jobs()}
+        for policy in self.catalog.list_policies():
+            if not policy["active"] or policy["policy_type"] != 24 or not policy["include"]:
+                continue
+            for sched in policy["schedules"]:
+                if sched["sched_type"] != SCHED_FULL:
+                    continue
+                windows = schedule.parse_windows(sched["windows"])
+                for client in policy["clients"]:
+                    key = (policy["name"], sched["name"], client)
+                    if key in open_runs:
+                        continue
+                    last = self.catalog.last_success(*key)
+                    last_dt = dt.datetime.fromtimestamp(last, now.tzinfo) if last else None
+                    if schedule.is_due(windows, sched["frequency"], sched["calendar"], last_dt,
+                                       now):
+                        self._queue(policy, sched, client)
+
+    def _queue(self, policy: dict[str, Any], sched: dict[str, Any], client: str) -> None:
+        job_id = self.catalog.create_job(
+            job_type=JOB_BACKUP, state=JOB_QUEUED, policy=policy["name"], schedule=sched["name"],
+            sched_type=sched["sched_type"], client=client, server=self.server.hostname,
+            owner="root", stunit=policy["stunit"], scheduled=True,
+            queue_reason="waiting to be dispatched")
+        self.server.jobs.log(job_id, "info", f"scheduled run of {policy['name']}/{sched['name']} "
+                                             f"for {client} queued")
+
+    # ------------------------------------------------------------------ 3. dispatch
+    def dispatch(self, now: dt.datetime) -> None:
+        runs = self.catalog.open_scheduled_jobs()
+        policies = {p["name"]: p for p in self.catalog.list_policies()}
+        active_by_policy: dict[str, int] = {}
+        active_by_client: dict[str, int] = {}
+        for j in runs:
+            if j["state"] == JOB_ACTIVE:
+                active_by_policy[j["policy"]] = active_by_policy.get(j["policy"], 0) + 1
+                active_by_client[j["client"]] = active_by_client.get(j["client"], 0) + 1
+        for j in runs:
+            if j["state"] != JOB_QUEUED:
+                continue
+            policy = policies.get(j["policy"])
+            sched = next((s for s in policy["schedules"] if s["name"] == j["schedule"]), None) \
+                if policy else None
+            if policy is None or sched is None:
+                self.server.jobs.finish(j["job_id"], 197, "the schedule no longer exists")
+                continue
+            if not schedule.window_open(schedule.parse_windows(sched["windows"]), now):
+                self.server.jobs.finish(j["job_id"], ST_WINDOW_CLOSED,
+                                        "the backup window closed while the run was queued")
+                continue
+            reason = None
+            limit = policy["limit_jobs"]
+            if limit and active_by_policy.get(policy["name"], 0) >= limit:
+                reason = f"limit of {limit} jobs for policy {policy['name']} reached"
+            elif active_by_client.get(j["client"], 0) >= self.max_jobs_per_client:
+                reason = f"maximum jobs per client ({self.max_jobs_per_client}) reached"
+            else:
+                with self.lock:
+                    link = self.links.get(j["client"])
+                if link is None:
+                    reason = f"the client daemon of {j['client']} is not connected"
+                else:
+                    self.catalog.update_job(j["job_id"], state=JOB_ACTIVE, queue_reason=None,
+                                            started=int(now.timestamp()))
+                    self.server.jobs.log(j["job_id"], "info",
+                                         f"started on {j['client']}: {len(policy['include'])} script(s)")
+                    link.runs.put({"job": j["job_id"], "scripts": policy["include"],
+                                   "policy": policy["name"], "schedule": sched["name"]})
+                    active_by_policy[policy["name"]] = active_by_policy.get(policy["name"], 0) + 1
+                    active_by_client[j["client"]] = active_by_client.get(j["client"], 0) + 1
+                    continue
+            if reason != j["queue_reason"]:
+                self.catalog.update_job(j["job_id"], queue_reason=reason)
