@@ -683,3 +683,20 @@ def test_service_host_may_be_a_bare_host_name_as_netbackup_agents_write_it(serve
     rc, _ = X.BSAInit(None, X.BSA_ObjectOwner(), ["BSA_API_VERSION=1.1.0",
                                                   "BSA_SERVICE_HOST=no-such-host.invalid"])
     assert rc == X.BSA_RC_ABORT_SYSTEM_ERROR and "no-such-host.invalid" in X.BSAGetLastError()[1]
+
+
+def test_a_running_backup_records_its_progress(server, h):
+    import json
+    assert X.BSABeginTxn(h) == OK
+    for i in range(3):
+        assert X.BSACreateObject(h, descriptor(f"/sem/progress/{i}", 1), X.BSA_DataBlock32()) == OK
+        send_all(h, os.urandom(300_000))
+        assert X.BSAEndData(h) == OK
+        time.sleep(1.1)                      # progress is recorded at most once a second
+    assert X.BSABeginTxn(h) == X.BSA_RC_INVALID_CALL_SEQUENCE   # a round trip: all arrived
+    job = json.loads(server.cli("jobs", "--json").stdout)[0]
+    assert job["state_name"] == "Active" and job["files"] >= 2 and job["kbytes"] >= 580
+    assert job["current_object"].startswith("/sem/progress/")
+    assert X.BSAEndTxn(h, X.BSA_Vote_COMMIT) == OK
+    job = json.loads(server.cli("jobs", "--json").stdout)[0]
+    assert job["state_name"] == "Done" and job["files"] == 3 and job["kbpersec"] >= 0

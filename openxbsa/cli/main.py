@@ -71,8 +71,9 @@ JOB_COLUMNS = [("jobid", "JobID"), ("type", "Type"), ("state_name", "State"),
                ("status", "Status"), ("policy", "Policy"), ("schedule", "Schedule"),
                ("client", "Client"), ("server", "Media Server"), ("started_at", "Started"),
                ("elapsed", "Elapsed"), ("ended_at", "Ended"), ("stunit", "Storage Unit"),
-               ("try", "Try"), ("kbytes", "KB"), ("files", "Files"), ("owner", "Owner"),
-               ("parentjob", "Parent"), ("backupid", "Backup ID")]
+               ("try", "Try"), ("kbytes", "KB"), ("files", "Files"), ("kbpersec", "KB/s"),
+               ("owner", "Owner"), ("parentjob", "Parent"), ("backupid", "Backup ID"),
+               ("current_object", "Current"), ("queuereason", "Queue Reason")]
 
 
 @main.command()

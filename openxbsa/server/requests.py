@@ -36,6 +36,7 @@ LOG_SEVERITY = {0: "info", 1: "warning", 2: "error"}   # NBBSA_MS_INFO/WARNING/E
 VOTE_COMMIT, VOTE_ABORT, VOTE_CONDITIONAL = 1, 2, 99
 QUERY_PAGE = 1000
 GRANT = 1024          # copy IDs granted per answered create
+PROGRESS_EVERY = 1.0  # seconds between progress records of a running job
 PROVIDER = "OpenXBSA/OpenXBSA/0.1.0"
 FIXED_AT_INIT = {"BSA_API_VERSION", "NBBSA_LOG_DIRECTORY"}
 FIXED_IN_TXN = {"BSA_SERVICE_HOST", "NBBSA_CLIENT_HOST", "NBBSA_POLICY", "NBBSA_SCHEDULE"}
@@ -69,6 +70,8 @@ class BackupState:
     receiver: Receiver | None = None
     failed: errors.OpenXBSAError | None = None
     seq: int = 0               # objects created so far in this transaction
+    bytes: int = 0             # bytes of the objects ended so far
+    progress_at: float = 0.0   # when progress was last recorded (monotonic)
     grant_next: int = 0        # copy IDs granted to the client for pipelined creates
     grant_end: int = -1
     grant_time: float = 0.0
@@ -149,6 +152,13 @@ class Session:
                 if self.state != B_OBJ or self.backup is None or self.backup.receiver is None:
                     raise wire.ProtocolError("data frame outside an object being created")
                 self.backup.receiver.take(self.channel, length)
+                if length >= wire.STREAM_FRAME // 2:     # a large object: progress as it flows
+                    bk = self.backup
+                    if time.monotonic() - bk.progress_at >= PROGRESS_EVERY and bk.current:
+                        bk.progress_at = time.monotonic()
+                        self.catalog.update_job(bk.job_id, files=len(bk.rows),
+                                                kbytes=(bk.bytes + bk.receiver.bytes) // 1024,
+                                                current_object=bk.current.path_name)
                 continue
             if ftype != wire.REQ:
                 raise wire.ProtocolError(f"unexpected frame type {ftype} from the client")
@@ -383,7 +393,18 @@ class Session:
         else:
             row.offset, row.size, row.checksum = stored.offset, stored.size, stored.checksum
             bk.rows.append(row)
+            bk.bytes += stored.size
+        self._progress(bk, row.path_name)
         return _STREAMED
+
+    def _progress(self, bk: BackupState, current: str) -> None:
+        """Record a running backup's progress in its job, at most once a second."""
+        now = time.monotonic()
+        if now - bk.progress_at < PROGRESS_EVERY:
+            return
+        bk.progress_at = now
+        self.catalog.update_job(bk.job_id, files=len(bk.rows), kbytes=bk.bytes // 1024,
+                                current_object=current)
 
     # ------------------------------------------------------------------ query
     def op_query(self, msg: dict[str, Any]) -> dict[str, Any]:
