@@ -169,3 +169,46 @@ def test_pipelined_create_with_a_copy_id_never_granted_is_dropped(server):
     from tests.conftest import find, query
     assert find(h, query("/hostile/p"))[0] == X.BSA_RC_NO_MATCH
     X.BSATerminate(h)
+
+
+@pytest.fixture(scope="module")
+def strict_server(tmp_path_factory):
+    from tests.conftest import ServerProc, make_home
+    home = make_home(tmp_path_factory)
+    with open(os.path.join(home, "openxbsa.toml"), "w") as f:
+        f.write("[limits]\nhandshake_timeout = 1\nmax_sessions = 3\n")
+    srv = ServerProc(home=home, address=f"unix:{home}/xbsa.sock")
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def test_a_peer_that_never_completes_bsainit_is_dropped(strict_server):
+    import time
+    s = connect(strict_server)
+    hello(s)
+    start = time.time()
+    assert closed(s)                               # nothing sent: the server gives up
+    assert time.time() - start < 8
+    s.close()
+    still_serving(strict_server)
+
+
+def test_sessions_beyond_the_limit_are_refused_and_the_others_go_on(strict_server):
+    import time
+    held = []
+    for _ in range(3):
+        s = connect(strict_server)
+        hello(s)
+        s.sendall(frame(wire.REQ, msgpack.packb({"op": "init", "env": ["BSA_API_VERSION=1.1.0"],
+                                                 "owner": ["", ""]})))
+        assert read_reply(s)["ok"] is True
+        held.append(s)
+    extra = connect(strict_server)
+    refusal = read_reply(extra)
+    assert refusal["ok"] is False and "too many sessions" in refusal["msg"]
+    extra.close()
+    for s in held:
+        s.close()
+    time.sleep(0.5)
+    still_serving(strict_server)

@@ -22,6 +22,8 @@ class ServerConfig:
     features: tuple[str, ...] = ("DataStore",)   # licensed feature IDs (NBBSA_FEATURE_ID)
     scheduler_interval: float = 30.0             # seconds between schedule evaluations
     max_jobs_per_client: int = 1                 # NetBackup's default
+    max_sessions: int = 512                      # connections served at once
+    handshake_timeout: float = 30.0              # seconds a peer has to complete BSAInit
 
     @classmethod
     def load(cls, home: str, listen: str | None = None, catalog_url: str | None = None
@@ -44,6 +46,8 @@ class ServerConfig:
                 "enabled", ["DataStore"])),
             scheduler_interval=float(settings.get("scheduler", {}).get("interval", 30.0)),
             max_jobs_per_client=int(settings.get("scheduler", {}).get("max_jobs_per_client", 1)),
+            max_sessions=int(settings.get("limits", {}).get("max_sessions", 512)),
+            handshake_timeout=float(settings.get("limits", {}).get("handshake_timeout", 30.0)),
         )
 
     @property

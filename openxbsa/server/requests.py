@@ -133,7 +133,7 @@ class Session:
             self._serve()
         except wire.ConnectionClosed:
             self._abandon(ST_CLIENT_GONE, "the client closed the connection during the job")
-        except (ConnectionError, TimeoutError) as exc:
+        except (ConnectionError, TimeoutError, OSError) as exc:
             self._abandon(ST_NET_BROKEN, f"network connection broken: {exc}")
         except wire.ProtocolError as exc:
             log.warning("protocol error from %s: %s", self.address, exc)
@@ -246,6 +246,7 @@ class Session:
         parsed.setdefault("BSA_SERVICE_HOST", self.server.config.listen)
         parsed.setdefault("NBBSA_CLIENT_HOST", self.peer.client_host)
         self.env = parsed
+        self.channel.sock.settimeout(None)   # an open session may idle between calls
         log.info("session opened: user %s on %s from %s", self.peer.os_user,
                  self.peer.client_host, self.address)
         return {"env": self.env, "client": self.peer.client_host, "user": self.peer.os_user}

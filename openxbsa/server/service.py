@@ -213,9 +213,26 @@ class Server:
             wire.tune(conn)
             name = addr if isinstance(addr, str) and addr else (
                 f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) else "local")
+            if len(self._threads) >= self.config.max_sessions:
+                log.warning("refusing %s: %d sessions are open (max_sessions)", name,
+                            len(self._threads))
+                self._refuse(conn, "the server has too many sessions open; try again later")
+                continue
+            conn.settimeout(self.config.handshake_timeout)   # until BSAInit completes
             t = threading.Thread(target=self._run_session, args=(conn, name), daemon=True)
             self._threads.add(t)
             t.start()
+
+    @staticmethod
+    def _refuse(conn: socket.socket, why: str) -> None:
+        try:
+            conn.settimeout(1)
+            wire.Channel(conn).send_message(wire.REP, {"ok": False, "kind": "system",
+                                                       "status": 134, "msg": why})
+        except OSError:
+            pass
+        finally:
+            conn.close()
 
     def _run_session(self, conn: socket.socket, name: str) -> None:
         try:
