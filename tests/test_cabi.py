@@ -183,7 +183,9 @@ def test_eight_c_processes_in_parallel(cbuild, server: ServerProc):
     outs = [p.communicate(timeout=120)[0] for p in procs]
     assert outs == payloads
     jobs = json.loads(server.cli("jobs", "--json").stdout)
-    assert len({j["jobid"] for j in jobs if j["client"] and "/c/par" in (j["current_object"] or "")}) == 8
+    par = [j for j in jobs if "/c/par/" in (j["current_object"] or "")]
+    assert sorted(j["type"] for j in par) == ["Backup"] * 8 + ["Restore"] * 8
+    assert all(j["status"] == 0 for j in par)
 
 
 VALGRIND = ["valgrind", "-q", "--error-exitcode=99",

@@ -170,3 +170,35 @@ def test_policy_commands(server):
 def test_policy_commands_refuse_bad_input_clearly(server, args, message):
     out = server.cli(*args)
     assert out.returncode != 0 and message in out.stderr
+
+
+def test_storage_units_and_configuration_export_import(server, tmp_path):
+    def ok(*args: str) -> str:
+        out = server.cli(*args)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    ok("stu", "add", "fast", "--path", str(tmp_path / "fast"), "--max-jobs", "4")
+    ok("stu", "modify", "fast", "--max-jobs", "8")
+    units = {u["name"]: u for u in json.loads(ok("stu", "list", "--json"))}
+    assert units["fast"]["max_jobs"] == 8 and units["fast"]["path"] == str(tmp_path / "fast")
+    ok("policy", "add", "exported", "--stunit", "fast", "--keyword", "k")
+    ok("policy", "client", "add", "exported", "h1")
+    ok("policy", "include", "add", "exported", "/etc/openxbsa/db_ext/x.sh")
+    ok("policy", "schedule", "exported", "Nightly", "--frequency", "1d", "--window", "all",
+       "22:00", "8h", "--retention", "8")
+    exported = ok("config", "export", "-")
+    ok("policy", "delete", "exported")
+    path = tmp_path / "config.toml"
+    path.write_text(exported)
+    assert "1 policies" in ok("config", "import", str(path)) or "policies imported" in ok(
+        "config", "import", str(path))
+    assert ok("config", "export", "-") == exported
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[policy]]\nname = "b"\n[[policy.schedule]]\nname = "s"\nwindows = [[0, 1]]\n')
+    out = server.cli("config", "import", str(bad))
+    assert out.returncode == 1 and "seven" in out.stderr
+    bad.write_text("not = [toml")
+    out = server.cli("config", "import", str(bad))
+    assert out.returncode == 1 and "not valid TOML" in out.stderr
+    assert server.cli("stu", "add", "fast", "--path", "/x").returncode == 1

@@ -388,6 +388,24 @@ class Catalog:
                                 .values(expiration=expiration))
         return bool(done.rowcount)
 
+    def list_storage_units(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(
+                select(storage_units).order_by(storage_units.c.name)).mappings()]
+
+    def set_storage_unit(self, name: str, *, kind: str, path: str, max_jobs: int,
+                         create: bool) -> None:
+        with self._writer.begin() as conn:
+            exists = conn.execute(select(storage_units.c.name).where(
+                storage_units.c.name == name)).first() is not None
+            if create and exists:
+                raise KeyError(f"storage unit {name} already exists")
+            if not create and not exists:
+                raise KeyError(f"storage unit {name} does not exist")
+            conn.execute(storage_units.delete().where(storage_units.c.name == name))
+            conn.execute(storage_units.insert().values(name=name, kind=kind, path=path,
+                                                       max_jobs=max_jobs))
+
     def storage_unit(self, name: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
             row = conn.execute(select(storage_units).where(

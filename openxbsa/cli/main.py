@@ -259,6 +259,8 @@ from openxbsa.cli import policy as _policy  # noqa: E402 - registers its command
 
 main.add_command(_policy.policy)
 main.add_command(_policy.expire)
+main.add_command(_policy.stu)
+main.add_command(_policy.config)
 
 if __name__ == "__main__":
     main()

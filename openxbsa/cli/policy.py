@@ -182,3 +182,151 @@ def expire(home: str, backupid: str, date: str) -> None:
         raise click.ClickException(f"no image has backup ID {backupid}")
     click.echo(f"{backupid} expires {'now' if date == '0' else date}; the server's cleanup "
                "removes expired images and frees their storage")
+
+
+@click.group()
+def stu() -> None:
+    """Storage units (bpstulist, bpstuadd, bpstumodify)."""
+
+
+@stu.command("list")
+@HOME
+@click.option("--json", "as_json", is_flag=True)
+def stu_list(home: str, as_json: bool) -> None:
+    rows = _catalog(home).list_storage_units()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        click.echo(f"{r['name']}  kind={r['kind']}  path={r['path']}  max_jobs={r['max_jobs']}")
+
+
+@stu.command("add")
+@HOME
+@click.argument("name")
+@click.option("--path", required=True, help="The directory the unit writes to.")
+@click.option("--kind", type=click.Choice(["disk"]), default="disk", show_default=True)
+@click.option("--max-jobs", type=click.IntRange(1, 1000), default=16, show_default=True)
+def stu_add(home: str, name: str, path: str, kind: str, max_jobs: int) -> None:
+    import os
+    _guard(_catalog(home).set_storage_unit, name, kind=kind, path=os.path.abspath(path),
+           max_jobs=max_jobs, create=True)
+    click.echo(f"storage unit {name} added")
+
+
+@stu.command("modify")
+@HOME
+@click.argument("name")
+@click.option("--max-jobs", type=click.IntRange(1, 1000), required=True)
+def stu_modify(home: str, name: str, max_jobs: int) -> None:
+    catalog = _catalog(home)
+    unit = catalog.storage_unit(name)
+    if unit is None:
+        raise click.ClickException(f"storage unit {name} does not exist")
+    catalog.set_storage_unit(name, kind=unit["kind"], path=unit["path"], max_jobs=max_jobs,
+                             create=False)
+    click.echo(f"storage unit {name} modified")
+
+
+@click.group()
+def config() -> None:
+    """The whole configuration (storage units, policies, schedules) as one TOML file."""
+
+
+@config.command("export")
+@HOME
+@click.argument("path", type=click.Path(dir_okay=False, writable=True, allow_dash=True))
+def config_export(home: str, path: str) -> None:
+    text = export_toml(_catalog(home))
+    if path == "-":
+        click.echo(text, nl=False)
+    else:
+        with open(path, "w") as f:
+            f.write(text)
+        click.echo(f"configuration written to {path}")
+
+
+@config.command("import")
+@HOME
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+def config_import(home: str, path: str) -> None:
+    """Create or replace the policies and storage units the file describes."""
+    import tomllib
+    with open(path, "rb") as f:
+        try:
+            data = tomllib.load(f)
+        except tomllib.TOMLDecodeError as exc:
+            raise click.ClickException(f"{path} is not valid TOML: {exc}") from None
+    try:
+        count = import_config(_catalog(home), data)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise click.ClickException(f"{path}: {exc}") from None
+    click.echo(f"{count} policies imported")
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value)          # a JSON string is a valid TOML basic string
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def export_toml(catalog: Any) -> str:
+    lines = ["# OpenXBSA configuration: openxbsa config import FILE", ""]
+    for u in catalog.list_storage_units():
+        lines += ["[[storage_unit]]"] + [f"{k} = {_toml(u[k])}" for k in ("name", "kind", "path", "max_jobs")] + [""]
+    for p in catalog.list_policies():
+        lines.append("[[policy]]")
+        for k in ("name", "active", "keyword", "priority", "stunit", "limit_jobs",
+                  "multiple_streams", "clients", "include"):
+            lines.append(f"{k} = {_toml(p[k])}")
+        lines.append("")
+        for sch in p["schedules"]:
+            lines.append("[[policy.schedule]]")
+            lines.append(f"name = {_toml(sch['name'])}")
+            lines.append(f"type = {_toml('application' if sch['sched_type'] == SCHED_APPLICATION else 'full')}")
+            lines.append(f"retention_level = {sch['retention_level']}")
+            lines.append(f"frequency = {sch['frequency']}")
+            lines.append(f"calendar = {_toml(sch['calendar'])}")
+            lines.append(f"windows = {_toml([list(w) for w in schedule.parse_windows(sch['windows'])])}")
+            lines.append("")
+    return "\n".join(lines)
+
+
+def import_config(catalog: Any, data: dict[str, Any]) -> int:
+    for u in data.get("storage_unit", []):
+        create = catalog.storage_unit(u["name"]) is None
+        catalog.set_storage_unit(u["name"], kind=u.get("kind", "disk"), path=u["path"],
+                                 max_jobs=int(u.get("max_jobs", 16)), create=create)
+    policies = data.get("policy", [])
+    existing = {p["name"] for p in catalog.list_policies()}
+    for p in policies:
+        if p["name"] in existing:
+            catalog.delete_policy(p["name"])
+        catalog.add_policy(p["name"], keyword=p.get("keyword", ""), priority=int(p.get("priority", 0)),
+                           limit_jobs=int(p.get("limit_jobs", 0)),
+                           stunit=p.get("stunit", "disk-default"), active=bool(p.get("active", True)),
+                           multiple_streams=bool(p.get("multiple_streams", False)))
+        for host in p.get("clients", []):
+            catalog.set_policy_client(p["name"], host, True)
+        for script in p.get("include", []):
+            catalog.set_policy_include(p["name"], script, True)
+        for sch in p.get("schedule", []):
+            windows = [tuple(w) for w in sch.get("windows", schedule.ALWAYS)]
+            if len(windows) != 7 or any(len(w) != 2 for w in windows):
+                raise ValueError(f"schedule {sch['name']}: windows need seven [start, duration]")
+            kind = sch.get("type", "full")
+            if kind not in ("full", "application"):
+                raise ValueError(f"schedule {sch['name']}: type is full or application")
+            catalog.set_schedule(p["name"], sch["name"],
+                                 sched_type=SCHED_FULL if kind == "full" else SCHED_APPLICATION,
+                                 retention_level=int(sch.get("retention_level", 1)),
+                                 frequency=int(sch.get("frequency", 0)),
+                                 calendar=str(sch.get("calendar", "")),
+                                 windows=schedule.dump_windows(windows))
+    return len(policies)
