@@ -150,7 +150,8 @@ def list_(home: str, as_json: bool, client: str | None, backupid: str | None,
 @click.option("--since", type=click.DateTime(), default=None, help="From this time (UTC).")
 @click.option("--until", type=click.DateTime(), default=None, help="Up to this time (UTC).")
 @click.option("--component", "components", multiple=True,
-              type=click.Choice(["server", "requests", "jobs", "media", "catalog"]))
+              type=click.Choice(["server", "requests", "jobs", "scheduler", "clientd", "media",
+                                 "catalog"]))
 def logs(home: str, as_json: bool, job: int | None, since: dt.datetime | None,
          until: dt.datetime | None, components: tuple[str, ...]) -> None:
     """The server's logs, by job and time range."""

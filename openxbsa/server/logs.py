@@ -4,7 +4,8 @@ Line format (what ``openxbsa logs`` parses and the guide documents):
 
     2026-11-24T15:04:05.123Z INFO    requests job=42 backup started for client db1 ...
 
-Components: server, requests, jobs, media, catalog. The job ID comes from the session
+Components: server, requests, jobs, scheduler, clientd (the server's side of the client
+daemons), media, catalog. The job ID comes from the session
 thread that does the work (``job_context``), so every line a job causes carries it.
 """
 
@@ -20,7 +21,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-COMPONENTS = ("server", "requests", "jobs", "media", "catalog")
+COMPONENTS = ("server", "requests", "jobs", "scheduler", "clientd", "media", "catalog")
 _local = threading.local()
 LINE = re.compile(r"^(\S+) (\w+)\s+(\w+) job=(\d+|-) (.*)$")
 

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from openxbsa.server.service import Server
 
 log = logging.getLogger("openxbsa.requests")
+clientd_log = logging.getLogger("openxbsa.clientd")
 
 # Session states (reference §9.2)
 S1, T0, B, B_OBJ, R, R_OBJ, D, M = "S1", "T0", "B", "B*", "R", "R*", "D", "M"
@@ -631,6 +632,8 @@ class Session:
             raise errors.AccessDenied("only root may run the client daemon")
         scheduler = self.server.scheduler
         link = scheduler.attach(self.peer.client_host)
+        clientd_log.info("client daemon of %s registered from %s", self.peer.client_host,
+                         self.address)
         self.channel.send_message(wire.REP, {"ok": True, "host": self.peer.client_host})
         try:
             while True:
@@ -650,6 +653,8 @@ class Session:
         job_id = run["job"]
         with logs.job_context(job_id):
             try:
+                clientd_log.info("run %d sent to %s: %s", job_id, self.peer.client_host if
+                                 self.peer else "?", ", ".join(run["scripts"]))
                 self.channel.send_message(wire.REP, {"run": run})
                 while True:
                     msg = self.channel.read_message(wire.REQ)
@@ -664,6 +669,7 @@ class Session:
                     else:
                         raise wire.ProtocolError("unexpected message from the client daemon")
             except (wire.ProtocolError, OSError):
+                clientd_log.error("the client daemon went away during run %d", job_id)
                 self.server.jobs.finish(job_id, ST_CLIENT_GONE,
                                         "the client daemon went away during the run")
                 raise

@@ -25,7 +25,7 @@ from openxbsa.server import schedule
 if TYPE_CHECKING:
     from openxbsa.server.service import Server
 
-log = logging.getLogger("openxbsa.jobs")
+log = logging.getLogger("openxbsa.scheduler")
 
 ST_WINDOW_CLOSED = 196
 
