@@ -21,7 +21,7 @@ from openxbsa import status  # noqa: E402
 from openxbsa.cabi.build import prototypes  # noqa: E402
 from openxbsa import xbsa as X  # noqa: E402
 from openxbsa.xbsa import _constants as C  # noqa: E402
-from openxbsa.xbsa._reference import RETURN_CODES  # noqa: E402
+from openxbsa.xbsa._reference import ARGUMENTS, RETURN_CODES  # noqa: E402
 
 HEADERS = [ROOT / "libxbsa" / "include" / "xbsa.h", ROOT / "libxbsa" / "include" / "nbbsa.h"]
 
@@ -50,8 +50,10 @@ def api_page() -> str:
             sig = str(inspect.signature(fn)).replace("'", "")
             doc = " ".join((inspect.getdoc(fn) or "").split())
             lines += [f"### {name}", "", doc, "", "C:", "", "```c", protos[name], "```", "",
-                      "Python:", "", "```text", f"{name}{sig}", "```", "",
-                      "| Return code | When |", "|---|---|"]
+                      "Python:", "", "```text", f"{name}{sig}", "```", ""]
+            lines += ["| Argument | Direction | Meaning |", "|---|---|---|"]
+            lines += [f"| `{a}` | {d} | {m} |" for a, d, m in ARGUMENTS[name]]
+            lines += ["", "| Return code | When |", "|---|---|"]
             lines += [f"| `{rc}` | {when} |" for rc, when in RETURN_CODES[name]]
             lines.append("")
     return "\n".join(lines)

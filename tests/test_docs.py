@@ -13,7 +13,8 @@ import pytest
 
 from openxbsa import status
 from openxbsa import xbsa as X
-from openxbsa.xbsa._reference import RETURN_CODES
+from openxbsa.cabi.build import prototypes
+from openxbsa.xbsa._reference import ARGUMENTS, RETURN_CODES
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -65,6 +66,13 @@ def test_every_call_has_its_reference_entry():
     for name, codes in RETURN_CODES.items():
         assert codes and all(hasattr(X, rc) for rc, _ in codes), name
         assert (getattr(X, name).__doc__ or "").strip(), f"{name} has no summary"
+
+
+def test_every_argument_of_every_c_prototype_is_described():
+    for name, proto in prototypes().items():
+        params = [p.strip().split()[-1].lstrip("*") for p in proto[proto.index("(") + 1:-2].split(",")]
+        assert [a for a, _, _ in ARGUMENTS[name]] == params, name
+        assert all(d in ("I", "O", "I/O") and m for _, d, m in ARGUMENTS[name]), name
 
 
 def test_every_code_has_its_troubleshooting_entry():

@@ -133,3 +133,71 @@ RETURN_CODES: dict[str, list[tuple[str, str]]] = {
                                ("NBBSA_RC_FEATURE_NOT_LICENSED", "it is not"),
                                (ICS, "an object is being read"), SYS],
 }
+
+H = ("bsaHandle", "I", "the session's handle from BSAInit")
+SIZE = ("sizePtr", "I/O", "in: the buffer's size in bytes; out: the size of the value, NULs "
+        "included (Python: not passed; the optional size= plays its input part)")
+COPY = ("copyId", "I", "the object copy's ID (BSA_UInt64 by value in C, an int in Python)")
+
+# Every parameter of every C prototype, in order: (name, direction, meaning).
+ARGUMENTS: dict[str, list[tuple[str, str, str]]] = {
+    "BSAQueryApiVersion": [("apiVersionPtr", "O", "filled with issue 1, version 1, level 0 "
+                                                  "(Python: returned)")],
+    "BSAQueryServiceProvider": [SIZE, ("delimiter", "O", "the hierarchical-name delimiter, '/'"),
+                                ("providerPtr", "O", "vendor/product/version of the service")],
+    "BSAInit": [("bsaHandlePtr", "O", "the new session's handle (Python: returned)"),
+                ("tokenPtr", "I", "security token; not used, may be NULL/None"),
+                ("objectOwnerPtr", "I", "the session's BSA_ObjectOwner"),
+                ("environmentPtr", "I", "NULL-terminated KEY=value strings (Python: a list); "
+                                        "BSA_API_VERSION=1.1.0 is mandatory")],
+    "BSATerminate": [H],
+    "BSAGetEnvironment": [H, ("objectOwnerPtr", "O", "the session's owner (Python: returned)"),
+                          ("environmentPtr", "O", "C: a NULL-terminated array of caller "
+                                                  "buffers of 256 bytes, filled with KEY=value; "
+                                                  "Python: returned as a list")],
+    "BSAGetLastError": [SIZE, ("errorCodePtr", "O", "the words of the last failure "
+                                                    "(Python: returned)")],
+    "BSABeginTxn": [H],
+    "BSAEndTxn": [H, ("vote", "I", "BSA_Vote_COMMIT, BSA_Vote_ABORT or NBBSA_Vote_CONDITIONAL")],
+    "BSACreateObject": [H, ("objectDescriptorPtr", "I/O", "the new object's attributes; the "
+                                                          "service fills copyId, createTime, "
+                                                          "restoreOrder, objectStatus"),
+                        ("dataBlockPtr", "O", "receives headerBytes and a preferred bufferLen")],
+    "BSASendData": [H, ("dataBlockPtr", "I", "bufferPtr with numBytes of data after headerBytes; "
+                                             "full unless it is the last")],
+    "BSAEndData": [H],
+    "BSAGetObject": [H, ("objectDescriptorPtr", "I", "only copyId is read"),
+                     ("dataBlockPtr", "O", "receives headerBytes and a preferred bufferLen")],
+    "BSAGetData": [H, ("dataBlockPtr", "I/O", "the application's buffer of bufferLen bytes; "
+                                              "data lands after headerBytes, numBytes is set")],
+    "BSAQueryObject": [H, ("queryDescriptorPtr", "I", "names with * and ?, owner, copy and "
+                                                      "object type, status, createTime range"),
+                       ("objectDescriptorPtr", "O", "the first match")],
+    "BSAGetNextQueryObject": [H, ("objectDescriptorPtr", "O", "the next match")],
+    "BSADeleteObject": [H, COPY],
+    "NBBSAAddToMultiObjectRestoreList": [H, ("objectDescriptorPtr", "I", "the object to add "
+                                                                        "(its copyId)")],
+    "NBBSADeleteImage": [H, ("copyId", "I", "any object of the image to delete")],
+    "NBBSAEndGetMultipleObjects": [H],
+    "NBBSAFreeJobInfo": [("jobInfoPtr", "I", "the record NBBSAGetJobInfo returned")],
+    "NBBSAGetEnv": [H, ("envVariable", "I", "the variable's name"), SIZE,
+                    ("envValue", "O", "its value (Python: returned)")],
+    "NBBSAGetErrorString": [("errCode", "I", "a BSA_RC_* or NBBSA_RC_* code"), SIZE,
+                            ("errorString", "O", "the code's name and meaning "
+                                                 "(Python: returned)")],
+    "NBBSAGetJobId": [H, ("jobId", "O", "the job's ID (Python: returned)")],
+    "NBBSAGetJobInfo": [H, ("jobInfoPtr", "O", "C: set to a record the library allocates; "
+                                               "Python: an NBBSA_JobInfo returned")],
+    "NBBSAGetMediaIds": [H, ("copyId", "I", "any object of the image"), SIZE,
+                         ("MediaIdsPtr", "O", "C: M1\\0M2\\0\\0; Python: a list, returned")],
+    "NBBSAGetMultipleObjects": [H],
+    "NBBSAGetServerError": [H, ("ServerStatus", "O", "the NetBackup status code "
+                                                     "(Python: returned)"), SIZE,
+                            ("ServerStatusStr", "O", "its text (Python: returned)")],
+    "NBBSALogMsg": [H, ("msgType", "I", "NBBSA_MS_INFO, NBBSA_MS_WARNING or NBBSA_MS_ERROR "
+                                        "(MSINFO, MSWARNING, MSERROR)"),
+                    ("message", "I", "the text"), ("source", "I", "who says it, e.g. Backup")],
+    "NBBSASetEnv": [H, ("EnvVar", "I", "the variable's name"), ("EnvVal", "I", "its new value")],
+    "NBBSAUpdateEnv": [H, ("envPtr", "I", "NULL-terminated KEY=value strings (Python: a list)")],
+    "NBBSAValidateFeatureId": [H, ("featureId", "I", "the licence feature ID, e.g. DataStore")],
+}
