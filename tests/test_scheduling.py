@@ -267,3 +267,33 @@ def test_a_server_restart_in_the_middle_loses_nothing(sched):
     again = wait_for(lambda: [j for j in parents(sched, "restart")
                               if j["jobid"] != first["jobid"] and j["state_name"] == "Done"])
     assert len(again) == 1 and again[0]["status"] == 0
+
+
+def test_a_failing_run_is_retried_after_the_delay_at_most_twice(tmp_path_factory):
+    home = make_home(tmp_path_factory)
+    with open(os.path.join(home, "openxbsa.toml"), "w") as f:
+        f.write("[scheduler]\ninterval = 0.2\nretry_delay = 2\nbackup_attempts = 2\n")
+    srv = ServerProc(home=home, address=f"unix:{home}/xbsa.sock")
+    srv.start()
+    scripts = os.path.join(home, "db_ext")
+    os.makedirs(scripts)
+    cfg = os.path.join(home, "client.toml")
+    with open(cfg, "w") as f:
+        f.write(f'default_script_dir = "{scripts}"\n')
+    daemon = subprocess.Popen([sys.executable, "-m", "openxbsa.cli.main", "clientd", "--server",
+                               srv.address, "--config", cfg], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        policy(srv, "flaky", script(os.path.join(scripts, "f.sh"), "exit 6\n"))
+        first = wait_for(lambda: [j for j in parents(srv, "flaky") if j["state_name"] == "Done"])
+        t0 = time.time()
+        both = wait_for(lambda: [j for j in parents(srv, "flaky") if j["state_name"] == "Done"]
+                        if len(parents(srv, "flaky")) >= 2 else None, timeout=30)
+        assert time.time() - t0 >= 1.0                      # the retry waited the delay
+        time.sleep(3)                                       # past another delay: no third try
+        runs = parents(srv, "flaky")
+        assert len(runs) == 2 and all(j["status"] == 6 for j in runs) and first and both
+    finally:
+        daemon.kill()
+        daemon.wait()
+        srv.stop()

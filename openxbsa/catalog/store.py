@@ -363,6 +363,16 @@ class Catalog:
                 jobs.c.scheduled.is_(True), jobs.c.policy == policy, jobs.c.schedule == schedule,
                 jobs.c.client == client, jobs.c.status.in_([0, 1]))).scalar()
 
+    def failed_attempts(self, policy: str, schedule: str, client: str, since: int) -> list[int]:
+        """Start times of the failed scheduled runs of (policy, schedule, client) since then.
+        Runs the server's own stop interrupted (130) or that never started (196) are not
+        failed attempts: they are simply due again."""
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(select(jobs.c.started).where(
+                jobs.c.scheduled.is_(True), jobs.c.policy == policy, jobs.c.schedule == schedule,
+                jobs.c.client == client, jobs.c.state == JOB_DONE, jobs.c.started >= since,
+                jobs.c.status.notin_([0, 1, 130, 196])))]
+
     def open_scheduled_jobs(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(select(jobs).where(

@@ -22,6 +22,9 @@ class ServerConfig:
     features: tuple[str, ...] = ("DataStore",)   # licensed feature IDs (NBBSA_FEATURE_ID)
     scheduler_interval: float = 30.0             # seconds between schedule evaluations
     max_jobs_per_client: int = 1                 # NetBackup's default
+    backup_attempts: int = 2                     # schedule backup attempts ...
+    attempt_period: int = 12 * 3600              # ... per this many seconds
+    retry_delay: int = 600                       # job retry delay, seconds
     max_sessions: int = 512                      # connections served at once
     handshake_timeout: float = 30.0              # seconds a peer has to complete BSAInit
 
@@ -46,6 +49,9 @@ class ServerConfig:
                 "enabled", ["DataStore"])),
             scheduler_interval=float(settings.get("scheduler", {}).get("interval", 30.0)),
             max_jobs_per_client=int(settings.get("scheduler", {}).get("max_jobs_per_client", 1)),
+            backup_attempts=int(settings.get("scheduler", {}).get("backup_attempts", 2)),
+            attempt_period=int(settings.get("scheduler", {}).get("attempt_period", 12 * 3600)),
+            retry_delay=int(settings.get("scheduler", {}).get("retry_delay", 600)),
             max_sessions=int(settings.get("limits", {}).get("max_sessions", 512)),
             handshake_timeout=float(settings.get("limits", {}).get("handshake_timeout", 30.0)),
         )

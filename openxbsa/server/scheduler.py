@@ -4,7 +4,9 @@ Each tick, on the server's wall clock:
 1. expire: images past their expiration leave the catalog and their bytes are freed;
 2. plan: every automatic schedule of an active DataStore policy that is due for a client
    gets a queued parent job — unless one is already queued or active (so a restart or a
-   slow tick never duplicates work; what is due is derived from the catalog);
+   slow tick never duplicates work; what is due is derived from the catalog), and within
+   NetBackup's attempts rule: a failed run is retried after the job retry delay, at most
+   twice in twelve hours;
 3. dispatch: queued runs start on their client's daemon within the limits (jobs per
    client, per policy), or say why they wait; a run still queued when its window closes
    ends with status 196.
@@ -40,11 +42,15 @@ class ClientLink:
 
 
 class Scheduler:
-    def __init__(self, server: Server, interval: float, max_jobs_per_client: int) -> None:
+    def __init__(self, server: Server, interval: float, max_jobs_per_client: int,
+                 attempts: int = 2, attempt_period: int = 12 * 3600, retry_delay: int = 600) -> None:
         self.server = server
         self.catalog = server.catalog
         self.interval = interval
         self.max_jobs_per_client = max_jobs_per_client
+        self.attempts = attempts              # NetBackup: 2 tries ...
+        self.attempt_period = attempt_period  # ... per 12 hours
+        self.retry_delay = retry_delay        # job retry delay: 10 minutes
         self.links: dict[str, ClientLink] = {}
         self.lock = threading.Lock()
         self._stop = threading.Event()
@@ -123,10 +129,24 @@ class Scheduler:
                     if key in open_runs:
                         continue
                     last = self.catalog.last_success(*key)
+                    if not self._may_try(key, last, now):
+                        continue
                     last_dt = dt.datetime.fromtimestamp(last, now.tzinfo) if last else None
                     if schedule.is_due(windows, sched["frequency"], sched["calendar"], last_dt,
                                        now):
                         self._queue(policy, sched, client)
+
+    def _may_try(self, key: tuple[str, str, str], last_success: int | None,
+                  now: dt.datetime) -> bool:
+        """NetBackup's schedule backup attempts: after a failure wait the job retry delay,
+        and try at most ``attempts`` times in ``attempt_period`` (since the last success)."""
+        since = int(now.timestamp()) - self.attempt_period
+        if last_success is not None:
+            since = max(since, last_success + 1)
+        failures = self.catalog.failed_attempts(*key, since=since)
+        if len(failures) >= self.attempts:
+            return False
+        return not failures or int(now.timestamp()) - max(failures) >= self.retry_delay
 
     def _queue(self, policy: dict[str, Any], sched: dict[str, Any], client: str) -> None:
         job_id = self.catalog.create_job(

@@ -45,7 +45,9 @@ class Server:
         self.catalog.migrate()
         self.catalog.bootstrap(config.storage_path)
         self.jobs = JobManager(self.catalog, self.hostname)
-        self.scheduler = Scheduler(self, config.scheduler_interval, config.max_jobs_per_client)
+        self.scheduler = Scheduler(self, config.scheduler_interval, config.max_jobs_per_client,
+                                   config.backup_attempts, config.attempt_period,
+                                   config.retry_delay)
         self._units: dict[str, StorageUnit] = {}
         self._units_lock = threading.Lock()
         self._listener: socket.socket | None = None
