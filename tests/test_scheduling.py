@@ -297,3 +297,42 @@ def test_a_failing_run_is_retried_after_the_delay_at_most_twice(tmp_path_factory
         daemon.kill()
         daemon.wait()
         srv.stop()
+
+
+def test_cancel_a_queued_an_active_run_and_an_application_job_then_restart(sched, tmp_path):
+    marker = tmp_path / "finished"
+    policy(sched, "long", script(os.path.join(sched.scripts, "long.sh"),
+                                 f"sleep 20\ntouch {marker}\n"))
+    queued = wait_for(lambda: [j for j in parents(sched, "long") if j["state_name"] == "Queued"])[0]
+    assert "cancelled" in cli(sched, "jobs", "--cancel", str(queued["jobid"]))
+    assert [j for j in parents(sched, "long") if j["jobid"] == queued["jobid"]][0]["status"] == 150
+    # the run is due again (a cancel is a failed attempt only after the retry delay): restart it
+    out = cli(sched, "jobs", "--restart", str(queued["jobid"]))
+    new_id = int(out.split("as job ")[1])
+    sched.clientd()
+    active = wait_for(lambda: [j for j in parents(sched, "long")
+                               if j["jobid"] == new_id and j["state_name"] == "Active"])[0]
+    time.sleep(0.5)
+    assert "asked to stop" in cli(sched, "jobs", "--cancel", str(active["jobid"]))
+    stopped = wait_for(lambda: [j for j in parents(sched, "long")
+                                if j["jobid"] == new_id and j["state_name"] == "Done"], timeout=15)[0]
+    assert stopped["status"] == 150 and not marker.exists()
+    assert "cancelled" in cli(sched, "jobs", "--log", str(new_id))
+    # an application's backup in progress
+    h = init(sched)
+    assert X.BSABeginTxn(h) == X.BSA_RC_SUCCESS
+    d = X.BSA_ObjectDescriptor(objectName=X.BSA_ObjectName("", "/cancel/me"), copyType=3,
+                               objectType=2, resourceType="r", estimatedSize=1)
+    assert X.BSACreateObject(h, d, X.BSA_DataBlock32()) == X.BSA_RC_SUCCESS
+    job_id = X.NBBSAGetJobId(h)[1]
+    cli(sched, "jobs", "--cancel", str(job_id))
+    wait_for(lambda: [j for j in jobs(sched) if j["jobid"] == job_id and j["state_name"] == "Done"])
+    assert [j for j in jobs(sched) if j["jobid"] == job_id][0]["status"] == 150
+    assert X.BSAEndData(h) in (X.BSA_RC_SUCCESS, X.BSA_RC_ABORT_SYSTEM_ERROR)
+    assert X.BSAEndTxn(h, X.BSA_Vote_COMMIT) == X.BSA_RC_TRANSACTION_ABORTED
+    X.BSATerminate(h)
+    h = init(sched)
+    assert find(h, query("/cancel/me"))[0] == X.BSA_RC_NO_MATCH
+    X.BSATerminate(h)
+    out = sched.cli("jobs", "--cancel", str(job_id))
+    assert out.returncode == 1 and "already done" in out.stderr

@@ -124,3 +124,38 @@ def troubleshoot(code: str) -> dict[str, Any] | None:
     entry = status.describe(int(text))
     return {"kind": "NetBackup status", "code": entry.code, "name": entry.message,
             "meaning": entry.message, "action": entry.action}
+
+
+ST_CANCELLED = 150
+
+
+def cancel_job(catalog: Catalog, job_id: int) -> str:
+    """bpdbjobs -cancel: a queued job ends now; an active one is stopped by the server."""
+    job = catalog.job(job_id)
+    if job is None:
+        raise KeyError(f"job {job_id} does not exist")
+    if job["state"] == 3:
+        raise KeyError(f"job {job_id} is already done")
+    if job["state"] == 0:
+        catalog.finish_job(job_id, ST_CANCELLED)
+        catalog.log_job(job_id, "info", "cancelled by the administrator while queued (status 150)")
+        return "cancelled"
+    catalog.update_job(job_id, cancel_requested=True)
+    catalog.log_job(job_id, "info", "the administrator asked the job to stop")
+    return "asked to stop; the server ends it within its scheduler interval"
+
+
+def restart_job(catalog: Catalog, job_id: int) -> int:
+    """bpdbjobs -restart: a finished scheduled run runs again as a new job."""
+    job = catalog.job(job_id)
+    if job is None:
+        raise KeyError(f"job {job_id} does not exist")
+    if not job["scheduled"] or job["state"] != 3:
+        raise KeyError(f"job {job_id} is not a finished scheduled run")
+    new = catalog.create_job(job_type=job["job_type"], state=0, policy=job["policy"],
+                             schedule=job["schedule"], sched_type=job["sched_type"],
+                             client=job["client"], server=job["server"], owner=job["owner"],
+                             stunit=job["stunit"], scheduled=True,
+                             queue_reason="waiting to be dispatched")
+    catalog.log_job(new, "info", f"restart of job {job_id}")
+    return new

@@ -98,6 +98,7 @@ jobs = Table(
     Column("pid", Integer),
     Column("queue_reason", Text),
     Column("scheduled", Boolean, nullable=False, server_default=sa.false()),  # a policy run
+    Column("cancel_requested", Boolean, nullable=False, server_default=sa.false()),
 )
 
 job_events = Table(

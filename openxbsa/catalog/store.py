@@ -373,6 +373,11 @@ class Catalog:
                 jobs.c.client == client, jobs.c.state == JOB_DONE, jobs.c.started >= since,
                 jobs.c.status.notin_([0, 1, 130, 196])))]
 
+    def cancel_requested(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(select(jobs).where(
+                jobs.c.cancel_requested.is_(True), jobs.c.state != JOB_DONE)).mappings()]
+
     def open_scheduled_jobs(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(select(jobs).where(

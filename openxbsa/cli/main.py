@@ -82,10 +82,22 @@ JOB_COLUMNS = [("jobid", "JobID"), ("type", "Type"), ("state_name", "State"),
 @click.option("--jobid", "job_ids", multiple=True, type=int, help="Only these jobs.")
 @click.option("--log", "log_job", type=int, default=None, help="Show the log of one job.")
 @click.option("--summary", is_flag=True, help="Counts by state and status (bpdbjobs -summary).")
+@click.option("--cancel", "cancel", type=int, default=None, help="Stop a queued or active job.")
+@click.option("--restart", "restart", type=int, default=None,
+              help="Run a finished scheduled run again, as a new job.")
 def jobs(home: str, as_json: bool, job_ids: tuple[int, ...], log_job: int | None,
-         summary: bool) -> None:
+         summary: bool, cancel: int | None, restart: int | None) -> None:
     """The job database, like bpdbjobs."""
     catalog = views.open_catalog(home)
+    try:
+        if cancel is not None:
+            click.echo(f"job {cancel}: {views.cancel_job(catalog, cancel)}")
+            return
+        if restart is not None:
+            click.echo(f"job {restart} restarted as job {views.restart_job(catalog, restart)}")
+            return
+    except KeyError as exc:
+        raise click.ClickException(str(exc.args[0])) from None
     if log_job is not None:
         entries = views.job_log(catalog, log_job)
         if as_json:

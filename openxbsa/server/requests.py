@@ -117,6 +117,7 @@ class Session:
         self.multi: MultiState | None = None
         self.last_job = 0
         self.doomed: errors.OpenXBSAError | None = None
+        self.cancelled = False
         self.nonce = secrets.token_hex(16)
         self._frame_buffer: memoryview | None = None
 
@@ -632,6 +633,12 @@ class Session:
             raise errors.AccessDenied("only root may run the client daemon")
         scheduler = self.server.scheduler
         link = scheduler.attach(self.peer.client_host)
+
+        def send(message: dict[str, Any]) -> None:
+            with link.lock:
+                self.channel.send_message(wire.REP, message)
+
+        link.send = send
         clientd_log.info("client daemon of %s registered from %s", self.peer.client_host,
                          self.address)
         self.channel.send_message(wire.REP, {"ok": True, "host": self.peer.client_host})
@@ -644,18 +651,18 @@ class Session:
                         self.channel.read_header()     # a closed connection raises here
                         raise wire.ProtocolError("the client daemon spoke out of turn")
                     continue
-                self._serve_run(run)
+                self._serve_run(run, send)
                 scheduler.wake()
         finally:
             scheduler.detach(link)
 
-    def _serve_run(self, run: dict[str, Any]) -> None:
+    def _serve_run(self, run: dict[str, Any], send: Any) -> None:
         job_id = run["job"]
         with logs.job_context(job_id):
             try:
                 clientd_log.info("run %d sent to %s: %s", job_id, self.peer.client_host if
                                  self.peer else "?", ", ".join(run["scripts"]))
-                self.channel.send_message(wire.REP, {"run": run})
+                send({"run": run})
                 while True:
                     msg = self.channel.read_message(wire.REQ)
                     if msg.get("op") == "joblog" and isinstance(msg.get("line"), str):
@@ -709,8 +716,19 @@ class Session:
         if deletes and vote != VOTE_ABORT:
             self.server.delete_objects(deletes)
 
+    def cancel(self) -> None:
+        """An administrator stops this session's job: end the connection; the transaction
+        is nullified and the job ends with status 150."""
+        self.cancelled = True
+        try:
+            self.channel.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
     def _abandon(self, status: int, why: str) -> None:
         """The connection is gone: whatever the transaction did is nullified."""
+        if self.cancelled:
+            status, why = 150, "termination requested by the administrator"
         if self.state != S1:
             try:
                 self._end_transaction(VOTE_ABORT, status, why)

@@ -34,11 +34,13 @@ ST_WINDOW_CLOSED = 196
 
 @dataclass
 class ClientLink:
-    """A connected client daemon: the runs to start there go through its queue."""
+    """A connected client daemon: the runs to start there go through its queue; ``send``
+    (set by its session) writes to it, under ``lock``."""
 
     host: str
     runs: queue.Queue = field(default_factory=queue.Queue)
-    busy: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    send: Any = None
 
 
 class Scheduler:
@@ -55,6 +57,7 @@ class Scheduler:
         self.lock = threading.Lock()
         self._stop = threading.Event()
         self._wake = threading.Event()
+        self._signalled: set[int] = set()
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ client daemons
@@ -97,9 +100,32 @@ class Scheduler:
                 log.exception("scheduler tick failed")
 
     def tick(self, now: dt.datetime) -> None:
+        self.cancel()
         self.expire(now)
         self.plan(now)
         self.dispatch(now)
+
+    # ------------------------------------------------------------------ 0. cancel
+    def cancel(self) -> None:
+        """Stop the jobs an administrator cancelled: a run through its client daemon, an
+        application's job by ending its session (everything it did is nullified)."""
+        for j in self.catalog.cancel_requested():
+            job_id = j["job_id"]
+            if job_id in self._signalled:
+                continue
+            self._signalled.add(job_id)
+            if j["scheduled"]:
+                with self.lock:
+                    link = self.links.get(j["client"])
+                if link is not None and link.send is not None:
+                    try:
+                        link.send({"cancel": job_id})
+                        continue
+                    except OSError:
+                        pass          # the daemon is gone: nothing runs there any more
+            elif self.server.cancel_session(job_id):
+                continue
+            self.server.jobs.finish(job_id, 150, "cancelled by the administrator")
 
     # ------------------------------------------------------------------ 1. expire
     def expire(self, now: dt.datetime) -> None:

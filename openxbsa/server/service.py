@@ -53,6 +53,7 @@ class Server:
         self._listener: socket.socket | None = None
         self._stopping = threading.Event()
         self._threads: set[threading.Thread] = set()
+        self._sessions: set[Session] = set()
 
     def now(self) -> dt.datetime:
         """The server's local wall-clock time (windows and calendars are in it)."""
@@ -236,10 +237,21 @@ class Server:
         finally:
             conn.close()
 
+    def cancel_session(self, job_id: int) -> bool:
+        """End the session whose transaction is this job; False if none is."""
+        for session in list(self._sessions):
+            if session.last_job == job_id and session.state != "S1":
+                session.cancel()
+                return True
+        return False
+
     def _run_session(self, conn: socket.socket, name: str) -> None:
+        session = Session(self, conn, name)
+        self._sessions.add(session)
         try:
-            Session(self, conn, name).run()
+            session.run()
         finally:
+            self._sessions.discard(session)
             self._threads.discard(threading.current_thread())
 
     def stop(self) -> None:
