@@ -336,3 +336,29 @@ def test_cancel_a_queued_an_active_run_and_an_application_job_then_restart(sched
     X.BSATerminate(h)
     out = sched.cli("jobs", "--cancel", str(job_id))
     assert out.returncode == 1 and "already done" in out.stderr
+
+
+def test_a_storage_unit_runs_at_most_its_max_jobs_and_queues_the_rest(sched):
+    cli(sched, "stu", "modify", "disk-default", "--max-jobs", "1")
+    first = init(sched)
+    assert X.BSABeginTxn(first) == X.BSA_RC_SUCCESS
+    d = X.BSA_ObjectDescriptor(objectName=X.BSA_ObjectName("", "/stu/one"), copyType=3,
+                               objectType=2, resourceType="r", estimatedSize=1)
+    assert X.BSACreateObject(first, d, X.BSA_DataBlock32()) == X.BSA_RC_SUCCESS
+    code = ("import sys\nfrom openxbsa import xbsa as X\n"
+            "rc, h = X.BSAInit(None, X.BSA_ObjectOwner(), ['BSA_API_VERSION=1.1.0', "
+            "'BSA_SERVICE_HOST=' + sys.argv[1]])\nX.BSABeginTxn(h)\n"
+            "d = X.BSA_ObjectDescriptor(objectName=X.BSA_ObjectName('', '/stu/two'), copyType=3, "
+            "objectType=2, resourceType='r', estimatedSize=1)\n"
+            "assert X.BSACreateObject(h, d, X.BSA_DataBlock32()) == 0\n"
+            "X.BSAEndData(h)\nassert X.BSAEndTxn(h, 1) == 0\nX.BSATerminate(h)\n")
+    second = subprocess.Popen([sys.executable, "-c", code, sched.address])
+    waiting = wait_for(lambda: [j for j in jobs(sched) if j["state_name"] == "Queued"
+                                and "disk-default is busy" in (j["queuereason"] or "")])
+    assert len(waiting) == 1 and second.poll() is None
+    assert X.BSAEndData(first) == X.BSA_RC_SUCCESS
+    assert X.BSAEndTxn(first, X.BSA_Vote_COMMIT) == X.BSA_RC_SUCCESS
+    X.BSATerminate(first)
+    assert second.wait(30) == 0
+    job = [j for j in jobs(sched) if j["jobid"] == waiting[0]["jobid"]][0]
+    assert job["state_name"] == "Done" and job["status"] == 0 and job["queuereason"] is None

@@ -20,9 +20,10 @@ class JobManager:
 
     def start(self, *, job_type: int, client: str, owner: str, message: str,
               **values: Any) -> int:
+        values.setdefault("state", JOB_ACTIVE)
         job_id = self.catalog.create_job(job_type=job_type, client=client, owner=owner,
-                                         server=self.server_name, state=JOB_ACTIVE,
-                                         started=int(time.time()), **values)
+                                         server=self.server_name, started=int(time.time()),
+                                         **values)
         self.log(job_id, "info", message)
         return job_id
 

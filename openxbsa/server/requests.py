@@ -73,6 +73,7 @@ class BackupState:
     seq: int = 0               # objects created so far in this transaction
     bytes: int = 0             # bytes of the objects ended so far
     progress_at: float = 0.0   # when progress was last recorded (monotonic)
+    slot_held: bool = True     # it holds one of its storage unit's concurrent-job slots
     grant_next: int = 0        # copy IDs granted to the client for pipelined creates
     grant_end: int = -1
     grant_time: float = 0.0

@@ -18,7 +18,7 @@ import threading
 from typing import Any
 
 from openxbsa import errors, wire
-from openxbsa.catalog.store import JOB_BACKUP, Catalog
+from openxbsa.catalog.store import JOB_ACTIVE, JOB_BACKUP, JOB_QUEUED, Catalog
 from openxbsa.server import faults, schedule
 from openxbsa.server.config import ServerConfig
 from openxbsa.server.jobs import JobManager
@@ -36,6 +36,37 @@ def _user_name(uid: int) -> str:
         return str(uid)
 
 
+class UnitSlots:
+    """How many backups write to each storage unit; at most its max concurrent jobs."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self.busy: dict[str, int] = {}
+        self.cond = threading.Condition()
+
+    def _limit(self, name: str) -> int:
+        row = self.catalog.storage_unit(name)
+        return int(row["max_jobs"]) if row else 1
+
+    def try_take(self, name: str) -> bool:
+        with self.cond:
+            if self.busy.get(name, 0) < self._limit(name):
+                self.busy[name] = self.busy.get(name, 0) + 1
+                return True
+            return False
+
+    def take(self, name: str) -> None:
+        with self.cond:
+            while self.busy.get(name, 0) >= self._limit(name):
+                self.cond.wait(1.0)      # also notices a raised limit
+            self.busy[name] = self.busy.get(name, 0) + 1
+
+    def give(self, name: str) -> None:
+        with self.cond:
+            self.busy[name] = max(0, self.busy.get(name, 0) - 1)
+            self.cond.notify_all()
+
+
 class Server:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
@@ -49,6 +80,7 @@ class Server:
                                    config.backup_attempts, config.attempt_period,
                                    config.retry_delay)
         self._units: dict[str, StorageUnit] = {}
+        self.units = UnitSlots(self.catalog)
         self._units_lock = threading.Lock()
         self._listener: socket.socket | None = None
         self._stopping = threading.Event()
@@ -124,18 +156,29 @@ class Server:
             policy["keyword"] = session.env["NBBSA_KEYWORD"]
         unit = self.storage(policy["stunit"])
         parent_job = parent["job_id"] if parent and parent["policy"] == policy["policy"] else None
+        free = self.units.try_take(unit.name)
         job_id = self.jobs.start(
             job_type=JOB_BACKUP, client=peer.client_host, owner=peer.os_user,
             policy=policy["policy"], schedule=policy["schedule"], parent_job=parent_job,
             sched_type=policy["sched_type"], stunit=unit.name,
-            message=f"backup started for client {peer.client_host}, user {peer.os_user}, "
-                    f"policy {policy['policy']}, schedule {policy['schedule']}")
+            state=JOB_ACTIVE if free else JOB_QUEUED,
+            queue_reason=None if free else f"storage unit {unit.name} is busy (all its "
+                                           f"concurrent jobs are running)",
+            message=f"backup {'started' if free else 'queued'} for client {peer.client_host}, "
+                    f"user {peer.os_user}, policy {policy['policy']}, "
+                    f"schedule {policy['schedule']}")
+        if not free:      # wait, as NetBackup queues a job for its storage unit
+            self.units.take(unit.name)
+            self.catalog.update_job(job_id, state=JOB_ACTIVE, queue_reason=None,
+                                    started=int(dt.datetime.now().timestamp()))
+            self.jobs.log(job_id, "info", f"storage unit {unit.name} free: backup started")
         try:
             image_id, backup_id, _ = self.catalog.create_image(
                 client=peer.client_host, os_user=peer.os_user, policy=policy, job_id=job_id,
                 location_for=unit.location_for, media_id=unit.media_id)
             writer = unit.open_writer(backup_id)
         except errors.OpenXBSAError as exc:
+            self.units.give(unit.name)
             self.jobs.finish(job_id, exc.status, f"backup could not start: {exc.message}")
             raise
         session.env["NBBSA_POLICY"] = policy["policy"]
@@ -143,8 +186,15 @@ class Server:
         return BackupState(job_id=job_id, image_id=image_id, backup_id=backup_id,
                            writer=writer, policy=policy)
 
+    def _release(self, bk: BackupState) -> None:
+        """Give the backup's storage-unit slot back, once."""
+        if bk.slot_held:
+            bk.slot_held = False
+            self.units.give(bk.policy["stunit"])
+
     def commit_backup(self, bk: BackupState, conditional: bool) -> None:
         status = 1 if conditional else 0
+        self._release(bk)
         try:
             bk.writer.commit()                     # data durable first ...
             faults.point("commit:before_catalog")
@@ -159,6 +209,7 @@ class Server:
                       f"(status {status})")
 
     def abort_backup(self, bk: BackupState, status: int, why: str) -> None:
+        self._release(bk)
         bk.writer.abort()
         self.catalog.drop_image(bk.image_id)
         self.jobs.finish(bk.job_id, status, why)
