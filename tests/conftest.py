@@ -87,6 +87,18 @@ def make_home(tmp_path_factory: pytest.TempPathFactory) -> str:
     return home
 
 
+def configured_server(tmp_path_factory: pytest.TempPathFactory, settings: str = "",
+                      address: str | None = None) -> ServerProc:
+    """A started server whose home has ``settings`` as its openxbsa.toml."""
+    home = make_home(tmp_path_factory)
+    if settings:
+        with open(os.path.join(home, "openxbsa.toml"), "w") as f:
+            f.write(settings)
+    srv = ServerProc(home=home, address=address or f"unix:{home}/xbsa.sock")
+    srv.start()
+    return srv
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc]:
     home = make_home(tmp_path_factory)

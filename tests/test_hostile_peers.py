@@ -173,12 +173,8 @@ def test_pipelined_create_with_a_copy_id_never_granted_is_dropped(server):
 
 @pytest.fixture(scope="module")
 def strict_server(tmp_path_factory):
-    from tests.conftest import ServerProc, make_home
-    home = make_home(tmp_path_factory)
-    with open(os.path.join(home, "openxbsa.toml"), "w") as f:
-        f.write("[limits]\nhandshake_timeout = 1\nmax_sessions = 3\n")
-    srv = ServerProc(home=home, address=f"unix:{home}/xbsa.sock")
-    srv.start()
+    from tests.conftest import configured_server
+    srv = configured_server(tmp_path_factory, "[limits]\nhandshake_timeout = 1\nmax_sessions = 3\n")
     yield srv
     srv.stop()
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import time
 
 import pytest
 
 from openxbsa import xbsa as X
-from tests.conftest import ServerProc, backup, descriptor, find, init, make_home, query, read_all, restore, send_all
+from tests.conftest import (
+    backup, configured_server, descriptor, find, init, query, read_all, restore, send_all,
+)
 
 OK, ICS = X.BSA_RC_SUCCESS, X.BSA_RC_INVALID_CALL_SEQUENCE
 
@@ -151,9 +152,7 @@ def test_keyword_is_stored_with_the_image(server):
 
 
 def test_service_host_may_change_between_transactions(server, tmp_path_factory):
-    other_home = make_home(tmp_path_factory)
-    other = ServerProc(home=other_home, address=f"unix:{other_home}/xbsa.sock")
-    other.start()
+    other = configured_server(tmp_path_factory)
     try:
         h = init(server)
         assert X.BSABeginTxn(h) == OK
@@ -286,11 +285,7 @@ def test_feature_ids(server, h):
 
 
 def test_datastore_disabled_in_the_configuration(tmp_path_factory):
-    home = make_home(tmp_path_factory)
-    with open(os.path.join(home, "openxbsa.toml"), "w") as f:
-        f.write('[features]\nenabled = ["SomethingElse"]\n')
-    srv = ServerProc(home=home, address=f"unix:{home}/xbsa.sock")
-    srv.start()
+    srv = configured_server(tmp_path_factory, '[features]\nenabled = ["SomethingElse"]\n')
     try:
         h = init(srv)
         assert X.BSABeginTxn(h) == X.NBBSA_RC_FEATURE_NOT_LICENSED

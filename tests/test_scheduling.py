@@ -13,19 +13,17 @@ import time
 import pytest
 
 from openxbsa import xbsa as X
-from tests.conftest import ServerProc, backup, find, init, make_home, query
+from tests.conftest import ServerProc, backup, configured_server, find, init, query
 
 HOST = socket.gethostname()
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
 
 
-@pytest.fixture
-def sched(tmp_path_factory):
-    home = make_home(tmp_path_factory)
-    with open(os.path.join(home, "openxbsa.toml"), "w") as f:
-        f.write("[scheduler]\ninterval = 0.3\nmax_jobs_per_client = 1\n")
-    srv = ServerProc(home=home, address=f"unix:{home}/xbsa.sock")
-    srv.start()
+def scheduling_server(tmp_path_factory, settings: str) -> ServerProc:
+    """A server with scheduler settings, an authorized script directory, and a way to
+    start client daemons (killed with the server by ``stop_all``)."""
+    srv = configured_server(tmp_path_factory, settings)
+    home = srv.home
     scripts = os.path.join(home, "db_ext")
     os.makedirs(scripts)
     cfg = os.path.join(home, "client.toml")
@@ -41,12 +39,21 @@ def sched(tmp_path_factory):
         daemons.append(p)
         return p
 
-    srv.scripts, srv.clientd = scripts, clientd  # type: ignore[attr-defined]
+    def stop_all() -> None:
+        for p in daemons:
+            p.kill()
+            p.wait()
+        srv.stop()
+
+    srv.scripts, srv.clientd, srv.stop_all = scripts, clientd, stop_all  # type: ignore[attr-defined]
+    return srv
+
+
+@pytest.fixture
+def sched(tmp_path_factory):
+    srv = scheduling_server(tmp_path_factory, "[scheduler]\ninterval = 0.3\nmax_jobs_per_client = 1\n")
     yield srv
-    for p in daemons:
-        p.kill()
-        p.wait()
-    srv.stop()
+    srv.stop_all()
 
 
 def script(path: str, body: str) -> str:
@@ -270,21 +277,11 @@ def test_a_server_restart_in_the_middle_loses_nothing(sched):
 
 
 def test_a_failing_run_is_retried_after_the_delay_at_most_twice(tmp_path_factory):
-    home = make_home(tmp_path_factory)
-    with open(os.path.join(home, "openxbsa.toml"), "w") as f:
-        f.write("[scheduler]\ninterval = 0.2\nretry_delay = 2\nbackup_attempts = 2\n")
-    srv = ServerProc(home=home, address=f"unix:{home}/xbsa.sock")
-    srv.start()
-    scripts = os.path.join(home, "db_ext")
-    os.makedirs(scripts)
-    cfg = os.path.join(home, "client.toml")
-    with open(cfg, "w") as f:
-        f.write(f'default_script_dir = "{scripts}"\n')
-    daemon = subprocess.Popen([sys.executable, "-m", "openxbsa.cli.main", "clientd", "--server",
-                               srv.address, "--config", cfg], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    srv = scheduling_server(tmp_path_factory,
+                            "[scheduler]\ninterval = 0.2\nretry_delay = 2\nbackup_attempts = 2\n")
+    srv.clientd()
     try:
-        policy(srv, "flaky", script(os.path.join(scripts, "f.sh"), "exit 6\n"))
+        policy(srv, "flaky", script(os.path.join(srv.scripts, "f.sh"), "exit 6\n"))
         first = wait_for(lambda: [j for j in parents(srv, "flaky") if j["state_name"] == "Done"])
         t0 = time.time()
         both = wait_for(lambda: [j for j in parents(srv, "flaky") if j["state_name"] == "Done"]
@@ -294,9 +291,7 @@ def test_a_failing_run_is_retried_after_the_delay_at_most_twice(tmp_path_factory
         runs = parents(srv, "flaky")
         assert len(runs) == 2 and all(j["status"] == 6 for j in runs) and first and both
     finally:
-        daemon.kill()
-        daemon.wait()
-        srv.stop()
+        srv.stop_all()
 
 
 def test_cancel_a_queued_an_active_run_and_an_application_job_then_restart(sched, tmp_path):

@@ -9,7 +9,7 @@ import socket
 import pytest
 
 from openxbsa import xbsa as X
-from tests.conftest import ServerProc, backup, find, init, make_home, query, restore
+from tests.conftest import ServerProc, backup, configured_server, find, init, query, restore
 
 OK = X.BSA_RC_SUCCESS
 
@@ -30,11 +30,8 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def tcp_server(tmp_path_factory):
-    home = make_home(tmp_path_factory)
-    with open(os.path.join(home, "openxbsa.toml"), "w") as f:
-        f.write("[access]\nredirected_restore = true\n")
-    srv = ServerProc(home=home, address=f"127.0.0.1:{free_port()}")
-    srv.start()
+    srv = configured_server(tmp_path_factory, "[access]\nredirected_restore = true\n",
+                            address=f"127.0.0.1:{free_port()}")
     yield srv
     srv.stop()
 
