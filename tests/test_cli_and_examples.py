@@ -202,3 +202,25 @@ def test_storage_units_and_configuration_export_import(server, tmp_path):
     out = server.cli("config", "import", str(bad))
     assert out.returncode == 1 and "not valid TOML" in out.stderr
     assert server.cli("stu", "add", "fast", "--path", "/x").returncode == 1
+
+
+def test_follow_a_job_until_it_ends_and_exit_with_its_status(server):
+    from openxbsa import xbsa as X
+    from tests.conftest import descriptor, init, send_all
+    h = init(server)
+    assert X.BSABeginTxn(h) == X.BSA_RC_SUCCESS
+    assert X.BSACreateObject(h, descriptor("/cli/follow", 1), X.BSA_DataBlock32()) == 0
+    job_id = X.NBBSAGetJobId(h)[1]
+    follower = subprocess.Popen([sys.executable, "-m", "openxbsa.cli.main", "jobs", "--follow",
+                                 str(job_id), "--home", server.home],
+                                stdout=subprocess.PIPE, text=True)
+    import time
+    time.sleep(1.5)
+    assert follower.poll() is None                     # still running: the job is active
+    send_all(h, b"x" * 10000)
+    assert X.BSAEndData(h) == 0
+    assert X.BSAEndTxn(h, X.NBBSA_Vote_CONDITIONAL) == 0
+    X.BSATerminate(h)
+    out, _ = follower.communicate(timeout=30)
+    assert follower.returncode == 1                    # partially successful
+    assert "Active" in out and f"job {job_id} ended with status 1" in out

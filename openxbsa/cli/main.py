@@ -85,10 +85,15 @@ JOB_COLUMNS = [("jobid", "JobID"), ("type", "Type"), ("state_name", "State"),
 @click.option("--cancel", "cancel", type=int, default=None, help="Stop a queued or active job.")
 @click.option("--restart", "restart", type=int, default=None,
               help="Run a finished scheduled run again, as a new job.")
+@click.option("--follow", "follow", type=int, default=None,
+              help="Show a job's progress live until it ends; exit with its status.")
 def jobs(home: str, as_json: bool, job_ids: tuple[int, ...], log_job: int | None,
-         summary: bool, cancel: int | None, restart: int | None) -> None:
+         summary: bool, cancel: int | None, restart: int | None, follow: int | None) -> None:
     """The job database, like bpdbjobs."""
     catalog = views.open_catalog(home)
+    if follow is not None:
+        _follow(catalog, follow)
+        return
     try:
         if cancel is not None:
             click.echo(f"job {cancel}: {views.cancel_job(catalog, cancel)}")
@@ -117,6 +122,33 @@ def jobs(home: str, as_json: bool, job_ids: tuple[int, ...], log_job: int | None
     for r in rows:
         r["started_at"], r["ended_at"] = _when(r["started"]), _when(r["ended"])
     _table(rows, JOB_COLUMNS)
+
+
+def _follow(catalog: Any, job_id: int) -> None:
+    """A live progress line (state, objects, kilobytes, rate, current object) until the job
+    ends; the exit code is its status, as bpbackup -w gives (252 for codes above 255)."""
+    import time
+
+    spinner = "|/-\\"
+    tick = 0
+    while True:
+        rows = views.jobs(catalog, [job_id])
+        if not rows:
+            raise click.ClickException(f"job {job_id} does not exist")
+        j = rows[0]
+        line = (f"job {job_id} {j['type']} {j['state_name']:<6} {j['files']:>8} objects "
+                f"{j['kbytes']:>10} KB {j['kbpersec']:>8} KB/s  {j['current_object'] or ''}")
+        if j["state"] == 3:
+            click.echo(f"\r{line[:150]}\x1b[K")
+            status = j["status"] or 0
+            click.echo(f"job {job_id} ended with status {status}: "
+                       f"{views.troubleshoot(str(status))['name']}")   # type: ignore[index]
+            sys.exit(status if status <= 255 else 252)
+        mark = spinner[tick % 4] if j["state"] == 1 else "."
+        reason = f" (waiting: {j['queuereason']})" if j["queuereason"] else ""
+        click.echo(f"\r{mark} {line[:140]}{reason}\x1b[K", nl=False)
+        tick += 1
+        time.sleep(0.5)
 
 
 @main.command()
