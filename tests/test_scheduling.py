@@ -357,3 +357,28 @@ def test_a_storage_unit_runs_at_most_its_max_jobs_and_queues_the_rest(sched):
     assert second.wait(30) == 0
     job = [j for j in jobs(sched) if j["jobid"] == waiting[0]["jobid"]][0]
     assert job["state_name"] == "Done" and job["status"] == 0 and job["queuereason"] is None
+
+
+def test_multiple_streams_make_one_child_job_per_script(sched):
+    first = script(os.path.join(sched.scripts, "s1.sh"), BACKUP.format(name="s1"))
+    second = script(os.path.join(sched.scripts, "s2.sh"), BACKUP.format(name="s2"))
+    from openxbsa.admin import views
+    from openxbsa.server import schedule
+    catalog = views.open_catalog(sched.home)
+    catalog.add_policy("streams", multiple_streams=True)
+    catalog.set_policy_client("streams", HOST, True)
+    catalog.set_policy_include("streams", first, True)
+    catalog.set_policy_include("streams", second, True)
+    catalog.set_schedule("streams", "Full", sched_type=0, retention_level=1, frequency=3600,
+                         calendar="", windows=schedule.dump_windows(schedule.ALWAYS))
+    sched.clientd()
+    parent = wait_for(lambda: [j for j in parents(sched, "streams") if j["state_name"] == "Done"])[0]
+    assert parent["status"] == 0
+    streams = [j for j in jobs(sched) if j["parentjob"] == parent["jobid"]]
+    assert sorted(j["current_object"] for j in streams) == sorted([first, second])
+    assert len(streams) == 2 and all(j["status"] == 0 for j in streams)
+    backups = [j for j in jobs(sched) if j["parentjob"] in {s["jobid"] for s in streams}]
+    assert len(backups) == 2 and all(j["status"] == 0 for j in backups)
+    h = init(sched)
+    assert len(find(h, query("/sched/s?", owner=("XBSA Client", "XBSA App")))[1]) == 2
+    X.BSATerminate(h)

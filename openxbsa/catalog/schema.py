@@ -99,6 +99,7 @@ jobs = Table(
     Column("queue_reason", Text),
     Column("scheduled", Boolean, nullable=False, server_default=sa.false()),  # a policy run
     Column("cancel_requested", Boolean, nullable=False, server_default=sa.false()),
+    Column("streams", Integer, nullable=False, server_default="0"),  # >0: a multi-stream parent
 )
 
 job_events = Table(

@@ -361,17 +361,24 @@ class Catalog:
         with self.engine.connect() as conn:
             return conn.execute(select(func.max(jobs.c.started)).where(
                 jobs.c.scheduled.is_(True), jobs.c.policy == policy, jobs.c.schedule == schedule,
-                jobs.c.client == client, jobs.c.status.in_([0, 1]))).scalar()
+                jobs.c.client == client, jobs.c.parent_job.is_(None),
+                jobs.c.status.in_([0, 1]))).scalar()
 
     def failed_attempts(self, policy: str, schedule: str, client: str, since: int) -> list[int]:
-        """Start times of the failed scheduled runs of (policy, schedule, client) since then.
+        """Start times of the failed scheduled runs of (policy, schedule, client) since then
+        (runs, not their streams).
         Runs the server's own stop interrupted (130) or that never started (196) are not
         failed attempts: they are simply due again."""
         with self.engine.connect() as conn:
             return [r[0] for r in conn.execute(select(jobs.c.started).where(
                 jobs.c.scheduled.is_(True), jobs.c.policy == policy, jobs.c.schedule == schedule,
                 jobs.c.client == client, jobs.c.state == JOB_DONE, jobs.c.started >= since,
-                jobs.c.status.notin_([0, 1, 130, 196])))]
+                jobs.c.parent_job.is_(None), jobs.c.status.notin_([0, 1, 130, 196])))]
+
+    def children(self, job_id: int) -> list[int]:
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(select(jobs.c.job_id).where(
+                jobs.c.parent_job == job_id).order_by(jobs.c.job_id))]
 
     def cancel_requested(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
@@ -388,8 +395,8 @@ class Catalog:
         """The scheduled run now active on this client: its backups are the run's children."""
         with self.engine.connect() as conn:
             row = conn.execute(select(jobs).where(
-                jobs.c.scheduled.is_(True), jobs.c.state == JOB_ACTIVE, jobs.c.client == client)
-                .order_by(jobs.c.job_id.desc())).mappings().first()
+                jobs.c.scheduled.is_(True), jobs.c.state == JOB_ACTIVE, jobs.c.client == client,
+                jobs.c.streams == 0).order_by(jobs.c.job_id.desc())).mappings().first()
         return dict(row) if row else None
 
     def expired_images(self, now: int) -> list[dict[str, Any]]:

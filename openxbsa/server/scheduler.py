@@ -104,6 +104,17 @@ class Scheduler:
         self.expire(now)
         self.plan(now)
         self.dispatch(now)
+        self.finish_streamed()
+
+    def finish_streamed(self) -> None:
+        """A multi-stream run ends when its streams have: with the first failing status."""
+        runs = self.catalog.open_scheduled_jobs()
+        for parent in (j for j in runs if j["streams"] and j["state"] == JOB_ACTIVE):
+            children = [self.catalog.job(c) for c in self.catalog.children(parent["job_id"])]
+            if len(children) < parent["streams"] or any(c["state"] != 3 for c in children):
+                continue
+            status = next((c["status"] for c in children if c["status"] not in (0, None)), 0)
+            self.server.jobs.finish(parent["job_id"], status, f"all {len(children)} streams ended")
 
     # ------------------------------------------------------------------ 0. cancel
     def cancel(self) -> None:
@@ -114,6 +125,14 @@ class Scheduler:
             if job_id in self._signalled:
                 continue
             self._signalled.add(job_id)
+            if j["streams"]:                  # a multi-stream run: stop its streams
+                for child_id in self.catalog.children(job_id):
+                    child = self.catalog.job(child_id)
+                    if child and child["state"] == JOB_QUEUED:
+                        self.server.jobs.finish(child_id, 150, "cancelled with its run")
+                    elif child and child["state"] == JOB_ACTIVE:
+                        self.catalog.update_job(child_id, cancel_requested=True)
+                continue
             if j["scheduled"]:
                 with self.lock:
                     link = self.links.get(j["client"])
@@ -142,7 +161,7 @@ class Scheduler:
     # ------------------------------------------------------------------ 2. plan
     def plan(self, now: dt.datetime) -> None:
         open_runs = {(j["policy"], j["schedule"], j["client"])
-                     for j in self.catalog.open_scheduled_jobs()}
+                     for j in self.catalog.open_scheduled_jobs()}   # streams share the key
         for policy in self.catalog.list_policies():
             if not policy["active"] or policy["policy_type"] != 24 or not policy["include"]:
                 continue
@@ -174,6 +193,21 @@ class Scheduler:
             return False
         return not failures or int(now.timestamp()) - max(failures) >= self.retry_delay
 
+    def _split(self, parent: dict[str, Any], scripts: list[str], now: dt.datetime) -> None:
+        """Allow multiple data streams: one child job per script, each dispatched (and
+        limited) on its own; the parent only waits for them."""
+        self.catalog.update_job(parent["job_id"], state=JOB_ACTIVE, queue_reason=None,
+                                streams=len(scripts), started=int(now.timestamp()))
+        for script in scripts:
+            child = self.catalog.create_job(
+                job_type=JOB_BACKUP, state=JOB_QUEUED, policy=parent["policy"],
+                schedule=parent["schedule"], sched_type=parent["sched_type"],
+                client=parent["client"], server=self.server.hostname, owner="root",
+                stunit=parent["stunit"], scheduled=True, parent_job=parent["job_id"],
+                current_object=script, queue_reason="waiting to be dispatched")
+            self.server.jobs.log(child, "info", f"stream of job {parent['job_id']}: {script}")
+        self.server.jobs.log(parent["job_id"], "info", f"{len(scripts)} streams started")
+
     def _queue(self, policy: dict[str, Any], sched: dict[str, Any], client: str) -> None:
         job_id = self.catalog.create_job(
             job_type=JOB_BACKUP, state=JOB_QUEUED, policy=policy["name"], schedule=sched["name"],
@@ -190,7 +224,7 @@ class Scheduler:
         active_by_policy: dict[str, int] = {}
         active_by_client: dict[str, int] = {}
         for j in runs:
-            if j["state"] == JOB_ACTIVE:
+            if j["state"] == JOB_ACTIVE and not j["streams"]:   # a multi-stream parent: its
                 active_by_policy[j["policy"]] = active_by_policy.get(j["policy"], 0) + 1
                 active_by_client[j["client"]] = active_by_client.get(j["client"], 0) + 1
         for j in runs:
@@ -205,6 +239,10 @@ class Scheduler:
             if not schedule.window_open(schedule.parse_windows(sched["windows"]), now):
                 self.server.jobs.finish(j["job_id"], ST_WINDOW_CLOSED,
                                         "the backup window closed while the run was queued")
+                continue
+            scripts = [j["current_object"]] if j["parent_job"] else policy["include"]
+            if not j["parent_job"] and policy["multiple_streams"] and len(scripts) > 1:
+                self._split(j, scripts, now)
                 continue
             reason = None
             limit = policy["limit_jobs"]
@@ -221,8 +259,8 @@ class Scheduler:
                     self.catalog.update_job(j["job_id"], state=JOB_ACTIVE, queue_reason=None,
                                             started=int(now.timestamp()))
                     self.server.jobs.log(j["job_id"], "info",
-                                         f"started on {j['client']}: {len(policy['include'])} script(s)")
-                    link.runs.put({"job": j["job_id"], "scripts": policy["include"],
+                                         f"started on {j['client']}: {len(scripts)} script(s)")
+                    link.runs.put({"job": j["job_id"], "scripts": scripts,
                                    "policy": policy["name"], "schedule": sched["name"]})
                     active_by_policy[policy["name"]] = active_by_policy.get(policy["name"], 0) + 1
                     active_by_client[j["client"]] = active_by_client.get(j["client"], 0) + 1
