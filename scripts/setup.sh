@@ -10,12 +10,17 @@ if [ ! -x "$ROOT/.venv/bin/python" ]; then
     fi
 fi
 PY="$ROOT/.venv/bin/python"
-# The C ABI tests compile with gcc and check the samples with valgrind (Debian packages).
-if ! command -v gcc >/dev/null 2>&1 || ! command -v valgrind >/dev/null 2>&1; then
+# The C ABI tests compile with gcc and check the samples with valgrind; the catalog tests
+# run a real PostgreSQL too (Debian packages).
+missing=""
+command -v gcc >/dev/null 2>&1 || missing="$missing gcc libc6-dev"
+command -v valgrind >/dev/null 2>&1 || missing="$missing valgrind"
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$missing postgresql"
+if [ -n "$missing" ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc libc6-dev valgrind >/dev/null
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
     else
-        echo "warning: gcc and valgrind are needed by the C ABI tests; install them" >&2
+        echo "warning: the tests need these Debian packages:$missing" >&2
     fi
 fi
 stamp="$ROOT/.venv/.installed"
