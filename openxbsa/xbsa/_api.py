@@ -621,15 +621,23 @@ def BSAQueryObject(bsaHandle: int, queryDescriptorPtr: BSA_QueryDescriptor | Non
     s.results.extend(reply["items"])
     s.more = bool(reply["more"])
     s.cursor = True
-    while not s.results and s.more:   # objects deleted since the search
+    rc = _refill(s)                   # a first page can be empty: objects deleted meanwhile
+    if rc != C.BSA_RC_SUCCESS:
+        return rc
+    if not s.results:
+        return _fail(C.BSA_RC_NO_MATCH, "no object matches the query")
+    _fill(objectDescriptorPtr, s.results.popleft())
+    return C.BSA_RC_SUCCESS
+
+
+def _refill(s: _Session) -> int:
+    """Fetch result pages until one has descriptors or the results are exhausted."""
+    while not s.results and s.more:
         rc, reply = _request(s, "qnext")
         if rc != C.BSA_RC_SUCCESS or reply is None:
             return rc
         s.results.extend(reply["items"])
         s.more = bool(reply["more"])
-    if not s.results:
-        return _fail(C.BSA_RC_NO_MATCH, "no object matches the query")
-    _fill(objectDescriptorPtr, s.results.popleft())
     return C.BSA_RC_SUCCESS
 
 
@@ -644,12 +652,9 @@ def BSAGetNextQueryObject(bsaHandle: int,
         return _fail(C.BSA_RC_NULL_ARGUMENT, "BSAGetNextQueryObject needs a descriptor")
     if s.state not in (T0, R, D, M) or not s.cursor:
         return _sequence(s, "BSAGetNextQueryObject without an active query")
-    while not s.results and s.more:
-        rc, reply = _request(s, "qnext")
-        if rc != C.BSA_RC_SUCCESS or reply is None:
-            return rc
-        s.results.extend(reply["items"])
-        s.more = bool(reply["more"])
+    rc = _refill(s)
+    if rc != C.BSA_RC_SUCCESS:
+        return rc
     if not s.results:
         return _fail(C.BSA_RC_NO_MORE_DATA, "the query has no more results")
     _fill(objectDescriptorPtr, s.results.popleft())
