@@ -5,27 +5,31 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-python3}"
 if [ ! -x "$ROOT/.venv/bin/python" ]; then
     "$PYTHON" -m venv "$ROOT/.venv" 2>/dev/null || "$PYTHON" -m venv --without-pip "$ROOT/.venv"
-    if [ ! -x "$ROOT/.venv/bin/pip" ]; then
-        "$ROOT/.venv/bin/python" -m ensurepip --upgrade >/dev/null 2>&1 || true
-    fi
 fi
 PY="$ROOT/.venv/bin/python"
-# The C ABI tests compile with gcc and check the samples with valgrind; the catalog tests
-# run a real PostgreSQL too (Debian packages).
-missing=""
-command -v gcc >/dev/null 2>&1 || missing="$missing gcc libc6-dev"
-command -v valgrind >/dev/null 2>&1 || missing="$missing valgrind"
-ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$missing postgresql"
-if [ -n "$missing" ]; then
+# A venv made without ensurepip (Debian without python3-venv) is filled by the outer pip.
+if "$PY" -m pip --version >/dev/null 2>&1; then
+    PIP=("$PY" -m pip)
+else
+    PIP=("$PYTHON" -m pip --python "$PY")
+fi
+# The tests (not the demo) compile C with gcc, check the samples with valgrind and run a
+# real PostgreSQL: Debian packages, installed when missing (as root).
+install_test_packages() {
+    local missing=""
+    command -v gcc >/dev/null 2>&1 || missing="$missing gcc libc6-dev"
+    command -v valgrind >/dev/null 2>&1 || missing="$missing valgrind"
+    ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$missing postgresql"
+    [ -n "$missing" ] || return 0
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
     else
         echo "warning: the tests need these Debian packages:$missing" >&2
     fi
-fi
+}
 stamp="$ROOT/.venv/.installed"
 if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
-    "$PY" -m pip install --quiet --disable-pip-version-check -e "$ROOT[test]"
+    "${PIP[@]}" install --quiet --disable-pip-version-check -e "$ROOT[test]"
     touch "$stamp"
 fi
 export PATH="$ROOT/.venv/bin:$PATH"
