@@ -700,3 +700,24 @@ def test_a_running_backup_records_its_progress(server, h):
     assert X.BSAEndTxn(h, X.BSA_Vote_COMMIT) == OK
     job = json.loads(server.cli("jobs", "--json").stdout)[0]
     assert job["state_name"] == "Done" and job["files"] == 3 and job["kbpersec"] >= 0
+
+
+def test_objects_recorded_during_a_long_transaction_stay_invisible_and_go_with_an_abort(server, h):
+    import json
+    base = unique("flushed")
+    assert X.BSABeginTxn(h) == OK
+    block = X.BSA_DataBlock32()
+    for i in range(2100):                       # more than the server keeps in memory
+        assert X.BSACreateObject(h, descriptor(f"{base}/{i}", 1), block) == OK
+        assert X.BSASendData(h, X.BSA_DataBlock32(1, 1, 0, 0, 0, b"f")) == OK
+        assert X.BSAEndData(h) == OK
+    assert X.BSABeginTxn(h) == X.BSA_RC_INVALID_CALL_SEQUENCE   # a round trip: all arrived
+    assert json.loads(server.cli("list", "--json", f"{base}/*").stdout) == []
+    assert X.BSAEndTxn(h, X.BSA_Vote_ABORT) == OK
+    from openxbsa.admin.views import open_catalog
+    from openxbsa.catalog.schema import objects
+    import sqlalchemy as sa
+    with open_catalog(server.home).engine.connect() as conn:
+        left = conn.execute(sa.select(sa.func.count()).select_from(objects)
+                            .where(objects.c.path_name.like(f"{base}/%"))).scalar()
+    assert left == 0

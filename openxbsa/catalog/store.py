@@ -513,20 +513,25 @@ class Catalog:
             except IntegrityError:
                 ctime += 1  # NetBackup backup IDs are unique to the second
 
+    def add_objects(self, rows: Sequence[ObjectRow]) -> None:
+        """Record objects of an image still being written: invisible until its commit."""
+        if rows:
+            with self._writer.begin() as conn:
+                conn.execute(objects.insert(), [r.insert_values() for r in rows])
+
     def commit_backup(self, image_id: int, rows: Iterable[ObjectRow], job_id: int,
-                      status: int) -> None:
-        """The one catalog transaction that makes a backup visible."""
+                      status: int, count: int, total: int) -> None:
+        """The one catalog transaction that makes a backup visible: the last objects, the
+        image's state, the job's end. ``count``/``total`` cover every object of the image."""
         rows = list(rows)
-        total = sum(r.size for r in rows)
         try:
             with self._writer.begin() as conn:
                 if rows:
                     conn.execute(objects.insert(), [r.insert_values() for r in rows])
                 conn.execute(images.update().where(images.c.id == image_id).values(
-                    state=IMAGE_COMMITTED, kbytes=(total + 1023) // 1024,
-                    num_objects=len(rows)))
+                    state=IMAGE_COMMITTED, kbytes=(total + 1023) // 1024, num_objects=count))
                 self.finish_job(job_id, status, conn=conn, kbytes=(total + 1023) // 1024,
-                                files=len(rows))
+                                files=count)
         except sa.exc.SQLAlchemyError as exc:
             log.error("catalog commit of image %d failed: %s", image_id, exc)
             raise CatalogError(f"catalog commit failed: {exc}") from exc

@@ -38,6 +38,7 @@ VOTE_COMMIT, VOTE_ABORT, VOTE_CONDITIONAL = 1, 2, 99
 QUERY_PAGE = 1000
 GRANT = 1024          # copy IDs granted per answered create
 PROGRESS_EVERY = 1.0  # seconds between progress records of a running job
+FLUSH_ROWS = 2000     # ended objects kept in memory before they go to the catalog
 PROVIDER = "OpenXBSA/OpenXBSA/0.1.0"
 FIXED_AT_INIT = {"BSA_API_VERSION", "NBBSA_LOG_DIRECTORY"}
 FIXED_IN_TXN = {"BSA_SERVICE_HOST", "NBBSA_CLIENT_HOST", "NBBSA_POLICY", "NBBSA_SCHEDULE"}
@@ -66,7 +67,8 @@ class BackupState:
     backup_id: str
     writer: ImageWriter
     policy: dict[str, Any]
-    rows: list[ObjectRow] = field(default_factory=list)
+    rows: list[ObjectRow] = field(default_factory=list)   # ended, not yet in the catalog
+    count: int = 0             # objects ended so far (in the catalog or in rows)
     current: ObjectRow | None = None
     receiver: Receiver | None = None
     failed: errors.OpenXBSAError | None = None
@@ -159,7 +161,7 @@ class Session:
                     bk = self.backup
                     if time.monotonic() - bk.progress_at >= PROGRESS_EVERY and bk.current:
                         bk.progress_at = time.monotonic()
-                        self.catalog.update_job(bk.job_id, files=len(bk.rows),
+                        self.catalog.update_job(bk.job_id, files=bk.count,
                                                 kbytes=(bk.bytes + bk.receiver.bytes) // 1024,
                                                 current_object=bk.current.path_name)
                 continue
@@ -397,7 +399,11 @@ class Session:
         else:
             row.offset, row.size, row.checksum = stored.offset, stored.size, stored.checksum
             bk.rows.append(row)
+            bk.count += 1
             bk.bytes += stored.size
+            if len(bk.rows) >= FLUSH_ROWS:        # bounded memory for any number of objects
+                self.catalog.add_objects(bk.rows)  # (invisible until the image commits)
+                bk.rows = []
         self._progress(bk, row.path_name)
         return _STREAMED
 
@@ -407,7 +413,7 @@ class Session:
         if now - bk.progress_at < PROGRESS_EVERY:
             return
         bk.progress_at = now
-        self.catalog.update_job(bk.job_id, files=len(bk.rows), kbytes=bk.bytes // 1024,
+        self.catalog.update_job(bk.job_id, files=bk.count, kbytes=bk.bytes // 1024,
                                 current_object=current)
 
     # ------------------------------------------------------------------ query

@@ -198,14 +198,14 @@ class Server:
         try:
             bk.writer.commit()                     # data durable first ...
             faults.point("commit:before_catalog")
-            self.catalog.commit_backup(bk.image_id, bk.rows, bk.job_id, status)  # ... then visible
+            self.catalog.commit_backup(bk.image_id, bk.rows, bk.job_id, status,  # ... then visible
+                                       bk.count, bk.bytes)
             faults.point("commit:after_catalog")
         except errors.OpenXBSAError as exc:
             self.abort_backup(bk, exc.status, f"commit failed: {exc.message}")
             raise errors.TransactionAborted(f"commit failed: {exc.message}") from exc
-        total = sum(r.size for r in bk.rows)
         self.jobs.log(bk.job_id, "info",
-                      f"image {bk.backup_id} committed: {len(bk.rows)} objects, {total} bytes "
+                      f"image {bk.backup_id} committed: {bk.count} objects, {bk.bytes} bytes "
                       f"(status {status})")
 
     def abort_backup(self, bk: BackupState, status: int, why: str) -> None:
