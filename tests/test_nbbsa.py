@@ -402,3 +402,17 @@ def test_multi_object_restore_errors(h):
     assert X.BSAEndTxn(h, X.BSA_Vote_COMMIT) == OK
     rc, info = X.NBBSAGetJobInfo(h)
     assert rc == OK and info.jobStatus == 1 and info.numObjects == 1   # one of two: partial
+
+
+def test_log_level_keeps_the_library_log_quieter(server, tmp_path):
+    logdir = tmp_path / "quiet"
+    h = init(server, extra=[f"NBBSA_LOG_DIRECTORY={logdir}", "NBBSA_LOG_LEVEL=WARNING"])
+    assert X.BSABeginTxn(h) == OK
+    X.BSABeginTxn(h)
+    assert X.BSAEndTxn(h, X.BSA_Vote_ABORT) == OK
+    X.BSATerminate(h)
+    text = next(logdir.glob("openxbsa-xbsa-*.log")).read_text()
+    assert "BSABeginTxn rc=5" in text and "rc=0" not in text
+    rc, _ = X.BSAInit(None, X.BSA_ObjectOwner(), server.xbsa_env + [
+        f"NBBSA_LOG_DIRECTORY={logdir}", "NBBSA_LOG_LEVEL=LOUD"])
+    assert rc == X.BSA_RC_INVALID_ENV and "NBBSA_LOG_LEVEL" in X.BSAGetLastError()[1]

@@ -298,7 +298,7 @@ def BSAInit(token: Any, owner: BSA_ObjectOwner | None, env: Any) -> tuple[int, i
         return _fail(C.BSA_RC_ABORT_SYSTEM_ERROR, f"session set-up failed: {exc}"), None
     log_dir = parsed.get("NBBSA_LOG_DIRECTORY")
     if log_dir:
-        problem = _debuglog.start(log_dir)
+        problem = _debuglog.start(log_dir, parsed.get("NBBSA_LOG_LEVEL") or "DEBUG")
         if problem:
             conn.close()
             return _fail(C.BSA_RC_INVALID_ENV, f"NBBSA_LOG_DIRECTORY: {problem}"), None

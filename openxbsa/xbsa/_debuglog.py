@@ -1,7 +1,9 @@
 """The library's debug log, written when the session's NBBSA_LOG_DIRECTORY is set.
 
-One file per process (``openxbsa-xbsa-<pid>.log``), rotated at 10 MiB, three kept; every
-call is logged with its return code, failures with BSAGetLastError's words.
+One file per process (``openxbsa-xbsa-<pid>.log``), rotated at 10 MiB, three kept. At
+level DEBUG (the default) every call is logged with its return code; failures are
+WARNING lines with BSAGetLastError's words; NBBSA_LOG_LEVEL=INFO|WARNING|ERROR keeps the
+log quieter.
 """
 
 from __future__ import annotations
@@ -13,8 +15,14 @@ import os
 _logger: logging.Logger | None = None
 
 
-def start(directory: str) -> str | None:
-    """Log into ``directory``; returns why not, or None."""
+LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING,
+          "ERROR": logging.ERROR}
+
+
+def start(directory: str, level: str = "DEBUG") -> str | None:
+    """Log into ``directory`` at ``level``; returns why not, or None."""
+    if level.upper() not in LEVELS:
+        return f"NBBSA_LOG_LEVEL={level} is not one of {', '.join(LEVELS)}"
     global _logger
     try:
         os.makedirs(directory, exist_ok=True)
@@ -25,9 +33,10 @@ def start(directory: str) -> str | None:
     handler.setFormatter(logging.Formatter("%(asctime)s pid=%(process)d %(levelname)s %(message)s"))
     logger = logging.getLogger(f"openxbsa.xbsa.debug.{os.getpid()}")
     logger.handlers[:] = [handler]
-    logger.setLevel(logging.DEBUG)
+    logger.setLevel(LEVELS[level.upper()])
     logger.propagate = False
     _logger = logger
+    logger.info("XBSA session log started (level %s)", level.upper())
     return None
 
 
