@@ -168,3 +168,21 @@ def test_client_killed(srv, where):
     h = init(srv)
     assert restore(h, copy_id) == data
     X.BSATerminate(h)
+
+
+def test_recovery_sweeps_every_storage_unit(srv, tmp_path):
+    other = tmp_path / "unit2"
+    assert srv.cli("stu", "add", "second", "--path", str(other)).returncode == 0
+    assert srv.cli("policy", "add", "to-second", "--stunit", "second").returncode == 0
+    h = init(srv, extra=["NBBSA_POLICY=to-second"])
+    kept = backup(h, "/crash/second", b"kept on the second unit")
+    X.BSATerminate(h)
+    stray = other / "client" / "stray.img"
+    stray.parent.mkdir(parents=True, exist_ok=True)
+    stray.write_bytes(b"left by a crash")
+    srv.kill()
+    srv.start()
+    assert not stray.exists()
+    h = init(srv)
+    assert restore(h, kept.copyId) == b"kept on the second unit"
+    X.BSATerminate(h)

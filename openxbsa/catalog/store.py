@@ -556,9 +556,11 @@ class Catalog:
             return [dict(r) for r in conn.execute(
                 select(images).where(images.c.state == IMAGE_WRITING)).mappings()]
 
-    def image_locations(self) -> set[str]:
+    def image_locations(self, stunit: str) -> set[str]:
+        """Where the images of one storage unit live (the rest of it is orphaned)."""
         with self.engine.connect() as conn:
-            return {r[0] for r in conn.execute(select(images.c.location))}
+            return {r[0] for r in conn.execute(
+                select(images.c.location).where(images.c.stunit == stunit))}
 
     def fail_active_jobs(self, status: int, message: str) -> list[int]:
         with self._writer.begin() as conn:

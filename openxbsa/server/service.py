@@ -113,8 +113,10 @@ class Server:
                 self.storage(img["stunit"]).delete_image(img["location"])
             finally:
                 self.catalog.drop_image(img["id"])
-        live = self.catalog.image_locations()
-        removed = self.storage("disk-default").sweep(live)
+        removed: list[str] = []
+        for unit in self.catalog.list_storage_units():      # every unit, not just the default
+            live = self.catalog.image_locations(unit["name"])
+            removed += self.storage(unit["name"]).sweep(live)
         if failed or removed:
             log.warning("recovery: %d interrupted jobs failed, %d orphaned files removed",
                         len(failed), len(removed))
