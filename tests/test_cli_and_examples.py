@@ -224,3 +224,32 @@ def test_follow_a_job_until_it_ends_and_exit_with_its_status(server):
     out, _ = follower.communicate(timeout=30)
     assert follower.returncode == 1                    # partially successful
     assert "Active" in out and f"job {job_id} ended with status 1" in out
+
+
+def test_verify_reports_exactly_the_damaged_objects(server):
+    from openxbsa import xbsa as X
+    from tests.conftest import descriptor, init, send_all
+    h = init(server)
+    assert X.BSABeginTxn(h) == 0
+    for name, data in (("/cli/v/a", b"a" * 5000), ("/cli/v/b", b"b" * 7000)):
+        assert X.BSACreateObject(h, descriptor(name, len(data)), X.BSA_DataBlock32()) == 0
+        send_all(h, data)
+        assert X.BSAEndData(h) == 0
+    assert X.BSAEndTxn(h, X.BSA_Vote_COMMIT) == 0
+    X.BSATerminate(h)
+    image = json.loads(server.cli("images", "--json").stdout)[0]
+    good = server.cli("verify", "--backupid", image["backupid"], "--json")
+    assert good.returncode == 0 and all(o["ok"] for o in json.loads(good.stdout)["objects"])
+    path = os.path.join(server.home, "storage", "disk-default", image["client"],
+                        image["backupid"] + ".img")
+    with open(path, "r+b") as f:                   # damage one byte of the second object
+        f.seek(5000 + 100)
+        f.write(b"X")
+    bad = server.cli("verify", "--backupid", image["backupid"], "--json")
+    report = json.loads(bad.stdout)
+    assert bad.returncode == 1 and report["status"] == 85
+    assert [(o["path"], o["ok"]) for o in report["objects"]] == [("/cli/v/a", True), ("/cli/v/b", False)]
+    job = json.loads(server.cli("jobs", "--json").stdout)[0]
+    assert (job["jobtype"], job["status"]) == (3, 85)
+    assert "/cli/v/b" in server.cli("jobs", "--log", str(job["jobid"])).stdout
+    assert server.cli("verify", "--backupid", "nope_1").returncode == 1

@@ -10,7 +10,7 @@ from openxbsa import status
 from openxbsa.catalog.store import Catalog
 from openxbsa.server.config import ServerConfig
 
-JOB_TYPES = {0: "Backup", 2: "Restore", 17: "Image Cleanup"}
+JOB_TYPES = {0: "Backup", 2: "Restore", 3: "Verify", 17: "Image Cleanup"}
 JOB_STATES = {0: "Queued", 1: "Active", 2: "Re-Queued", 3: "Done", 4: "Suspended", 5: "Incomplete"}
 SCHED_TYPES = {0: "FULL", 2: "UBAK", 3: "UARC"}
 
@@ -159,3 +159,50 @@ def restart_job(catalog: Catalog, job_id: int) -> int:
                              queue_reason="waiting to be dispatched")
     catalog.log_job(new, "info", f"restart of job {job_id}")
     return new
+
+
+def verify_image(catalog: Catalog, backup_id: str) -> dict[str, Any]:
+    """bpverify: read every object of an image from its storage unit and check its blake3
+    checksum against the catalog, without restoring it; recorded as a Verify job (type 3)."""
+    import blake3
+
+    from openxbsa.errors import OpenXBSAError
+    from openxbsa.storage import KINDS, StoredObject
+
+    imgs = catalog.list_images(backup_id=backup_id)
+    if not imgs:
+        raise KeyError(f"no image has backup ID {backup_id}")
+    img = imgs[0]
+    unit_row = catalog.storage_unit(img["stunit"])
+    if unit_row is None:
+        raise KeyError(f"storage unit {img['stunit']} does not exist")
+    unit = KINDS[unit_row["kind"]](unit_row["name"], unit_row["path"])
+    job_id = catalog.create_job(job_type=3, client=img["client"], owner="root",
+                                policy=img["policy"], schedule=img["schedule"],
+                                stunit=img["stunit"], backup_id=backup_id)
+    results = []
+    for o in catalog.list_objects(backup_id=backup_id):
+        problem = None
+        try:
+            reader = unit.open_reader(img["location"], StoredObject(o["offset"], o["size"], o["checksum"]))
+            try:
+                digest = blake3.blake3()
+                while chunk := reader.read(1 << 20):
+                    digest.update(chunk)
+            finally:
+                reader.close()
+            if digest.hexdigest() != o["checksum"]:
+                problem = "checksum mismatch: the stored bytes are damaged"
+        except OpenXBSAError as exc:
+            problem = exc.message
+        results.append({"copyid": o["copy_id"], "path": o["path_name"], "size": o["size"],
+                        "ok": problem is None, "problem": problem})
+        if problem:
+            catalog.log_job(job_id, "error", f"{o['path_name']} (copy ID {o['copy_id']}): {problem}")
+    damaged = [r for r in results if not r["ok"]]
+    status = 85 if damaged else 0
+    catalog.finish_job(job_id, status, files=len(results),
+                       kbytes=sum(r["size"] for r in results) // 1024)
+    catalog.log_job(job_id, "info" if not damaged else "error",
+                    f"verified {len(results)} objects of {backup_id}: {len(damaged)} damaged")
+    return {"backupid": backup_id, "job": job_id, "status": status, "objects": results}
