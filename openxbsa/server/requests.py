@@ -31,7 +31,6 @@ clientd_log = logging.getLogger("openxbsa.clientd")
 # Session states (reference §9.2)
 S1, T0, B, B_OBJ, R, R_OBJ, D, M = "S1", "T0", "B", "B*", "R", "R*", "D", "M"
 DEFAULT_FEATURE = "DataStore"
-READ_ONLY_ENV = {"BSA_SERVICE_PROVIDER"}
 LOG_SEVERITY = {0: "info", 1: "warning", 2: "error"}   # NBBSA_MS_INFO/WARNING/ERROR
 
 VOTE_COMMIT, VOTE_ABORT, VOTE_CONDITIONAL = 1, 2, 99
@@ -40,8 +39,6 @@ GRANT = 1024          # copy IDs granted per answered create
 PROGRESS_EVERY = 1.0  # seconds between progress records of a running job
 FLUSH_ROWS = 2000     # ended objects kept in memory before they go to the catalog
 PROVIDER = "OpenXBSA/OpenXBSA/0.1.0"
-FIXED_AT_INIT = {"BSA_API_VERSION", "NBBSA_LOG_DIRECTORY"}
-FIXED_IN_TXN = {"BSA_SERVICE_HOST", "NBBSA_CLIENT_HOST", "NBBSA_POLICY", "NBBSA_SCHEDULE"}
 
 # NetBackup status codes used for jobs that do not end in success
 ST_APP_ABORT = 6       # the backup failed to back up the requested files
@@ -71,7 +68,6 @@ class BackupState:
     count: int = 0             # objects ended so far (in the catalog or in rows)
     current: ObjectRow | None = None
     receiver: Receiver | None = None
-    failed: errors.OpenXBSAError | None = None
     seq: int = 0               # objects created so far in this transaction
     bytes: int = 0             # bytes of the objects ended so far
     progress_at: float = 0.0   # when progress was last recorded (monotonic)
@@ -222,24 +218,10 @@ class Session:
     def op_init(self, msg: dict[str, Any]) -> dict[str, Any]:
         if self.peer is not None:
             raise errors.CallSequenceError("a session is already open on this connection")
-        env = msg.get("env")
-        if not isinstance(env, list):
-            raise errors.InvalidEnvironment("environment must be a list of KEY=value")
-        parsed: dict[str, str] = {}
-        for entry in env:
-            problem = schema.env_entry_problem(entry)
-            if problem:
-                raise errors.InvalidEnvironment(problem)
-            key, _, value = entry.partition("=")
-            parsed[key] = value
-        version = parsed.get("BSA_API_VERSION")
-        if version is None:
-            raise errors.InvalidEnvironment("BSA_API_VERSION is mandatory")
-        parts = version.split(".")
-        if len(parts) != 3 or not all(p.isdigit() for p in parts):
-            raise errors.InvalidEnvironment(f"BSA_API_VERSION={version} is not N.N.N")
-        if parts[:2] != ["1", "1"]:
-            raise errors.VersionNotSupported(f"BSA_API_VERSION {version} is not supported; 1.1.0 is")
+        parsed = _environment(msg.get("env"))
+        bad_version = schema.version_problem(parsed)
+        if bad_version:
+            raise errors.BY_KIND[bad_version[0]](bad_version[1])
         owner = msg.get("owner")
         if (not isinstance(owner, list) or len(owner) != 2
                 or any(schema.text_problem("owner", o, schema.OWNER_SIZE) for o in owner)):
@@ -257,22 +239,11 @@ class Session:
         return {"env": self.env, "client": self.peer.client_host, "user": self.peer.os_user}
 
     def op_setenv(self, msg: dict[str, Any]) -> dict[str, Any]:
-        entries = msg.get("env")
-        if not isinstance(entries, list):
-            raise errors.InvalidEnvironment("environment must be a list of KEY=value")
-        updates = {}
-        for entry in entries:
-            problem = schema.env_entry_problem(entry)
-            if problem:
-                raise errors.InvalidEnvironment(problem)
-            key, _, value = entry.partition("=")
-            if key in READ_ONLY_ENV and self.env.get(key) != value:
-                raise errors.InvalidEnvironment(f"{key} is set by the service")
-            if key in FIXED_AT_INIT and self.env.get(key) != value:
-                raise errors.CallSequenceError(f"{key} can only be set at BSAInit")
-            if key in FIXED_IN_TXN and self.state != S1 and self.env.get(key) != value:
-                raise errors.CallSequenceError(f"{key} cannot change inside a transaction")
-            updates[key] = value
+        updates = _environment(msg.get("env"))
+        for key, value in updates.items():
+            refused = schema.env_change_problem(key, self.env.get(key), value, self.state != S1)
+            if refused:
+                raise errors.BY_KIND[refused[0]](refused[1])
         self.env.update(updates)
         return {"env": self.env}
 
@@ -394,7 +365,7 @@ class Session:
         bk.current, bk.receiver = None, None
         self.state = B
         if receiver.error is not None:
-            self.doomed = bk.failed = receiver.error
+            self.doomed = receiver.error
             self.server.jobs.log(bk.job_id, "error", f"object {row.path_name}: {receiver.error}")
         else:
             row.offset, row.size, row.checksum = stored.offset, stored.size, stored.checksum
@@ -753,6 +724,13 @@ class Session:
 
 _CLOSE = object()
 _STREAMED = object()  # the handler answered (or needs no answer) itself
+
+
+def _environment(entries: Any) -> dict[str, str]:
+    parsed, problem = schema.parse_env(entries)
+    if problem:
+        raise errors.InvalidEnvironment(problem)
+    return parsed
 
 
 def _copy_id(msg: dict[str, Any]) -> int:

@@ -114,3 +114,50 @@ def env_entry_problem(entry: Any) -> str | None:
     if value[:1].isspace():
         return f"environment entry {entry!r} has a space after '='"
     return None
+
+
+# When environment variables may change (reference §8.3), for the library and the server.
+ENV_FIXED_AT_INIT = {"BSA_API_VERSION", "NBBSA_LOG_DIRECTORY", "BSA_DELIMITER"}
+ENV_FIXED_IN_TXN = {"BSA_SERVICE_HOST", "NBBSA_CLIENT_HOST", "NBBSA_POLICY", "NBBSA_SCHEDULE"}
+ENV_READ_ONLY = {"BSA_SERVICE_PROVIDER"}
+
+
+def parse_env(entries: Any) -> tuple[dict[str, str], str | None]:
+    """A list of KEY=value strings -> (the map, None), or ({}, why it is malformed)."""
+    if not isinstance(entries, (list, tuple)):
+        return {}, "the environment must be a list of 'KEY=value' strings"
+    parsed: dict[str, str] = {}
+    for entry in entries:
+        problem = env_entry_problem(entry)
+        if problem:
+            return {}, problem
+        key, _, value = entry.partition("=")
+        parsed[key] = value
+    return parsed, None
+
+
+def version_problem(env: dict[str, str]) -> tuple[str, str] | None:
+    """(error kind, why) when BSA_API_VERSION is missing, malformed or not 1.1.x."""
+    version = env.get("BSA_API_VERSION")
+    if version is None:
+        return "invalid_env", "BSA_API_VERSION is mandatory (BSA_API_VERSION=1.1.0)"
+    parts = version.split(".")
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        return "invalid_env", f"BSA_API_VERSION={version} is not three numbers"
+    if parts[:2] != ["1", "1"]:
+        return "version", f"BSA_API_VERSION {version} is not supported; 1.1.0 is"
+    return None
+
+
+def env_change_problem(key: str, old: str | None, new: str, in_txn: bool
+                       ) -> tuple[str, str] | None:
+    """(error kind, why) when ``key`` may not change from ``old`` to ``new`` now."""
+    if old == new:
+        return None
+    if key in ENV_READ_ONLY:
+        return "invalid_env", f"{key} is set by the service"
+    if key in ENV_FIXED_AT_INIT:
+        return "call_sequence", f"{key} can only be set at BSAInit"
+    if key in ENV_FIXED_IN_TXN and in_txn:
+        return "call_sequence", f"{key} can change only between transactions"
+    return None

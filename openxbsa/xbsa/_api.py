@@ -227,18 +227,14 @@ def BSAGetLastError() -> tuple[int, str]:
 def _parse_env(env: Any) -> tuple[int, dict[str, str] | str]:
     if not isinstance(env, (list, tuple)):
         return C.BSA_RC_INVALID_ENV, "the environment must be a list of 'KEY=value' strings"
-    parsed: dict[str, str] = {}
+    entries = []
     for entry in env:
         if entry is None:        # a C array ends at its NULL entry
             break
         text = _text(entry)
-        problem = schema.env_entry_problem(text if text is not None else entry)
-        if problem:
-            return C.BSA_RC_INVALID_ENV, problem
-        assert text is not None
-        key, _, value = text.partition("=")
-        parsed[key] = value
-    return C.BSA_RC_SUCCESS, parsed
+        entries.append(text if text is not None else entry)
+    parsed, problem = schema.parse_env(entries)
+    return (C.BSA_RC_INVALID_ENV, problem) if problem else (C.BSA_RC_SUCCESS, parsed)
 
 
 @_xbsa_call(outputs=1)
@@ -261,15 +257,9 @@ def BSAInit(token: Any, owner: BSA_ObjectOwner | None, env: Any) -> tuple[int, i
     if rc != C.BSA_RC_SUCCESS:
         return _fail(rc, str(parsed)), None
     assert isinstance(parsed, dict)
-    version = parsed.get("BSA_API_VERSION")
-    if version is None:
-        return _fail(C.BSA_RC_INVALID_ENV, "BSA_API_VERSION is mandatory (BSA_API_VERSION=1.1.0)"), None
-    parts = version.split(".")
-    if len(parts) != 3 or not all(p.isdigit() for p in parts):
-        return _fail(C.BSA_RC_INVALID_ENV, f"BSA_API_VERSION={version} is not three numbers"), None
-    if parts[:2] != ["1", "1"]:
-        return _fail(C.BSA_RC_VERSION_NOT_SUPPORTED,
-                     f"BSA_API_VERSION {version} is not supported; this library implements 1.1.0"), None
+    bad_version = schema.version_problem(parsed)
+    if bad_version:
+        return _fail(KIND_RC[bad_version[0]], bad_version[1]), None
     delim = parsed.get("BSA_DELIMITER")
     if delim is not None and (len(delim) != 1 or not delim.isascii()):
         return _fail(C.BSA_RC_INVALID_ENV, "BSA_DELIMITER must be one ASCII character"), None

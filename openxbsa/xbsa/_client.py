@@ -138,7 +138,7 @@ class Connection:
         """True once the whole object arrived (the end-of-data frame is read eagerly)."""
         if not self.stream_done and received >= size and self.frame_left == 0:
             self._next_frame()
-            while not self.stream_done:  # a server sending more than announced is broken
+            if not self.stream_done:  # a server sending more than announced is broken
                 raise wire.ProtocolError("the server sent more data than the object holds")
         return self.stream_done
 

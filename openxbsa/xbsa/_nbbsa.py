@@ -21,10 +21,6 @@ from openxbsa.xbsa._api import (
 from openxbsa.xbsa._client import AuthError, Connection, ServerError
 from openxbsa.xbsa._structs import BSA_ObjectDescriptor, NBBSA_JobInfo
 
-FIXED_AT_INIT = {"BSA_API_VERSION", "NBBSA_LOG_DIRECTORY", "BSA_DELIMITER"}
-FIXED_IN_TXN = {"BSA_SERVICE_HOST", "NBBSA_CLIENT_HOST", "NBBSA_POLICY", "NBBSA_SCHEDULE"}
-READ_ONLY = {"BSA_SERVICE_PROVIDER"}
-
 
 def _too_small(size: Any, needed: int) -> bool:
     return size is not None and (type(size) is not int or size < needed)
@@ -44,14 +40,9 @@ def _update_env(s: _api._Session, entries: Any) -> int:
         return _fail(rc, str(parsed))
     assert isinstance(parsed, dict)
     for key, value in parsed.items():
-        same = s.env.get(key) == value
-        if key in READ_ONLY and not same:
-            return _fail(C.BSA_RC_INVALID_ENV, f"{key} is set by the service")
-        if key in FIXED_AT_INIT and not same:
-            return _fail(C.BSA_RC_INVALID_CALL_SEQUENCE, f"{key} can only be set at BSAInit")
-        if key in FIXED_IN_TXN and not same and s.state != S1:
-            return _fail(C.BSA_RC_INVALID_CALL_SEQUENCE,
-                         f"{key} can change only between transactions")
+        refused = schema.env_change_problem(key, s.env.get(key), value, s.state != S1)
+        if refused:
+            return _fail(_api.KIND_RC[refused[0]], refused[1])
     new_host = parsed.get("BSA_SERVICE_HOST")
     if new_host is not None and new_host != s.env.get("BSA_SERVICE_HOST"):
         return _move(s, dict(s.env, **parsed))
