@@ -46,7 +46,23 @@ def jobs(catalog: Catalog, job_ids: list[int] | None = None) -> list[dict[str, A
             "current_object": j["current_object"],
             "kbpersec": int(j["kbytes"] / elapsed) if elapsed > 0 else 0,
             "queuereason": j.get("queue_reason"),
+            **transfer(j),
         })
+    return out
+
+
+def transfer(row: dict[str, Any]) -> dict[str, Any]:
+    """Bytes received, new after deduplication and stored, with NetBackup's deduplication
+    rate (share of received bytes that were already stored) and the overall reduction."""
+    received, new, stored = (row.get("bytes_received"), row.get("bytes_after_dedup"),
+                             row.get("bytes_stored"))
+    out: dict[str, Any] = {"bytes_received": received, "bytes_after_dedup": new,
+                           "bytes_stored": stored, "dedup_rate": None, "reduction": None,
+                           "stored_kb": None if stored is None else (stored + 1023) // 1024}
+    if received:
+        out["dedup_rate"] = round(100.0 * (1 - (new or 0) / received), 1)
+        if stored:
+            out["reduction"] = round(received / stored, 2)
     return out
 
 
@@ -79,7 +95,7 @@ def images(catalog: Catalog, client: str | None = None, backup_id: str | None = 
         "retention": i["retention_level"], "expiration": i["expiration"],
         "kbytes": i["kbytes"], "num_files": i["num_objects"], "keyword": i["keyword"],
         "jobid": i["job_id"], "stunit": i["stunit"], "media_id": i["media_id"],
-        "owner": i["os_user"],
+        "owner": i["os_user"], **transfer(i),
     } for i in catalog.list_images(client, backup_id)]
 
 
@@ -161,13 +177,12 @@ def restart_job(catalog: Catalog, job_id: int) -> int:
     return new
 
 
-def verify_image(catalog: Catalog, backup_id: str) -> dict[str, Any]:
-    """bpverify: read every object of an image from its storage unit and check its blake3
-    checksum against the catalog, without restoring it; recorded as a Verify job (type 3)."""
-    import blake3
-
+def verify_image(catalog: Catalog, backup_id: str, home: str) -> dict[str, Any]:
+    """bpverify: read every object of an image from its storage unit and check it (blake3
+    checksum; on a dedup pool every chunk's authentication tag and ID) without restoring
+    it; recorded as a Verify job (type 3). Reports exactly which objects are damaged."""
     from openxbsa.errors import OpenXBSAError
-    from openxbsa.storage import KINDS, StoredObject
+    from openxbsa.storage import StoredObject, open_unit
 
     imgs = catalog.list_images(backup_id=backup_id)
     if not imgs:
@@ -176,23 +191,21 @@ def verify_image(catalog: Catalog, backup_id: str) -> dict[str, Any]:
     unit_row = catalog.storage_unit(img["stunit"])
     if unit_row is None:
         raise KeyError(f"storage unit {img['stunit']} does not exist")
-    unit = KINDS[unit_row["kind"]](unit_row["name"], unit_row["path"])
     job_id = catalog.create_job(job_type=3, client=img["client"], owner="root",
                                 policy=img["policy"], schedule=img["schedule"],
                                 stunit=img["stunit"], backup_id=backup_id)
+    try:
+        unit = open_unit(unit_row, home)
+    except OpenXBSAError as exc:
+        catalog.log_job(job_id, "error", exc.message)
+        catalog.finish_job(job_id, exc.status)
+        raise
+    memo: dict = {}
     results = []
     for o in catalog.list_objects(backup_id=backup_id):
-        problem = None
         try:
-            reader = unit.open_reader(img["location"], StoredObject(o["offset"], o["size"], o["checksum"]))
-            try:
-                digest = blake3.blake3()
-                while chunk := reader.read(1 << 20):
-                    digest.update(chunk)
-            finally:
-                reader.close()
-            if digest.hexdigest() != o["checksum"]:
-                problem = "checksum mismatch: the stored bytes are damaged"
+            problem = unit.verify_object(
+                img["location"], StoredObject(o["offset"], o["size"], o["checksum"]), memo)
         except OpenXBSAError as exc:
             problem = exc.message
         results.append({"copyid": o["copy_id"], "path": o["path_name"], "size": o["size"],

@@ -100,6 +100,9 @@ jobs = Table(
     Column("scheduled", Boolean, nullable=False, server_default=sa.false()),  # a policy run
     Column("cancel_requested", Boolean, nullable=False, server_default=sa.false()),
     Column("streams", Integer, nullable=False, server_default="0"),  # >0: a multi-stream parent
+    Column("bytes_received", BigInteger),       # backups: what the client sent ...
+    Column("bytes_after_dedup", BigInteger),    # ... what was new to the storage unit ...
+    Column("bytes_stored", BigInteger),         # ... and what it stored (compressed)
 )
 
 job_events = Table(
@@ -132,6 +135,9 @@ images = Table(
     Column("kbytes", BigInteger, nullable=False),
     Column("num_objects", Integer, nullable=False),
     Column("media_id", String(6), nullable=False),
+    Column("bytes_received", BigInteger),
+    Column("bytes_after_dedup", BigInteger),
+    Column("bytes_stored", BigInteger),
     Index("ix_images_client_ctime", "client", "ctime"),
 )
 

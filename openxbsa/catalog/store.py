@@ -520,18 +520,24 @@ class Catalog:
                 conn.execute(objects.insert(), [r.insert_values() for r in rows])
 
     def commit_backup(self, image_id: int, rows: Iterable[ObjectRow], job_id: int,
-                      status: int, count: int, total: int) -> None:
+                      status: int, count: int, total: int,
+                      stats: dict[str, int] | None = None) -> None:
         """The one catalog transaction that makes a backup visible: the last objects, the
-        image's state, the job's end. ``count``/``total`` cover every object of the image."""
+        image's state, the job's end. ``count``/``total`` cover every object of the image;
+        ``stats`` are the storage unit's bytes received, after dedup and stored."""
         rows = list(rows)
+        sizes = {} if stats is None else {
+            "bytes_received": stats["received"], "bytes_after_dedup": stats["after_dedup"],
+            "bytes_stored": stats["stored"]}
         try:
             with self._writer.begin() as conn:
                 if rows:
                     conn.execute(objects.insert(), [r.insert_values() for r in rows])
                 conn.execute(images.update().where(images.c.id == image_id).values(
-                    state=IMAGE_COMMITTED, kbytes=(total + 1023) // 1024, num_objects=count))
+                    state=IMAGE_COMMITTED, kbytes=(total + 1023) // 1024, num_objects=count,
+                    **sizes))
                 self.finish_job(job_id, status, conn=conn, kbytes=(total + 1023) // 1024,
-                                files=count)
+                                files=count, **sizes)
         except sa.exc.SQLAlchemyError as exc:
             log.error("catalog commit of image %d failed: %s", image_id, exc)
             raise CatalogError(f"catalog commit failed: {exc}") from exc

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from openxbsa.admin import views
+from openxbsa.errors import OpenXBSAError
 from openxbsa.wire import default_home
 
 HOME = click.option("--home", default=default_home, show_default="$OPENXBSA_HOME or ~/.openxbsa",
@@ -50,8 +51,9 @@ def server(home: str, listen: str | None, catalog: str | None, log_level: str) -
     """Run the backup service in the foreground."""
     from openxbsa.server import logs
     from openxbsa.server.config import ServerConfig
-    from openxbsa.server.service import Server
+    from openxbsa.server.service import Server, keep_freed_memory
 
+    keep_freed_memory()
     config = ServerConfig.load(home, listen, catalog)
     logs.setup(config.home, log_level)
     srv = Server(config)
@@ -72,6 +74,7 @@ JOB_COLUMNS = [("jobid", "JobID"), ("type", "Type"), ("state_name", "State"),
                ("client", "Client"), ("server", "Media Server"), ("started_at", "Started"),
                ("elapsed", "Elapsed"), ("ended_at", "Ended"), ("stunit", "Storage Unit"),
                ("try", "Try"), ("kbytes", "KB"), ("files", "Files"), ("kbpersec", "KB/s"),
+               ("dedup_rate", "Dedup %"), ("stored_kb", "Stored KB"),
                ("owner", "Owner"), ("parentjob", "Parent"), ("backupid", "Backup ID"),
                ("current_object", "Current"), ("queuereason", "Queue Reason")]
 
@@ -166,7 +169,8 @@ def images(home: str, as_json: bool, client: str | None, backupid: str | None) -
         r["backup_at"], r["expires_at"] = _when(r["backup_time"]), _when(r["expiration"])
     _table(rows, [("backup_at", "Backed Up"), ("expires_at", "Expires"), ("backupid", "Backup ID"),
                   ("policy", "Policy"), ("sched_type", "Sched Type"), ("kbytes", "KB"),
-                  ("num_files", "Files"), ("jobid", "Job"), ("media_id", "Media")])
+                  ("num_files", "Files"), ("dedup_rate", "Dedup %"), ("stored_kb", "Stored KB"),
+                  ("jobid", "Job"), ("stunit", "Storage Unit"), ("media_id", "Media")])
 
 
 @main.command(name="list")
@@ -240,9 +244,11 @@ def verify(home: str, as_json: bool, backupid: str) -> None:
     """Check every object of an image against its checksum without restoring it (bpverify).
     Exit status 0 when intact, 1 when an object is damaged."""
     try:
-        report = views.verify_image(views.open_catalog(home), backupid)
+        report = views.verify_image(views.open_catalog(home), backupid, home)
     except KeyError as exc:
         raise click.ClickException(str(exc.args[0])) from None
+    except OpenXBSAError as exc:
+        raise click.ClickException(exc.message) from None
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
@@ -321,6 +327,72 @@ def libxbsa_build(out: str | None) -> None:
     d = target.parent
     click.echo(f"built {target}")
     click.echo(f"compile: cc -I{d}/include prog.c -L{d} -lxbsa64 -Wl,-rpath,{d}")
+
+
+@main.group()
+def pool() -> None:
+    """Deduplication pools (crcontrol --dsstat): usage and consistency."""
+
+
+def _pools(home: str, name: str | None) -> list[Any]:
+    from openxbsa.storage import open_unit
+
+    rows = [r for r in views.open_catalog(home).list_storage_units()
+            if r["kind"] == "dedup" and (name is None or r["name"] == name)]
+    if name is not None and not rows:
+        raise click.ClickException(f"{name} is not a dedup storage unit")
+    try:
+        return [open_unit(r, home) for r in rows]
+    except OpenXBSAError as exc:
+        raise click.ClickException(exc.message) from None
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
+        n /= 1024
+    return str(n)
+
+
+@pool.command("usage")
+@HOME
+@JSON
+@click.argument("name", required=False)
+def pool_usage(home: str, as_json: bool, name: str | None) -> None:
+    """What the images in each dedup pool hold, and what the pool stores for them."""
+    report = [u.usage() for u in _pools(home, name)]
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    for u in report:
+        click.echo(f"{u['name']}  ({u['path']})\n"
+                   f"  images {u['images']}, objects {u['objects']}, "
+                   f"logical {_size(u['logical_bytes'])}\n"
+                   f"  unique {_size(u['unique_bytes'])} in {u['chunks']} chunks "
+                   f"(dedup ratio {u['dedup_ratio']}), stored {_size(u['stored_bytes'])} in "
+                   f"{u['packs']} packs (compression {u['compression_ratio']}), "
+                   f"index {_size(u['index_bytes'])}\n"
+                   f"  space saved {u['space_saved_pct']}%, garbage awaiting collection "
+                   f"{_size(u['garbage_bytes'])} in {u['garbage_chunks']} chunks")
+
+
+@pool.command("check")
+@HOME
+@click.argument("name", required=False)
+def pool_check(home: str, name: str | None) -> None:
+    """Consistency of each dedup pool's index with its pack files (exit 1 on a problem).
+    To check the stored bytes themselves, use ``openxbsa verify``."""
+    bad = 0
+    for u in _pools(home, name):
+        problems = u.check()
+        bad += len(problems)
+        click.echo(f"{u.name}: " + ("consistent" if not problems else f"{len(problems)} problems"))
+        for p in problems:
+            click.echo(f"  {p}")
+    sys.exit(1 if bad else 0)
 
 
 from openxbsa.cli import policy as _policy  # noqa: E402 - registers its commands

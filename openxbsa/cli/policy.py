@@ -205,13 +205,30 @@ def stu_list(home: str, as_json: bool) -> None:
 @HOME
 @click.argument("name")
 @click.option("--path", required=True, help="The directory the unit writes to.")
-@click.option("--kind", type=click.Choice(["disk"]), default="disk", show_default=True)
+@click.option("--kind", type=click.Choice(["disk", "dedup"]), default="disk", show_default=True,
+              help="disk: one file per image; dedup: a deduplicating, compressing, "
+                   "encrypting pool (its key goes to HOME/keys/NAME.key).")
 @click.option("--max-jobs", type=click.IntRange(1, 1000), default=16, show_default=True)
 def stu_add(home: str, name: str, path: str, kind: str, max_jobs: int) -> None:
     import os
-    _guard(_catalog(home).set_storage_unit, name, kind=kind, path=os.path.abspath(path),
+
+    from openxbsa.errors import OpenXBSAError
+    from openxbsa.storage import open_unit
+
+    row = {"name": name, "kind": kind, "path": os.path.abspath(path)}
+    if _catalog(home).storage_unit(name) is not None:
+        raise click.ClickException(f"storage unit {name} already exists")
+    try:
+        unit = open_unit(row, home)       # creates the directory (and a pool and its key)
+    except (OpenXBSAError, OSError) as exc:
+        raise click.ClickException(f"storage unit {name} cannot use {path}: "
+                                   f"{getattr(exc, 'message', exc)}") from None
+    _guard(_catalog(home).set_storage_unit, name, kind=kind, path=row["path"],
            max_jobs=max_jobs, create=True)
     click.echo(f"storage unit {name} added")
+    if kind == "dedup":
+        click.echo(f"its key is {unit.key_path}: keep a copy of it apart from the pool; "
+                   "without it nothing in the pool can be restored")
 
 
 @stu.command("modify")

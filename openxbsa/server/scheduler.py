@@ -102,6 +102,7 @@ class Scheduler:
     def tick(self, now: dt.datetime) -> None:
         self.cancel()
         self.expire(now)
+        self.server.maintain()
         self.plan(now)
         self.dispatch(now)
         self.finish_streamed()

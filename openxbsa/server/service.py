@@ -7,6 +7,8 @@ without an event loop. SQLite, file I/O and hashing release the GIL.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import datetime as dt
 import logging
 import os
@@ -24,9 +26,29 @@ from openxbsa.server.config import ServerConfig
 from openxbsa.server.jobs import JobManager
 from openxbsa.server.requests import BackupState, Peer, Session
 from openxbsa.server.scheduler import Scheduler
-from openxbsa.storage import KINDS, StorageUnit, StoredObject
+from openxbsa.storage import StorageUnit, StoredObject, open_unit
 
 log = logging.getLogger("openxbsa.server")
+
+
+def keep_freed_memory() -> None:
+    """Keep freed buffers in the process (glibc): the data path allocates and frees MiB-sized
+    buffers, and by default each would go back to the kernel and fault back in page by page
+    (measured: a quarter of a million page faults per GiB stored)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
+        libc.mallopt(-3, 64 << 20)      # M_MMAP_THRESHOLD: heap, not mmap, up to 64 MiB
+        libc.mallopt(-1, 256 << 20)     # M_TRIM_THRESHOLD: keep up to 256 MiB free in heap
+    except (OSError, AttributeError):
+        pass
+
+
+def dedup_summary(stats: dict[str, int]) -> str:
+    """NetBackup's job-details line for a deduplicated backup."""
+    received, new, stored = stats["received"], stats["after_dedup"], stats["stored"]
+    rate = 100.0 * (1 - new / received) if received else 0.0
+    return (f"deduplication rate: {rate:.1f}% ({received} bytes received, {new} new after "
+            f"deduplication, {stored} stored after compression and encryption)")
 
 
 def _user_name(uid: int) -> str:
@@ -99,7 +121,7 @@ class Server:
                 row = self.catalog.storage_unit(name)
                 if row is None:
                     raise errors.OpenXBSAError(f"storage unit {name} does not exist", status=219)
-                unit = KINDS[row["kind"]](row["name"], row["path"])
+                unit = open_unit(row, self.config.home)
                 self._units[name] = unit
             return unit
 
@@ -116,7 +138,10 @@ class Server:
         removed: list[str] = []
         for unit in self.catalog.list_storage_units():      # every unit, not just the default
             live = self.catalog.image_locations(unit["name"])
-            removed += self.storage(unit["name"]).sweep(live)
+            try:
+                removed += self.storage(unit["name"]).sweep(live)
+            except errors.OpenXBSAError as exc:      # one unusable unit stops no other
+                log.error("storage unit %s cannot be recovered: %s", unit["name"], exc.message)
         if failed or removed:
             log.warning("recovery: %d interrupted jobs failed, %d orphaned files removed",
                         len(failed), len(removed))
@@ -200,8 +225,9 @@ class Server:
         try:
             bk.writer.commit()                     # data durable first ...
             faults.point("commit:before_catalog")
+            stats = bk.writer.stats()
             self.catalog.commit_backup(bk.image_id, bk.rows, bk.job_id, status,  # ... then visible
-                                       bk.count, bk.bytes)
+                                       bk.count, bk.bytes, stats)
             faults.point("commit:after_catalog")
         except errors.OpenXBSAError as exc:
             self.abort_backup(bk, exc.status, f"commit failed: {exc.message}")
@@ -209,6 +235,8 @@ class Server:
         self.jobs.log(bk.job_id, "info",
                       f"image {bk.backup_id} committed: {bk.count} objects, {bk.bytes} bytes "
                       f"(status {status})")
+        if stats["received"] and stats["after_dedup"] != stats["received"]:
+            self.jobs.log(bk.job_id, "info", dedup_summary(stats))
 
     def abort_backup(self, bk: BackupState, status: int, why: str) -> None:
         self._release(bk)
@@ -225,6 +253,16 @@ class Server:
             if r.image_id not in gone:
                 self.storage(r.stunit).release(r.location,
                                                StoredObject(r.offset, r.size, r.checksum))
+
+    def maintain(self) -> None:
+        """Housekeeping of the storage units in use (a dedup pool's garbage collection)."""
+        with self._units_lock:
+            units = list(self._units.values())
+        for unit in units:
+            try:
+                unit.maintain()
+            except errors.OpenXBSAError as exc:
+                log.error("maintenance of storage unit %s failed: %s", unit.name, exc)
 
     def delete_image(self, image_id: int) -> int:
         """Remove an image from the catalog, then its bytes; returns how many objects it held."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
+import blake3
+
 
 @dataclass(frozen=True)
 class StoredObject:
@@ -44,6 +46,24 @@ class ImageWriter(ABC):
     @abstractmethod
     def abort(self) -> None:
         """Remove everything this writer wrote. Safe to call more than once."""
+
+    def write_buffer(self, length: int) -> memoryview | None:
+        """A buffer the next ``length`` bytes may be received into directly (saving a copy),
+        followed by ``wrote(length)``; None when the writer has none: then ``write``."""
+        return None
+
+    def wrote(self, length: int) -> None:
+        """``length`` bytes were received into the ``write_buffer`` view."""
+        raise NotImplementedError
+
+    def stats(self) -> dict[str, int]:
+        """Bytes received, left after deduplication, and stored (after compression and
+        with format overhead). A unit that neither deduplicates nor compresses stores
+        what it receives."""
+        n = self.received
+        return {"received": n, "after_dedup": n, "stored": n}
+
+    received: int = 0
 
 
 class ObjectReader(ABC):
@@ -93,3 +113,21 @@ class StorageUnit(ABC):
     @abstractmethod
     def sweep(self, live: set[str]) -> list[str]:
         """Remove every image whose location is not in ``live``; returns what was removed."""
+
+    def maintain(self) -> None:
+        """Periodic housekeeping (garbage collection); the server calls it between jobs."""
+
+    def verify_object(self, location: str, stored: StoredObject,
+                      memo: dict | None = None) -> str | None:
+        """Why this object cannot be restored intact, or None. Reads it back and compares
+        its blake3 checksum; kinds that can check more cheaply override this."""
+        reader = self.open_reader(location, stored)
+        try:
+            digest = blake3.blake3()
+            while chunk := reader.read(1 << 20):
+                digest.update(chunk)
+        finally:
+            reader.close()
+        if digest.hexdigest() != stored.checksum:
+            return "checksum mismatch: the stored bytes are damaged"
+        return None

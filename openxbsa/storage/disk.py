@@ -32,7 +32,7 @@ def _punch_hole(fd: int, offset: int, length: int) -> bool:
     return rc == 0
 
 
-def _fsync_dir(path: str) -> None:
+def fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -68,6 +68,7 @@ class DiskImageWriter(ImageWriter):
                 n = os.write(self.fd, view)
                 view = view[n:]
                 self.pos += n
+                self.received += n
         except OSError as exc:
             code = 129 if exc.errno == errno.ENOSPC else 84
             raise MediaWriteError(f"write to {self.path} failed: {exc}", status=code) from exc
@@ -81,7 +82,7 @@ class DiskImageWriter(ImageWriter):
             os.fsync(self.fd)
             os.close(self.fd)
             self.fd = -1
-            _fsync_dir(self._dir)
+            fsync_dir(self._dir)
         except OSError as exc:
             raise MediaWriteError(f"flushing {self.path} failed: {exc}") from exc
 

@@ -1,0 +1,1078 @@
+"""The deduplicating pool: content-defined chunks, each stored once, compressed and encrypted.
+
+How a stream is stored
+    FastCDC cuts the stream into chunks (about 80 KiB: small enough that a database dump
+    with a few changed pages shares most of its chunks with yesterday's). A chunk's ID is
+    a keyed blake3 hash of its bytes, so IDs reveal nothing without the pool key. A chunk
+    whose ID the pool already holds is not stored again: the object's *recipe* (its chunk
+    IDs in order) refers to it. New chunks of a writer are grouped into *blobs* of about
+    1 MiB, which are compressed together with zstd (many small chunks compress as well as
+    one large one) and sealed with AES-256-GCM. Blobs are appended to *pack files* of about
+    32 MiB; one writer owns its pack files, so concurrent backups never share a file.
+
+Where things are
+    ``<pool>/pool.json``  format, pool ID, chunker parameters, the key's fingerprint
+    ``<pool>/index.db``   SQLite: packs, blobs, chunks (with reference counts), recipes
+    ``<pool>/packs/XX/`` the pack files
+    ``<home>/keys/<unit>.key``  the pool key, held by the server, never in the pool
+
+Crash consistency
+    A writer's packs are fsynced before the one index transaction that records its blobs,
+    chunks, recipes and reference counts; the catalog commits after that. A crash before
+    the index commit leaves unreferenced pack files; one after it leaves recipes of an image
+    the catalog does not know. ``sweep`` (at server start) removes both, so no chunk is
+    ever referenced and missing, and nothing committed is lost.
+
+Garbage collection
+    Deleting an image drops its recipes and decrements its chunks' reference counts.
+    ``collect`` removes chunks nobody references (except those a running backup has just
+    deduplicated against: they are pinned until it ends), then blobs without chunks, then
+    packs without blobs; packs mostly dead are rewritten (*repacked*) first.
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import fcntl
+import json
+import logging
+import os
+import queue
+import re
+import sqlite3
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import blake3
+import zstandard
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from pyfastcdc.cy import FastCDC
+
+from openxbsa.errors import MediaReadError, MediaWriteError, OpenXBSAError
+from openxbsa.server import faults
+from openxbsa.storage.base import ImageWriter, ObjectReader, StorageUnit, StoredObject
+from openxbsa.storage.disk import fsync_dir
+
+log = logging.getLogger("openxbsa.media")
+
+FORMAT = 1
+ID_LEN = 32
+CHUNK_AVG = 64 << 10            # FastCDC's avg parameter; real average ≈ avg + min
+CHUNK_MIN = 16 << 10
+CHUNK_MAX = 256 << 10
+SEGMENT = 8 << 20               # bytes cut at once (the last chunk waits for more data)
+SEGMENTS = 3                    # segment buffers per writer: one filling, one cut, one spare
+SEALERS = 2                     # threads compressing and encrypting blobs
+SEALS_IN_FLIGHT = 4             # blobs handed to the sealer and not yet written
+PREFETCH = 256                  # decoded chunks a reader keeps ready
+DECODERS = 2                    # threads reading and decoding blobs for one reader
+LOOKAHEAD = 128                 # chunks planned ahead (their blobs decode meanwhile)
+CACHED_BLOBS = 32               # decoded blobs a reader keeps (about 32 MiB)
+BLOB_TARGET = 1 << 20           # raw bytes grouped and compressed together
+PACK_TARGET = 32 << 20          # a writer starts a new pack file beyond this size
+ZSTD_LEVEL = 1                  # measured: on text as small as level 3, 1.3x faster (docs/dedup.md)
+TRIAL = 64 << 10                # sample compressed first to skip incompressible blobs
+TRIAL_KEEP = 0.92               # a sample larger than this fraction: store the blob raw
+REPACK_BELOW = 0.5              # repack a pack whose live share fell below this
+LOOKUP_BATCH = 500              # chunk IDs per index query
+
+PACK_MAGIC = b"OXPACK1\n"
+BLOB_MAGIC = b"OXB1"
+# blob record: magic, flags, nonce, chunk count, raw length, ciphertext length
+BLOB_HEAD = struct.Struct("<4sB12sIII")
+TABLE_ENTRY = struct.Struct(f"<{ID_LEN}sI")
+FLAG_ZSTD = 1
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS packs (
+    id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, size INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS blobs (
+    id INTEGER PRIMARY KEY, pack INTEGER NOT NULL REFERENCES packs(id),
+    offset INTEGER NOT NULL, stored INTEGER NOT NULL, raw INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS blobs_pack ON blobs(pack);
+CREATE TABLE IF NOT EXISTS chunks (
+    id BLOB PRIMARY KEY, blob INTEGER NOT NULL, off INTEGER NOT NULL,
+    len INTEGER NOT NULL, refs INTEGER NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS chunks_blob ON chunks(blob);
+CREATE INDEX IF NOT EXISTS chunks_dead ON chunks(refs) WHERE refs <= 0;
+CREATE TABLE IF NOT EXISTS recipes (
+    location TEXT NOT NULL, seq INTEGER NOT NULL, size INTEGER NOT NULL,
+    ids BLOB NOT NULL, PRIMARY KEY (location, seq));
+"""
+
+
+def _write_all(fd: int, parts: list[bytes | memoryview]) -> None:
+    """writev until every byte of ``parts`` is written."""
+    views = [memoryview(p) for p in parts]
+    while views:
+        n = os.writev(fd, views)
+        while views and n >= len(views[0]):
+            n -= len(views[0])
+            views.pop(0)
+        if views and n:
+            views[0] = views[0][n:]
+
+
+def recipe_checksum(ids: bytes) -> str:
+    """The catalog checksum of a deduplicated object: blake3 of its chunk IDs in order
+    (each chunk is itself verified against its ID when read)."""
+    return blake3.blake3(ids).hexdigest()
+
+
+class PoolKey:
+    """The pool key and what is derived from it: the chunk-ID key and the AES-256-GCM key."""
+
+    def __init__(self, master: bytes) -> None:
+        self.id_key = blake3.blake3(master, derive_key_context=(
+            "OpenXBSA dedup pool 2026-11 chunk id")).digest()
+        self.enc_key = blake3.blake3(master, derive_key_context=(
+            "OpenXBSA dedup pool 2026-11 blob encryption")).digest()
+        self.fingerprint = blake3.blake3(master, derive_key_context=(
+            "OpenXBSA dedup pool 2026-11 key check")).hexdigest()[:32]
+
+    @staticmethod
+    def load_or_create(path: str, create: bool) -> bytes:
+        try:
+            with open(path) as f:
+                text = f.read().strip()
+        except FileNotFoundError:
+            if not create:
+                raise MediaReadError(f"the pool key {path} is missing: without it the pool "
+                                     "cannot be read (restore the key file from its backup)")
+            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+            master = os.urandom(32)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:            # created by another process meanwhile
+                return PoolKey.load_or_create(path, False)
+            with os.fdopen(fd, "w") as f:
+                f.write(master.hex() + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            fsync_dir(os.path.dirname(path))
+            return master
+        try:
+            master = bytes.fromhex(text)
+        except ValueError:
+            master = b""
+        if len(master) != 32:
+            raise MediaReadError(f"the pool key {path} is not 64 hexadecimal digits")
+        return master
+
+
+class _Decoder:
+    """Reads blobs back: authenticate, decompress, check every chunk against its ID."""
+
+    def __init__(self, key: PoolKey) -> None:
+        self.key = key
+        self.aead = AESGCM(key.enc_key)
+        self.dctx = zstandard.ZstdDecompressor()
+
+    def decode(self, record: bytes, where: str) -> tuple[bytes, list[tuple[bytes, int, int]]]:
+        if len(record) < BLOB_HEAD.size:
+            raise MediaReadError(f"{where}: the blob is truncated")
+        magic, flags, nonce, count, raw_len, ct_len = BLOB_HEAD.unpack_from(record)
+        table_end = BLOB_HEAD.size + count * TABLE_ENTRY.size
+        if magic != BLOB_MAGIC or table_end + ct_len != len(record):
+            raise MediaReadError(f"{where}: the blob header is damaged")
+        aad = memoryview(record)[:table_end]
+        try:
+            payload = self.aead.decrypt(nonce, record[table_end:], bytes(aad))
+        except InvalidTag:
+            raise MediaReadError(f"{where}: authentication failed: the stored bytes are "
+                                 "damaged or were altered") from None
+        if flags & FLAG_ZSTD:
+            try:
+                raw = self.dctx.decompress(payload, max_output_size=raw_len)
+            except zstandard.ZstdError as exc:
+                raise MediaReadError(f"{where}: decompression failed: {exc}") from None
+        else:
+            raw = payload
+        if len(raw) != raw_len:
+            raise MediaReadError(f"{where}: the blob decodes to the wrong size")
+        chunks = []
+        off = 0
+        view = memoryview(raw)
+        for i in range(count):
+            cid, length = TABLE_ENTRY.unpack_from(record, BLOB_HEAD.size + i * TABLE_ENTRY.size)
+            if blake3.blake3(view[off:off + length], key=self.key.id_key).digest() != cid:
+                raise MediaReadError(f"{where}: chunk {cid.hex()[:16]} does not match its ID")
+            chunks.append((cid, off, length))
+            off += length
+        if off != raw_len:
+            raise MediaReadError(f"{where}: the blob's chunk table is damaged")
+        return raw, chunks
+
+
+class _SealContext:
+    """What one sealer thread uses: compressors, the cipher, an output buffer."""
+
+    def __init__(self, unit: DedupStorageUnit, size: int) -> None:
+        self.zc = zstandard.ZstdCompressor(level=unit.zstd_level)
+        self.trial = zstandard.ZstdCompressor(level=1)
+        self.aead = AESGCM(unit.key.enc_key)
+        self.out = bytearray(size + 16)
+
+
+class DedupImageWriter(ImageWriter):
+    """Cuts, deduplicates and stores the objects of one image; nothing is visible before
+    ``commit``.
+
+    Three threads share the work, each on data the others do not touch: the session
+    thread copies what arrives into segment buffers; a cutter thread cuts a full segment
+    into chunks, hashes and looks them up, and copies the new ones into the pending blob;
+    a sealer thread compresses, encrypts and appends blobs to the pack. Cutting, hashing,
+    compression, encryption and I/O all release the GIL, so the stages overlap.
+    """
+
+    def __init__(self, unit: DedupStorageUnit, location: str) -> None:
+        self.unit = unit
+        self.location = location
+        self.cdc = FastCDC(unit.chunk_avg, min_size=unit.chunk_min, max_size=unit.chunk_max)
+        self.id_key = unit.key.id_key
+        self.head = unit.chunk_max            # room before a segment's data for the tail
+        self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+        for _ in range(SEGMENTS):
+            self._free.put(bytearray(self.head + unit.segment))
+        self.seg = self._free.get()
+        self.fill = self.head                 # where the next byte goes in self.seg
+        self.tail = memoryview(b"")           # the cut-off last chunk of the previous segment
+        self.tail_seg: bytearray | None = None
+        self.recipe: list[bytes] = []
+        self.recipes: list[tuple[int, int, bytes]] = []   # (seq, size, ids)
+        self.seq = -1
+        self.obj_size = 0
+        self.new: set[bytes] = set()                 # chunks this writer stores
+        self.hits: set[bytes] = set()                # chunks found in the pool (pinned)
+        self._blob_bufs: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+        for _ in range(SEALS_IN_FLIGHT + 2):
+            self._blob_bufs.put(bytearray(BLOB_TARGET + unit.chunk_max))
+        self.pending = self._blob_bufs.get()
+        self.pending_fill = 0
+        self.pending_ids: list[tuple[bytes, int]] = []
+        self._contexts: queue.SimpleQueue[_SealContext] = queue.SimpleQueue()
+        for _ in range(SEALERS):
+            self._contexts.put(_SealContext(unit, BLOB_TARGET + unit.chunk_max))
+        self._pack_lock = threading.Lock()
+        self.blobs: list[tuple[str, int, int, int, list[tuple[bytes, int, int]]]] = []
+        self.packs: list[str] = []                   # pack names, in order
+        self.pack_fd = -1
+        self.pack_size = 0
+        self.received = 0
+        self.new_bytes = 0
+        self.stored = 0
+        self._cutter = ThreadPoolExecutor(1, thread_name_prefix="dedup-cut")
+        self._sealer = ThreadPoolExecutor(SEALERS, thread_name_prefix="dedup-seal")
+        self._cuts: collections.deque[Future[None]] = collections.deque()
+        self._seals: collections.deque[Future[None]] = collections.deque()
+        self._failed: BaseException | None = None
+        self._done = False
+        with unit._lock:
+            unit._writers.add(self)
+
+    # -------------------------------------------------------------- session thread
+    def begin_object(self) -> None:
+        self.seq += 1
+        self.recipe = []
+        self.obj_size = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._raise_failure()
+        view = memoryview(data)
+        self.received += len(view)
+        self.obj_size += len(view)
+        while view:
+            n = min(len(view), len(self.seg) - self.fill)
+            self.seg[self.fill:self.fill + n] = view[:n]
+            self.fill += n
+            view = view[n:]
+            if self.fill == len(self.seg):
+                self._segment_full()
+
+    def write_buffer(self, length: int) -> memoryview | None:
+        if self._failed is not None or len(self.seg) - self.fill < length:
+            return None
+        return memoryview(self.seg)[self.fill:self.fill + length]
+
+    def wrote(self, length: int) -> None:
+        self.fill += length
+        self.received += length
+        self.obj_size += length
+        if self.fill == len(self.seg):
+            self._segment_full()
+
+    def _segment_full(self) -> None:
+        self._cuts.append(self._cutter.submit(self._cut, self.seg, self.fill, False))
+        while len(self._cuts) > 1:
+            self._wait(self._cuts)
+        self.seg, self.fill = self._free.get(), self.head
+        self._raise_failure()
+
+    def end_object(self) -> StoredObject:
+        while self._cuts:
+            self._wait(self._cuts)
+        self._raise_failure()
+        self._cut(self.seg, self.fill, True)       # the cutter is idle: cut here
+        self.seg = self._free.get()
+        self.fill = self.head
+        self._raise_failure()
+        ids = b"".join(self.recipe)
+        self.recipes.append((self.seq, self.obj_size, ids))
+        self.recipe = []
+        return StoredObject(self.seq, self.obj_size, recipe_checksum(ids))
+
+    def _wait(self, futures: collections.deque[Future[None]]) -> None:
+        exc = futures.popleft().exception()
+        if exc is not None and self._failed is None:
+            self._failed = exc
+
+    def _raise_failure(self) -> None:
+        for futures in (self._cuts, self._seals):
+            while futures and futures[0].done():
+                self._wait(futures)
+        if self._failed is not None:
+            exc = self._failed
+            raise exc if isinstance(exc, OpenXBSAError) else MediaWriteError(
+                f"dedup pool {self.unit.name}: {exc}")
+
+    # -------------------------------------------------------------- cutter thread
+    def _cut(self, seg: bytearray, end: int, final: bool) -> None:
+        """Cut seg[head:end], after the previous segment's tail; recycle what is done."""
+        start = self.head - len(self.tail)
+        if self.tail:
+            seg[start:self.head] = self.tail
+            self.tail.release()
+            self.tail = memoryview(b"")
+        if self.tail_seg is not None:
+            self._free.put(self.tail_seg)
+            self.tail_seg = None
+        view = memoryview(seg)[start:end]
+        cuts = [(c.offset, c.length) for c in self.cdc.cut_buf(view)]
+        if not final and len(cuts) > 1:
+            last_off, last_len = cuts.pop()
+            self.tail = view[last_off:last_off + last_len]
+            self.tail_seg = seg
+        key = self.id_key
+        chunks = [view[o:o + n] for o, n in cuts]
+        ids = [blake3.blake3(c, key=key).digest() for c in chunks]
+        new, hits = self.new, self.hits
+        unknown = [cid for cid in ids if cid not in new and cid not in hits]
+        if unknown:
+            self.unit._lookup_and_pin(unknown, hits)
+        for cid, chunk in zip(ids, chunks):
+            if cid in hits or cid in new:
+                continue
+            new.add(cid)
+            n = len(chunk)
+            self.pending[self.pending_fill:self.pending_fill + n] = chunk
+            self.pending_fill += n
+            self.pending_ids.append((cid, n))
+            self.new_bytes += n
+            if self.pending_fill >= BLOB_TARGET:
+                self._seal_pending()
+        self.recipe.extend(ids)
+        for c in chunks:
+            c.release()
+        if self.tail_seg is None:
+            view.release()
+            self._free.put(seg)
+        else:
+            view.release()
+
+    def _seal_pending(self) -> None:
+        if not self.pending_ids:
+            return
+        while len(self._seals) >= SEALS_IN_FLIGHT:     # bounded memory: wait for the oldest
+            self._wait(self._seals)
+        raw, size, entries = self.pending, self.pending_fill, self.pending_ids
+        self.pending, self.pending_fill, self.pending_ids = self._blob_bufs.get(), 0, []
+        self._seals.append(self._sealer.submit(self._seal, raw, size, entries))
+
+    # -------------------------------------------------------------- sealer thread
+    def _seal(self, buf: bytearray, size: int, items: list[tuple[bytes, int]]) -> None:
+        """Compress (unless a sample shows the blob incompressible), encrypt and append
+        one blob to this writer's pack; the blob buffer goes back to the pool after."""
+        raw = memoryview(buf)[:size]
+        ctx = self._contexts.get()
+        try:
+            flags, payload = 0, raw
+            sample = raw[:TRIAL]
+            if len(ctx.trial.compress(sample)) < TRIAL_KEEP * len(sample):
+                packed = ctx.zc.compress(raw)
+                if len(packed) < size:
+                    flags, payload = FLAG_ZSTD, memoryview(packed)
+            table = b"".join(TABLE_ENTRY.pack(cid, n) for cid, n in items)
+            nonce = os.urandom(12)
+            head = BLOB_HEAD.pack(BLOB_MAGIC, flags, nonce, len(items), size,
+                                  len(payload) + 16)
+            aad = head + table
+            sealed = memoryview(ctx.out)[:len(payload) + 16]
+            ctx.aead.encrypt_into(nonce, payload, aad, sealed)
+            entries, off = [], 0
+            for cid, n in items:
+                entries.append((cid, off, n))
+                off += n
+            record = len(aad) + len(sealed)
+            with self._pack_lock:                 # sealers append one blob at a time
+                if self.pack_fd < 0:
+                    self._open_pack()
+                offset = self.pack_size
+                _write_all(self.pack_fd, [aad, sealed])
+                self.pack_size += record
+                self.stored += record
+                self.blobs.append((self.packs[-1], offset, record, size, entries))
+                if self.pack_size >= PACK_TARGET:
+                    self._close_pack()
+        except OSError as exc:
+            code = 129 if exc.errno == errno.ENOSPC else 84
+            raise MediaWriteError(f"writing to dedup pool {self.unit.name} failed: {exc}",
+                                  status=code) from exc
+        finally:
+            raw.release()
+            self._contexts.put(ctx)
+            self._blob_bufs.put(buf)
+
+    def _open_pack(self) -> None:
+        name = os.urandom(16).hex()
+        path = self.unit._pack_path(name, create_dir=True)
+        self.pack_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self.packs.append(name)
+        header = PACK_MAGIC + self.unit.pool_id
+        _write_all(self.pack_fd, [header])
+        self.pack_size = len(header)
+        self.stored += self.pack_size
+
+    def _close_pack(self) -> None:
+        os.fsync(self.pack_fd)
+        os.close(self.pack_fd)
+        self.pack_fd = -1
+
+    # -------------------------------------------------------------- commit / abort
+    def commit(self) -> None:
+        if self.fill != self.head or self.recipe:
+            raise MediaWriteError("commit with an object still open")
+        self._seal_pending()
+        while self._seals:
+            self._wait(self._seals)
+        self._raise_failure()
+        try:
+            if self.pack_fd >= 0:
+                self._close_pack()
+            for d in {os.path.dirname(self.unit._pack_path(p)) for p in self.packs}:
+                fsync_dir(d)
+        except OSError as exc:
+            raise MediaWriteError(f"flushing dedup pool {self.unit.name} failed: {exc}") from exc
+        faults.point("dedup:packs_durable")
+        self.unit._commit_writer(self)
+        self._finish()
+
+    def abort(self) -> None:
+        if self._done:
+            return
+        for futures in (self._cuts, self._seals):
+            for fut in futures:
+                fut.cancel()
+        self._cutter.shutdown(wait=True)
+        self._sealer.shutdown(wait=True)
+        self._cuts.clear()
+        self._seals.clear()
+        if self.pack_fd >= 0:
+            os.close(self.pack_fd)
+            self.pack_fd = -1
+        for name in self.packs:
+            try:
+                os.unlink(self.unit._pack_path(name))
+            except FileNotFoundError:
+                pass
+        self._finish()
+
+    def _finish(self) -> None:
+        self._done = True
+        self._cutter.shutdown(wait=False)
+        self._sealer.shutdown(wait=False)
+        with self.unit._lock:
+            self.unit._writers.discard(self)
+        self.tail = memoryview(b"")
+        self.tail_seg = None
+
+    def stats(self) -> dict[str, int]:
+        return {"received": self.received, "after_dedup": self.new_bytes,
+                "stored": self.stored}
+
+
+class DedupObjectReader(ObjectReader):
+    """Reads one object back: a prefetch thread resolves, reads and decodes the blobs
+    ahead of the session thread (every chunk authenticated and checked against its ID),
+    so that decoding overlaps with sending."""
+
+    def __init__(self, unit: DedupStorageUnit, location: str, stored: StoredObject) -> None:
+        got = unit.recipe(location, stored.offset)
+        if got is None:
+            raise MediaReadError(f"the dedup pool {unit.name} has no chunk list for object "
+                                 f"{stored.offset} of {location}")
+        size, ids = got
+        if size != stored.size or recipe_checksum(ids) != stored.checksum:
+            raise MediaReadError(f"the chunk list of object {stored.offset} of {location} "
+                                 "does not match the catalog")
+        self.unit = unit
+        self.size = size
+        self._ids = ids
+        self._rest = memoryview(b"")
+        self._queue: queue.Queue[memoryview | BaseException | None] = queue.Queue(PREFETCH)
+        self._stop = threading.Event()
+        self._fds: dict[str, int] = {}
+        self._local = threading.local()
+        self._thread = threading.Thread(target=self._prefetch, name="dedup-read", daemon=True)
+        self._thread.start()
+
+    def _refs(self) -> Iterator[tuple[int, int, int]]:
+        """(blob, offset, length) of each chunk of the object, in order."""
+        ids, count = self._ids, len(self._ids) // ID_LEN
+        for start in range(0, count, LOOKUP_BATCH):
+            batch = [ids[j * ID_LEN:(j + 1) * ID_LEN]
+                     for j in range(start, min(count, start + LOOKUP_BATCH))]
+            where = self.unit._locate(batch)
+            for cid in batch:
+                loc = where.get(cid)
+                if loc is None:
+                    raise MediaReadError(f"chunk {cid.hex()[:16]} is missing from the "
+                                         f"dedup pool {self.unit.name}")
+                yield loc
+
+    def _decode(self, blob_id: int) -> bytes:
+        decoder = getattr(self._local, "decoder", None)
+        if decoder is None:
+            decoder = self._local.decoder = _Decoder(self.unit.key)
+        return self.unit._read_blob(blob_id, self._fds, decoder)
+
+    def _prefetch(self) -> None:
+        """Plan the chunks ahead, decode their blobs on DECODERS threads (in parallel, each
+        blob once while cached), hand the chunks over in order."""
+        pool = ThreadPoolExecutor(DECODERS, thread_name_prefix="dedup-decode")
+        blobs: collections.OrderedDict[int, Future[bytes]] = collections.OrderedDict()
+        planned: collections.Counter[int] = collections.Counter()
+        plan: collections.deque[tuple[int, int, int]] = collections.deque()
+        refs = self._refs()
+        try:
+            more = True
+            while more or plan:
+                while more and len(plan) < LOOKAHEAD:
+                    ref = next(refs, None)
+                    if ref is None:
+                        more = False
+                        break
+                    plan.append(ref)
+                    planned[ref[0]] += 1
+                    if ref[0] not in blobs:
+                        blobs[ref[0]] = pool.submit(self._decode, ref[0])
+                if not plan:
+                    break
+                blob_id, off, length = plan.popleft()
+                planned[blob_id] -= 1
+                raw = blobs[blob_id].result()
+                blobs.move_to_end(blob_id)
+                if not self._put(memoryview(raw)[off:off + length]):
+                    return
+                while len(blobs) > CACHED_BLOBS:         # forget the oldest not planned
+                    old = next((b for b in blobs if planned[b] <= 0), None)
+                    if old is None:
+                        break
+                    del blobs[old]
+                    del planned[old]
+            self._put(None)
+        except BaseException as exc:      # handed to the session thread, raised by read()
+            self._put(exc)
+        finally:
+            for fut in blobs.values():
+                fut.cancel()
+            pool.shutdown(wait=True)
+
+    def _put(self, item: memoryview | BaseException | None) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.5)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read(self, n: int) -> bytes:
+        parts = []
+        need = n
+        while need > 0:
+            if not self._rest:
+                item = self._queue.get()
+                if item is None:
+                    self._queue.put(None)          # stays at the end for later reads
+                    break
+                if isinstance(item, BaseException):
+                    self._queue.put(item)
+                    if isinstance(item, OpenXBSAError):
+                        raise item
+                    raise MediaReadError(f"reading from dedup pool {self.unit.name}: {item}")
+                self._rest = item
+            part = self._rest[:need]
+            parts.append(part)
+            need -= len(part)
+            self._rest = self._rest[len(part):]
+        return b"".join(parts)
+
+    def close(self) -> None:
+        self._stop.set()
+        try:
+            while True:
+                self._queue.get_nowait()
+        except queue.Empty:
+            pass
+        self._thread.join()
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+
+class DedupStorageUnit(StorageUnit):
+    """A deduplicating, compressing, encrypting pool in one directory."""
+
+    def __init__(self, name: str, path: str, media_id: str = "P00001", *,
+                 key_dir: str | None = None) -> None:
+        self.name = name
+        self.root = os.path.abspath(path)
+        self.media_id = media_id
+        self.segment = SEGMENT
+        key_dir = key_dir or os.path.join(self.root, "..", "keys")
+        self.key_path = os.path.join(os.path.abspath(key_dir), _SAFE.sub("_", name) + ".key")
+        self._lock = threading.RLock()
+        self._writers: set[DedupImageWriter] = set()
+        self._gc_lock = threading.Lock()
+        self._owner_fd = -1
+        self._open_pool()
+        self._db = sqlite3.connect(os.path.join(self.root, "index.db"), timeout=60,
+                                   check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        with self._lock:
+            self._db.executescript(SCHEMA)
+
+    # -------------------------------------------------------------- pool files
+    def _open_pool(self) -> None:
+        os.makedirs(os.path.join(self.root, "packs"), exist_ok=True)
+        meta_path = os.path.join(self.root, "pool.json")
+        try:
+            with open(meta_path) as f:
+                meta = json.load(f)
+        except FileNotFoundError:
+            meta = None
+        except (OSError, ValueError) as exc:
+            raise MediaReadError(f"{meta_path} cannot be read: {exc}") from exc
+        master = PoolKey.load_or_create(self.key_path, create=meta is None)
+        self.key = PoolKey(master)
+        if meta is None:
+            meta = {"format": FORMAT, "pool_id": os.urandom(16).hex(),
+                    "key_fingerprint": self.key.fingerprint, "created": int(time.time()),
+                    "chunker": {"avg": CHUNK_AVG, "min": CHUNK_MIN, "max": CHUNK_MAX},
+                    "zstd_level": ZSTD_LEVEL, "cipher": "AES-256-GCM",
+                    "chunk_id": "keyed blake3"}
+            tmp = meta_path + ".tmp"
+            with open(tmp, "w") as f:
+                json.dump(meta, f, indent=2)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, meta_path)
+            fsync_dir(self.root)
+        if meta.get("format") != FORMAT:
+            raise MediaReadError(f"{meta_path}: pool format {meta.get('format')} is not "
+                                 f"{FORMAT}")
+        if meta.get("key_fingerprint") != self.key.fingerprint:
+            raise MediaReadError(f"the key {self.key_path} does not open the dedup pool "
+                                 f"{self.root}: it belongs to another pool")
+        self.pool_id = bytes.fromhex(meta["pool_id"])
+        self.chunk_avg = int(meta["chunker"]["avg"])
+        self.chunk_min = int(meta["chunker"]["min"])
+        self.chunk_max = int(meta["chunker"]["max"])
+        self.zstd_level = int(meta.get("zstd_level", ZSTD_LEVEL))
+
+    def _own(self) -> None:
+        """Only one server writes a pool: an exclusive lock, taken by the first writer."""
+        if self._owner_fd >= 0:
+            return
+        fd = os.open(os.path.join(self.root, "lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise MediaWriteError(f"the dedup pool {self.root} is in use by another "
+                                  "OpenXBSA server") from None
+        self._owner_fd = fd
+
+    def _pack_path(self, name: str, create_dir: bool = False) -> str:
+        d = os.path.join(self.root, "packs", name[:2])
+        if create_dir:
+            os.makedirs(d, exist_ok=True)
+        return os.path.join(d, name + ".pack")
+
+    # -------------------------------------------------------------- StorageUnit
+    def location_for(self, backup_id: str) -> str:
+        client = _SAFE.sub("_", backup_id.rsplit("_", 1)[0]) or "client"
+        return f"{client}/{_SAFE.sub('_', backup_id)}"
+
+    def open_writer(self, backup_id: str) -> DedupImageWriter:
+        with self._lock:
+            self._own()
+        return DedupImageWriter(self, self.location_for(backup_id))
+
+    def open_reader(self, location: str, stored: StoredObject) -> DedupObjectReader:
+        return DedupObjectReader(self, location, stored)
+
+    def release(self, location: str, stored: StoredObject) -> None:
+        self._drop_recipes("location = ? AND seq = ?", (location, stored.offset))
+
+    def delete_image(self, location: str) -> None:
+        self._drop_recipes("location = ?", (location,))
+
+    def sweep(self, live: set[str]) -> list[str]:
+        """At start-up: drop recipes of images the catalog does not know, pack files the
+        index does not know (a writer that crashed before its commit), then collect."""
+        with self._lock:
+            self._own()
+            locations = [r[0] for r in self._db.execute("SELECT DISTINCT location FROM recipes")]
+        removed = []
+        for loc in locations:
+            if loc not in live:
+                self._drop_recipes("location = ?", (loc,))
+                removed.append(loc)
+        with self._lock:
+            known = {r[0] for r in self._db.execute("SELECT name FROM packs")}
+            busy = {p for w in self._writers for p in w.packs}
+        for dirpath, _dirs, files in os.walk(os.path.join(self.root, "packs")):
+            for f in files:
+                name = f.removesuffix(".pack")
+                if name not in known and name not in busy:
+                    os.unlink(os.path.join(dirpath, f))
+                    removed.append(os.path.relpath(os.path.join(dirpath, f), self.root))
+        self.collect()
+        return removed
+
+    def maintain(self) -> None:
+        self.collect()
+
+    # -------------------------------------------------------------- index
+    def _lookup_and_pin(self, ids: list[bytes], pins: set[bytes]) -> None:
+        """Add to ``pins`` (a writer's ``hits``) those of these chunks the pool holds: they
+        are then pinned against garbage collection until the writer ends. Lookup and pin
+        happen under the lock that collection takes."""
+        with self._lock:
+            for i in range(0, len(ids), LOOKUP_BATCH):
+                batch = ids[i:i + LOOKUP_BATCH]
+                q = "SELECT id FROM chunks WHERE id IN (%s)" % ",".join("?" * len(batch))
+                pins.update(r[0] for r in self._db.execute(q, batch))
+
+    def _locate(self, ids: list[bytes]) -> dict[bytes, tuple[int, int, int]]:
+        with self._lock:
+            q = "SELECT id, blob, off, len FROM chunks WHERE id IN (%s)" % ",".join("?" * len(ids))
+            return {r[0]: (r[1], r[2], r[3]) for r in self._db.execute(q, ids)}
+
+    def _read_blob(self, blob_id: int, fds: dict[str, int], decoder: _Decoder) -> bytes:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT p.name, b.offset, b.stored FROM blobs b JOIN packs p ON p.id = b.pack "
+                "WHERE b.id = ?", (blob_id,)).fetchone()
+            if row is None:
+                raise MediaReadError(f"blob {blob_id} is missing from the dedup pool {self.name}")
+            name, offset, stored = row
+            fd = fds.get(name)
+            if fd is None:                       # opened under the lock: a repack cannot
+                try:                             # remove the file between lookup and open
+                    fd = os.open(self._pack_path(name), os.O_RDONLY)
+                except OSError as exc:
+                    raise MediaReadError(f"pack {name} of the dedup pool {self.name} cannot "
+                                         f"be opened: {exc}") from exc
+                fds[name] = fd
+        where = f"dedup pool {self.name}, pack {name}, offset {offset}"
+        try:
+            record = os.pread(fd, stored, offset)
+        except OSError as exc:
+            raise MediaReadError(f"{where}: read failed: {exc}") from exc
+        if len(record) != stored:
+            raise MediaReadError(f"{where}: the pack file is truncated")
+        raw, _chunks = decoder.decode(record, where)
+        return raw
+
+    def recipe(self, location: str, seq: int) -> tuple[int, bytes] | None:
+        with self._lock:
+            row = self._db.execute("SELECT size, ids FROM recipes WHERE location = ? AND seq = ?",
+                                   (location, seq)).fetchone()
+        return (int(row[0]), bytes(row[1])) if row else None
+
+    def _commit_writer(self, w: DedupImageWriter) -> None:
+        """The one index transaction that makes a writer's chunks and recipes durable."""
+        refs = collections.Counter()
+        for _seq, _size, ids in w.recipes:
+            for i in range(0, len(ids), ID_LEN):
+                refs[ids[i:i + ID_LEN]] += 1
+        with self._lock:
+            db = self._db
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                pack_ids = {}
+                for name in w.packs:
+                    size = os.path.getsize(self._pack_path(name))
+                    cur = db.execute("INSERT INTO packs(name, size) VALUES (?, ?)", (name, size))
+                    pack_ids[name] = cur.lastrowid
+                rows = []
+                for pack, offset, stored, raw, entries in w.blobs:
+                    cur = db.execute("INSERT INTO blobs(pack, offset, stored, raw) "
+                                     "VALUES (?, ?, ?, ?)", (pack_ids[pack], offset, stored, raw))
+                    rows += [(cid, cur.lastrowid, off, ln) for cid, off, ln in entries]
+                db.executemany("INSERT OR IGNORE INTO chunks(id, blob, off, len, refs) "
+                               "VALUES (?, ?, ?, ?, 0)", rows)
+                db.executemany("UPDATE chunks SET refs = refs + ? WHERE id = ?",
+                               [(n, cid) for cid, n in refs.items()])
+                db.executemany("INSERT INTO recipes(location, seq, size, ids) VALUES (?, ?, ?, ?)",
+                               [(w.location, seq, size, ids) for seq, size, ids in w.recipes])
+                faults.point("dedup:index_before_commit")
+                db.execute("COMMIT")
+            except (sqlite3.Error, OSError) as exc:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise MediaWriteError(f"the index of dedup pool {self.name} could not record "
+                                      f"the image: {exc}") from exc
+
+    def _drop_recipes(self, where: str, args: tuple[Any, ...]) -> None:
+        with self._lock:
+            db = self._db
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                refs = collections.Counter()
+                for (ids,) in db.execute(f"SELECT ids FROM recipes WHERE {where}", args):
+                    ids = bytes(ids)
+                    for i in range(0, len(ids), ID_LEN):
+                        refs[ids[i:i + ID_LEN]] += 1
+                db.executemany("UPDATE chunks SET refs = refs - ? WHERE id = ?",
+                               [(n, cid) for cid, n in refs.items()])
+                db.execute(f"DELETE FROM recipes WHERE {where}", args)
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise MediaWriteError(f"dedup pool {self.name}: {exc}") from exc
+
+    # -------------------------------------------------------------- garbage collection
+    def collect(self) -> dict[str, int]:
+        """Free what no image references. Safe while backups run: chunks a running backup
+        found in the pool are pinned; its own new chunks are not in the index yet."""
+        with self._gc_lock:
+            with self._lock:
+                self._own()
+                db = self._db
+                pinned = set().union(*(w.hits for w in self._writers)) if self._writers else set()
+                dead = [(cid, blob) for cid, blob in db.execute(
+                    "SELECT id, blob FROM chunks WHERE refs <= 0") if cid not in pinned]
+                if dead:
+                    db.execute("BEGIN IMMEDIATE")
+                    db.executemany("DELETE FROM chunks WHERE id = ?", [(c,) for c, _ in dead])
+                    blobs = sorted({b for _, b in dead})
+                    db.executemany("DELETE FROM blobs WHERE id = ? AND NOT EXISTS "
+                                   "(SELECT 1 FROM chunks WHERE blob = ?)",
+                                   [(b, b) for b in blobs])
+                    db.execute("COMMIT")
+                empty = self._empty_packs()
+            freed = self._drop_packs(empty)
+            repacked = 0
+            for pack_id, name in self._sparse_packs():
+                repacked += self._repack(pack_id, name)
+        if dead or freed or repacked:
+            log.info("dedup pool %s: %d chunks collected, %d packs removed, %d repacked",
+                     self.name, len(dead), len(freed), repacked)
+        return {"chunks": len(dead), "packs_removed": len(freed), "packs_repacked": repacked}
+
+    def _empty_packs(self) -> list[tuple[int, str]]:
+        return [(r[0], r[1]) for r in self._db.execute(
+            "SELECT id, name FROM packs p WHERE NOT EXISTS (SELECT 1 FROM blobs WHERE pack = p.id)")]
+
+    def _drop_packs(self, packs: list[tuple[int, str]]) -> list[str]:
+        if not packs:
+            return []
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany("DELETE FROM packs WHERE id = ?", [(p,) for p, _ in packs])
+            self._db.execute("COMMIT")
+        faults.point("dedup:gc_before_unlink")
+        for _, name in packs:
+            try:
+                os.unlink(self._pack_path(name))
+            except FileNotFoundError:
+                pass
+        return [n for _, n in packs]
+
+    def _sparse_packs(self) -> list[tuple[int, str]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT p.id, p.name, p.size, COALESCE(SUM(b.stored), 0) FROM packs p "
+                "JOIN blobs b ON b.pack = p.id GROUP BY p.id").fetchall()
+        return [(r[0], r[1]) for r in rows if r[3] < REPACK_BELOW * r[2]]
+
+    def _repack(self, pack_id: int, name: str) -> int:
+        """Copy the live blobs of a sparse pack into a new pack, then retire the old one.
+        Blobs are copied as sealed: no decryption is needed."""
+        with self._lock:
+            blobs = self._db.execute("SELECT id, offset, stored FROM blobs WHERE pack = ? "
+                                     "ORDER BY offset", (pack_id,)).fetchall()
+        if not blobs:
+            return 0
+        new = os.urandom(16).hex()
+        path = self._pack_path(new, create_dir=True)
+        moved = []
+        src = os.open(self._pack_path(name), os.O_RDONLY)
+        try:
+            dst = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                header = PACK_MAGIC + self.pool_id
+                os.write(dst, header)
+                pos = len(header)
+                for blob_id, offset, stored in blobs:
+                    data = os.pread(src, stored, offset)
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(dst, view):]
+                    moved.append((pos, blob_id))
+                    pos += stored
+                os.fsync(dst)
+            finally:
+                os.close(dst)
+            fsync_dir(os.path.dirname(path))
+        finally:
+            os.close(src)
+        faults.point("dedup:repack_copied")
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            cur = db.execute("INSERT INTO packs(name, size) VALUES (?, ?)", (new, pos))
+            db.executemany("UPDATE blobs SET pack = ?, offset = ? WHERE id = ?",
+                           [(cur.lastrowid, off, b) for off, b in moved])
+            db.execute("DELETE FROM packs WHERE id = ?", (pack_id,))
+            db.execute("COMMIT")
+        faults.point("dedup:gc_before_unlink")
+        try:
+            os.unlink(self._pack_path(name))
+        except FileNotFoundError:
+            pass
+        return 1
+
+    # -------------------------------------------------------------- checking and reporting
+    def verify_object(self, location: str, stored: StoredObject,
+                      memo: dict[int, str | None] | None = None) -> str | None:
+        """Why this object cannot be restored intact, or None: every chunk of it is read,
+        authenticated and checked against its ID (blobs checked once per ``memo``)."""
+        memo = {} if memo is None else memo
+        got = self.recipe(location, stored.offset)
+        if got is None:
+            return "its chunk list is missing from the dedup pool"
+        size, ids = got
+        if size != stored.size or recipe_checksum(ids) != stored.checksum:
+            return "its chunk list does not match the catalog"
+        idlist = [ids[i:i + ID_LEN] for i in range(0, len(ids), ID_LEN)]
+        fds: dict[str, int] = {}
+        decoder = _Decoder(self.key)
+        try:
+            for i in range(0, len(idlist), LOOKUP_BATCH):
+                batch = idlist[i:i + LOOKUP_BATCH]
+                where = self._locate(batch)
+                for cid in batch:
+                    if cid not in where:
+                        return f"chunk {cid.hex()[:16]} is missing from the pool"
+                    blob_id = where[cid][0]
+                    if blob_id not in memo:
+                        try:
+                            self._read_blob(blob_id, fds, decoder)
+                            memo[blob_id] = None
+                        except MediaReadError as exc:
+                            memo[blob_id] = exc.message
+                    if memo[blob_id]:
+                        return memo[blob_id]
+        finally:
+            for fd in fds.values():
+                os.close(fd)
+        return None
+
+    def usage(self) -> dict[str, Any]:
+        """Pool usage (crcontrol --dsstat): what images hold, what the pool stores."""
+        with self._lock:
+            db = self._db
+            logical, objects = db.execute(
+                "SELECT COALESCE(SUM(size), 0), COUNT(*) FROM recipes").fetchone()
+            images = db.execute("SELECT COUNT(DISTINCT location) FROM recipes").fetchone()[0]
+            chunks, unique = db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(len), 0) FROM chunks WHERE refs > 0").fetchone()
+            dead_chunks, dead_bytes = db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(len), 0) FROM chunks WHERE refs <= 0").fetchone()
+            packs, pack_bytes = db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM packs").fetchone()
+            blob_raw, blob_stored = db.execute(
+                "SELECT COALESCE(SUM(raw), 0), COALESCE(SUM(stored), 0) FROM blobs").fetchone()
+        index_bytes = sum(os.path.getsize(os.path.join(self.root, f))
+                          for f in os.listdir(self.root) if f.startswith("index.db"))
+        return {
+            "name": self.name, "path": self.root, "images": images, "objects": objects,
+            "logical_bytes": logical, "unique_bytes": unique, "chunks": chunks,
+            "stored_bytes": pack_bytes, "index_bytes": index_bytes, "packs": packs,
+            "garbage_chunks": dead_chunks, "garbage_bytes": dead_bytes,
+            "dedup_ratio": round(logical / unique, 2) if unique else None,
+            "compression_ratio": round(blob_raw / blob_stored, 2) if blob_stored else None,
+            "space_saved_pct": round(100 * (1 - pack_bytes / logical), 1) if logical else None,
+        }
+
+    def check(self) -> list[str]:
+        """Pool consistency: every referenced chunk present, reference counts right, every
+        pack of the index on disk. Returns the problems found (empty when consistent)."""
+        problems = []
+        with self._lock:
+            db = self._db
+            counts: collections.Counter[bytes] = collections.Counter()
+            for (ids,) in db.execute("SELECT ids FROM recipes"):
+                ids = bytes(ids)
+                for i in range(0, len(ids), ID_LEN):
+                    counts[ids[i:i + ID_LEN]] += 1
+            stored = {cid: (refs, blob) for cid, refs, blob in
+                      db.execute("SELECT id, refs, blob FROM chunks")}
+            blobs = {b: (p, off, st) for b, p, off, st in
+                     db.execute("SELECT id, pack, offset, stored FROM blobs")}
+            packs = {p: (name, size) for p, name, size in
+                     db.execute("SELECT id, name, size FROM packs")}
+        for cid, n in counts.items():
+            if cid not in stored:
+                problems.append(f"chunk {cid.hex()[:16]} is referenced but missing")
+            elif stored[cid][0] != n:
+                problems.append(f"chunk {cid.hex()[:16]} has {stored[cid][0]} references "
+                                f"recorded, {n} real")
+        for cid, (refs, blob) in stored.items():
+            if refs > 0 and cid not in counts:
+                problems.append(f"chunk {cid.hex()[:16]} counts {refs} references, has none")
+            if blob not in blobs:
+                problems.append(f"chunk {cid.hex()[:16]} is in blob {blob}, which is missing")
+        for b, (p, off, st) in blobs.items():
+            if p not in packs:
+                problems.append(f"blob {b} is in pack {p}, which is missing")
+        for p, (name, size) in packs.items():
+            try:
+                actual = os.path.getsize(self._pack_path(name))
+            except OSError:
+                problems.append(f"pack file {name} is missing")
+                continue
+            if actual < size:
+                problems.append(f"pack file {name} is shorter than recorded")
+        return problems
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+            if self._owner_fd >= 0:
+                os.close(self._owner_fd)
+                self._owner_fd = -1

@@ -1,0 +1,592 @@
+"""The dedup storage unit (issue #6): byte-exact round trips, deduplication across images,
+damage detected by verify and by restore, garbage collection racing a backup, crash
+consistency, key handling and the reported statistics.
+
+Unit-level tests drive the pool in-process (real files, real SQLite, the real threads);
+the others go through a real server process and openxbsa.xbsa.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sqlite3
+import threading
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from openxbsa import xbsa as X
+from openxbsa.errors import MediaReadError, MediaWriteError
+from openxbsa.storage.base import StoredObject
+from openxbsa.storage.dedup import DedupStorageUnit
+from tests.conftest import (
+    ServerProc, backup, descriptor, find, init, make_home, query, restore, send_all,
+)
+
+OK = X.BSA_RC_SUCCESS
+MiB = 1 << 20
+
+
+# ---------------------------------------------------------------------------- helpers
+def new_unit(root: str, name: str = "pool") -> DedupStorageUnit:
+    return DedupStorageUnit(name, os.path.join(root, "pool"), key_dir=os.path.join(root, "keys"))
+
+
+def store(unit: DedupStorageUnit, backup_id: str, objects: list[bytes],
+          pieces: list[int] | None = None) -> tuple[str, list[StoredObject], dict]:
+    """Write objects as one image, feeding them in pieces of the given sizes, alternating
+    between write() and the receive-in-place path; returns location, stored, stats."""
+    w = unit.open_writer(backup_id)
+    stored = []
+    sizes = pieces or [65536]
+    for data in objects:
+        w.begin_object()
+        pos, i = 0, 0
+        while pos < len(data):
+            n = min(sizes[i % len(sizes)], len(data) - pos)
+            direct = w.write_buffer(n) if i % 2 else None
+            if direct is not None:
+                direct[:] = data[pos:pos + n]
+                w.wrote(n)
+            else:
+                w.write(memoryview(data)[pos:pos + n])
+            pos += n
+            i += 1
+        stored.append(w.end_object())
+    w.commit()
+    return w.location, stored, w.stats()
+
+
+def load(unit: DedupStorageUnit, location: str, stored: StoredObject, n: int = MiB) -> bytes:
+    r = unit.open_reader(location, stored)
+    try:
+        out = bytearray()
+        while part := r.read(n):
+            out += part
+        return bytes(out)
+    finally:
+        r.close()
+
+
+def pack_files(root: str) -> list[str]:
+    return sorted(os.path.join(d, f) for d, _s, fs in os.walk(os.path.join(root, "pool", "packs"))
+                  for f in fs)
+
+
+def edit(data: bytes, edits: list[tuple[int, int, int]], rng: random.Random) -> bytes:
+    out = bytearray(data)
+    for kind, at, n in edits:
+        at = at % (len(out) + 1)
+        if kind == 0:
+            out[at:at] = rng.randbytes(n)                 # insert
+        elif kind == 1:
+            del out[at:at + n]                            # delete
+        else:
+            out[at:at + n] = rng.randbytes(len(out[at:at + n]))   # overwrite
+    return bytes(out)
+
+
+# ---------------------------------------------------------------------------- round trips
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(size=st.integers(0, 3 * MiB), seed=st.integers(0, 2**32),
+       edits=st.lists(st.tuples(st.integers(0, 2), st.integers(0, 4 * MiB),
+                                st.integers(1, 200_000)), max_size=4),
+       pieces=st.lists(st.integers(1, 300_000), min_size=1, max_size=4))
+def test_round_trip_byte_exact_through_edits(tmp_path_factory, size, seed, edits, pieces):
+    root = str(tmp_path_factory.mktemp("rt"))
+    unit = new_unit(root)
+    unit.segment = 256 << 10          # small segments: carry-over between segments exercised
+    rng = random.Random(seed)
+    base = rng.randbytes(size)
+    changed = edit(base, edits, rng)
+    loc1, st1, _ = store(unit, "host_1", [base, b"", base[: size // 3]], pieces)
+    loc2, st2, _ = store(unit, "host_2", [changed], pieces)
+    assert load(unit, loc1, st1[0], 100_000) == base
+    assert load(unit, loc1, st1[1]) == b""
+    assert load(unit, loc1, st1[2]) == base[: size // 3]
+    assert load(unit, loc2, st2[0], 7) == changed if len(changed) < 50_000 else \
+        load(unit, loc2, st2[0]) == changed
+    assert unit.check() == []
+    unit.close()
+
+
+def test_large_object_round_trip_and_edit_dedup(tmp_path):
+    unit = new_unit(str(tmp_path))
+    rng = random.Random(5)
+    base = rng.randbytes(20 * MiB)                        # spans several 8 MiB segments
+    loc, stored, stats = store(unit, "host_1", [base], [MiB])
+    assert load(unit, loc, stored[0]) == base
+    assert stats["received"] == len(base) and stats["after_dedup"] == len(base)
+    changed = base[:9 * MiB] + b"inserted" + base[9 * MiB:]
+    loc2, stored2, stats2 = store(unit, "host_2", [changed], [MiB])
+    assert load(unit, loc2, stored2[0]) == changed
+    # one insertion costs a chunk or two, not the rest of the object
+    assert stats2["after_dedup"] < 600_000
+    unit.close()
+
+
+# ---------------------------------------------------------------------------- the server
+def dedup_server(tmp_path_factory, settings_text: str = "") -> ServerProc:
+    home = make_home(tmp_path_factory)
+    if settings_text:
+        with open(os.path.join(home, "openxbsa.toml"), "w") as f:
+            f.write(settings_text)
+    srv = ServerProc(home=home, address=f"unix:{home}/xbsa.sock")
+    add = srv.cli("stu", "add", "pool", "--kind", "dedup", "--path", os.path.join(home, "pool"))
+    assert add.returncode == 0, add.stderr
+    assert os.path.join(home, "keys", "pool.key") in add.stdout
+    mod = srv.cli("policy", "modify", "openxbsa-default", "--stunit", "pool")
+    assert mod.returncode == 0, mod.stderr
+    srv.start()
+    return srv
+
+
+@pytest.fixture
+def dsrv(tmp_path_factory):
+    srv = dedup_server(tmp_path_factory)
+    yield srv
+    srv.stop()
+
+
+def cli_json(srv: ServerProc, *args: str):
+    out = srv.cli(*args, "--json")
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_key_is_held_by_the_server_not_the_pool(dsrv):
+    key = os.path.join(dsrv.home, "keys", "pool.key")
+    assert os.stat(key).st_mode & 0o777 == 0o600
+    assert not any(f.endswith(".key") for _d, _s, fs in os.walk(os.path.join(dsrv.home, "pool"))
+                   for f in fs)
+    secret = bytes.fromhex(open(key).read().strip())
+    data = b"the same plaintext, again and again " * 30000
+    h = init(dsrv)
+    backup(h, "/plain/text", data)
+    X.BSATerminate(h)
+    for path in pack_files(dsrv.home):
+        blob = open(path, "rb").read()
+        assert b"the same plaintext" not in blob and secret not in blob   # encrypted at rest
+
+
+def test_cross_image_dedup_observable_in_stored_bytes(dsrv):
+    rng = random.Random(11)
+    data = rng.randbytes(8 * MiB)
+    changed = bytearray(data)
+    changed[3 * MiB:3 * MiB + 4096] = rng.randbytes(4096)
+    h = init(dsrv)
+    d1 = backup(h, "/db/monday", data)
+    d2 = backup(h, "/db/tuesday", bytes(changed))
+    X.BSATerminate(h)
+    images = {i["backupid"]: i for i in cli_json(dsrv, "images")}
+    first, second = sorted(images.values(), key=lambda i: i["backup_time"])
+    assert first["bytes_received"] == second["bytes_received"] == 8 * MiB
+    assert first["bytes_after_dedup"] == 8 * MiB
+    assert second["bytes_after_dedup"] < 600_000                    # only the changed chunks
+    assert second["bytes_stored"] < 700_000
+    assert second["dedup_rate"] > 90
+    jobs = {j["backupid"]: j for j in cli_json(dsrv, "jobs") if j["type"] == "Backup"}
+    assert jobs[second["backupid"]]["dedup_rate"] == second["dedup_rate"]
+    log = dsrv.cli("jobs", "--log", str(jobs[second["backupid"]]["jobid"])).stdout
+    assert "deduplication rate" in log
+    (usage,) = cli_json(dsrv, "pool", "usage")
+    assert usage["logical_bytes"] == 16 * MiB
+    assert usage["stored_bytes"] < 9 * MiB                           # both images, ~one copy
+    assert 1.8 < usage["dedup_ratio"] < 2.1
+    text = dsrv.cli("pool", "usage").stdout
+    assert "dedup ratio" in text and "pool" in text
+    h = init(dsrv)
+    assert restore(h, d1.copyId) == data
+    assert restore(h, d2.copyId) == bytes(changed)
+    X.BSATerminate(h)
+    assert dsrv.cli("pool", "check").returncode == 0
+
+
+def test_identical_data_from_two_clients_is_stored_once(tmp_path_factory):
+    srv = dedup_server(tmp_path_factory, "[access]\nroot_sees_all_users = true\n")
+    try:
+        data = os.urandom(4 * MiB)
+        h = init(srv)
+        backup(h, "/a/file", data)
+        X.BSATerminate(h)
+        h = init(srv, owner=("other-app", "x"))
+        backup(h, "/b/file", data)
+        X.BSATerminate(h)
+        (usage,) = cli_json(srv, "pool", "usage")
+        assert usage["logical_bytes"] == 8 * MiB and usage["unique_bytes"] == 4 * MiB
+    finally:
+        srv.stop()
+
+
+def backup_image(h: int, objects: list[tuple[str, bytes]]) -> list[X.BSA_ObjectDescriptor]:
+    """One transaction (one image) holding these objects."""
+    assert X.BSABeginTxn(h) == OK
+    ds = []
+    for path, data in objects:
+        d = descriptor(path, len(data))
+        assert X.BSACreateObject(h, d, X.BSA_DataBlock32()) == OK
+        send_all(h, data)
+        assert X.BSAEndData(h) == OK
+        ds.append(d)
+    assert X.BSAEndTxn(h, X.BSA_Vote_COMMIT) == OK
+    return ds
+
+
+def corrupt(path: str, offset: int) -> None:
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        b = f.read(1)
+        f.seek(offset)
+        f.write(bytes([b[0] ^ 0x40]))
+
+
+def test_pack_corruption_found_by_verify_and_by_restore(dsrv):
+    rng = random.Random(3)
+    one, two = rng.randbytes(3 * MiB), rng.randbytes(3 * MiB)
+    h = init(dsrv)
+    ds = backup_image(h, [("/v/one", one), ("/v/two", two), ("/v/one-again", one)])
+    X.BSATerminate(h)
+    (image,) = cli_json(dsrv, "images")
+    assert dsrv.cli("verify", "--backupid", image["backupid"]).returncode == 0
+    # find, from the pool's index, a blob that only the second object uses
+    db = sqlite3.connect(os.path.join(dsrv.home, "pool", "index.db"))
+    recipes = {seq: bytes(ids) for seq, ids in db.execute("SELECT seq, ids FROM recipes")}
+    def blobs_of(ids: bytes) -> set[int]:
+        out = set()
+        for i in range(0, len(ids), 32):
+            out |= {r[0] for r in db.execute("SELECT blob FROM chunks WHERE id = ?", (ids[i:i + 32],))}
+        return out
+    by_seq = {seq: blobs_of(ids) for seq, ids in recipes.items()}
+    seqs = sorted(by_seq)
+    only_two = by_seq[seqs[1]] - by_seq[seqs[0]] - by_seq[seqs[2]]
+    blob = sorted(only_two)[0]
+    name, offset, stored = db.execute("SELECT p.name, b.offset, b.stored FROM blobs b JOIN packs p "
+                                      "ON p.id = b.pack WHERE b.id = ?", (blob,)).fetchone()
+    db.close()
+    pack = os.path.join(dsrv.home, "pool", "packs", name[:2], name + ".pack")
+    corrupt(pack, offset + stored - 100)                       # inside the ciphertext
+    out = dsrv.cli("verify", "--backupid", image["backupid"], "--json")
+    assert out.returncode == 1
+    report = json.loads(out.stdout)
+    damaged = {o["path"] for o in report["objects"] if not o["ok"]}
+    assert damaged == {"/v/two"}                              # exactly the damaged object
+    problem = next(o["problem"] for o in report["objects"] if not o["ok"])
+    assert "authentication failed" in problem and name in problem
+    assert report["status"] == 85
+    job = [j for j in cli_json(dsrv, "jobs") if j["jobid"] == report["job"]][0]
+    assert job["type"] == "Verify" and job["status"] == 85
+    h = init(dsrv)
+    assert restore(h, ds[0].copyId) == one
+    assert restore(h, ds[2].copyId) == one
+    assert X.BSABeginTxn(h) == OK
+    assert X.BSAGetObject(h, X.BSA_ObjectDescriptor(copyId=ds[1].copyId), X.BSA_DataBlock32()) == OK
+    buf = bytearray(65536)
+    rc = OK
+    while rc == OK:
+        rc = X.BSAGetData(h, X.BSA_DataBlock32(65536, 0, 0, 0, 0, buf))
+    assert rc == X.BSA_RC_ABORT_SYSTEM_ERROR
+    rc, msg = X.BSAGetLastError()
+    assert "authentication failed" in msg and "damaged" in msg
+    X.BSATerminate(h)
+
+
+def test_truncated_pack_and_missing_key_give_clear_errors(dsrv):
+    data = os.urandom(2 * MiB)
+    h = init(dsrv)
+    d = backup(h, "/t/file", data)
+    X.BSATerminate(h)
+    (image,) = cli_json(dsrv, "images")
+    (pack,) = pack_files(dsrv.home)
+    os.truncate(pack, os.path.getsize(pack) // 2)
+    report = json.loads(dsrv.cli("verify", "--backupid", image["backupid"], "--json").stdout)
+    assert "truncated" in report["objects"][0]["problem"]
+    check = dsrv.cli("pool", "check")
+    assert check.returncode == 1 and "shorter than recorded" in check.stdout
+    h = init(dsrv)
+    assert X.BSABeginTxn(h) == OK
+    assert X.BSAGetObject(h, X.BSA_ObjectDescriptor(copyId=d.copyId), X.BSA_DataBlock32()) == OK
+    rc = OK
+    while rc == OK:
+        rc = X.BSAGetData(h, X.BSA_DataBlock32(65536, 0, 0, 0, 0, bytearray(65536)))
+    assert rc == X.BSA_RC_ABORT_SYSTEM_ERROR and "truncated" in X.BSAGetLastError()[1]
+    X.BSATerminate(h)
+    dsrv.stop()
+    key = os.path.join(dsrv.home, "keys", "pool.key")
+    os.rename(key, key + ".away")
+    out = dsrv.cli("pool", "usage")
+    assert out.returncode != 0 and "pool.key is missing" in out.stderr
+    with open(key, "w") as f:
+        f.write(os.urandom(32).hex())                             # another pool's key
+    out = dsrv.cli("pool", "usage")
+    assert out.returncode != 0 and "does not open the dedup pool" in out.stderr
+
+
+# ---------------------------------------------------------------------------- garbage collection
+def test_gc_frees_space_of_deleted_images_and_repacks(tmp_path):
+    root = str(tmp_path)
+    unit = new_unit(root)
+    rng = random.Random(8)
+    keep, drop = rng.randbytes(3 * MiB), rng.randbytes(12 * MiB)
+    loc, stored, _ = store(unit, "host_1", [drop, keep])
+    loc2, stored2, _ = store(unit, "host_2", [keep])      # shares every chunk of `keep`
+    before = unit.usage()["stored_bytes"]
+    unit.release(loc, stored[0])                          # delete the big object only
+    assert unit.usage()["garbage_bytes"] == 12 * MiB
+    result = unit.collect()
+    assert result["chunks"] > 0 and result["packs_repacked"] == 1
+    after = unit.usage()
+    assert after["garbage_bytes"] == 0 and after["stored_bytes"] < before - 11 * MiB
+    assert load(unit, loc, stored[1]) == keep and load(unit, loc2, stored2[0]) == keep
+    unit.delete_image(loc)
+    unit.collect()
+    assert load(unit, loc2, stored2[0]) == keep           # still referenced by host_2
+    unit.delete_image(loc2)
+    unit.collect()
+    assert unit.usage()["chunks"] == 0 and pack_files(root) == []
+    assert unit.check() == []
+    unit.close()
+
+
+def test_gc_racing_a_backup_of_the_same_data(tmp_path):
+    """A backup deduplicating against an image that is deleted and collected meanwhile
+    must still commit a complete, restorable image."""
+    unit = new_unit(str(tmp_path))
+    rng = random.Random(9)
+    data = rng.randbytes(24 * MiB)
+    old_loc, _old, _ = store(unit, "host_1", [data])
+    w = unit.open_writer("host_2")
+    w.begin_object()
+    half = 12 * MiB
+    for i in range(0, half, MiB):
+        w.write(data[i:i + MiB])
+    time.sleep(0.2)                                    # let the cutter look up the first half
+    unit.delete_image(old_loc)                         # the old image goes away ...
+    unit.collect()                                     # ... and its chunks are collected,
+    for i in range(half, len(data), MiB):              # except those the backup pinned
+        w.write(data[i:i + MiB])
+    stored = w.end_object()
+    w.commit()
+    unit.collect()
+    assert load(unit, w.location, stored) == data
+    assert unit.check() == []
+    unit.close()
+
+
+def test_gc_in_a_loop_while_backups_run(tmp_path):
+    unit = new_unit(str(tmp_path))
+    rng = random.Random(10)
+    blocks = [rng.randbytes(MiB) for _ in range(12)]
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def collector() -> None:
+        while not stop.is_set():
+            try:
+                unit.collect()
+            except BaseException as exc:       # noqa: BLE001 - reported by the test
+                errors.append(exc)
+            time.sleep(0.005)
+
+    gc = threading.Thread(target=collector)
+    gc.start()
+    images = []
+    try:
+        for n in range(8):
+            data = b"".join(rng.choice(blocks) for _ in range(10))
+            loc, stored, _ = store(unit, f"host_{n}", [data], [300_000])
+            images.append((loc, stored[0], data))
+            if n % 2:                         # drop an older image while backups go on
+                old = images.pop(0)
+                unit.delete_image(old[0])
+    finally:
+        stop.set()
+        gc.join()
+    assert not errors
+    unit.collect()
+    for loc, stored, data in images:
+        assert load(unit, loc, stored) == data
+    assert unit.check() == []
+    unit.close()
+
+
+def test_expired_image_space_is_collected_by_the_server(tmp_path_factory):
+    srv = dedup_server(tmp_path_factory, "[scheduler]\ninterval = 0.2\n")
+    try:
+        h = init(srv)
+        backup(h, "/exp/a", os.urandom(3 * MiB))
+        d = backup(h, "/exp/b", b"kept" * 100000)
+        X.BSATerminate(h)
+        first = sorted(cli_json(srv, "images"), key=lambda i: i["backup_time"])[0]
+        assert srv.cli("expire", "--backupid", first["backupid"], "-d", "0").returncode == 0
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            (usage,) = cli_json(srv, "pool", "usage")
+            if usage["images"] == 1 and usage["garbage_bytes"] == 0 and \
+                    usage["stored_bytes"] < MiB:
+                break
+            time.sleep(0.2)
+        assert usage["images"] == 1 and usage["stored_bytes"] < MiB
+        h = init(srv)
+        assert restore(h, d.copyId) == b"kept" * 100000
+        X.BSATerminate(h)
+    finally:
+        srv.stop()
+
+
+# ---------------------------------------------------------------------------- crashes
+def wait_marker(marker: str) -> None:
+    deadline = time.time() + 30
+    while not os.path.exists(marker) and time.time() < deadline:
+        time.sleep(0.02)
+    assert os.path.exists(marker), "the server never reached the crash point"
+
+
+def assert_pool_consistent(srv: ServerProc) -> None:
+    out = srv.cli("pool", "check")
+    assert out.returncode == 0, out.stdout
+    db = sqlite3.connect(os.path.join(srv.home, "pool", "index.db"))
+    known = {r[0] for r in db.execute("SELECT name FROM packs")}
+    db.close()
+    on_disk = {os.path.basename(p)[:-5] for p in pack_files(srv.home)}
+    assert on_disk == known                                 # no orphaned pack files
+
+
+@pytest.mark.parametrize("point", ["dedup:packs_durable", "dedup:index_before_commit",
+                                   "commit:before_catalog"])
+def test_server_killed_while_committing_to_the_pool(tmp_path_factory, point):
+    srv = dedup_server(tmp_path_factory)
+    try:
+        base = os.urandom(3 * MiB)
+        h = init(srv)
+        kept = backup(h, "/crash/kept", base)
+        X.BSATerminate(h)
+        srv.stop()
+        marker = os.path.join(srv.home, "fault.reached")
+        srv.start({"OPENXBSA_FAULT": point, "OPENXBSA_FAULT_FILE": marker})
+        h = init(srv)
+        assert X.BSABeginTxn(h) == OK
+        payload = base[:MiB] + os.urandom(2 * MiB)           # shares chunks with the kept one
+        assert X.BSACreateObject(h, descriptor("/crash/lost", len(payload)), X.BSA_DataBlock32()) == OK
+        send_all(h, payload)
+        assert X.BSAEndData(h) == OK
+        result: list[int] = []
+        t = threading.Thread(target=lambda: result.append(X.BSAEndTxn(h, X.BSA_Vote_COMMIT)))
+        t.start()
+        wait_marker(marker)
+        srv.kill()
+        t.join(30)
+        assert result == [X.BSA_RC_TRANSACTION_ABORTED]
+        X.BSATerminate(h)
+        srv.start()
+        h = init(srv)
+        assert restore(h, kept.copyId) == base
+        assert find(h, query("/crash/lost"))[0] == X.BSA_RC_NO_MATCH     # nothing half-visible
+        X.BSATerminate(h)
+        assert_pool_consistent(srv)
+        (usage,) = cli_json(srv, "pool", "usage")
+        assert usage["images"] == 1 and usage["garbage_bytes"] == 0
+    finally:
+        srv.stop()
+
+
+def test_server_killed_mid_stream_leaves_no_pack_behind(tmp_path_factory):
+    srv = dedup_server(tmp_path_factory)
+    try:
+        base = os.urandom(2 * MiB)
+        h = init(srv)
+        kept = backup(h, "/crash/kept", base)
+        X.BSATerminate(h)
+        h = init(srv)
+        assert X.BSABeginTxn(h) == OK
+        assert X.BSACreateObject(h, descriptor("/crash/mid", 64 * MiB), X.BSA_DataBlock32()) == OK
+        send_all(h, os.urandom(40 * MiB))                     # packs written, not committed
+        time.sleep(0.5)
+        assert len(pack_files(srv.home)) > 1
+        srv.kill()
+        X.BSATerminate(h)
+        srv.start()
+        h = init(srv)
+        assert restore(h, kept.copyId) == base
+        X.BSATerminate(h)
+        assert_pool_consistent(srv)
+        assert len(pack_files(srv.home)) == 1
+    finally:
+        srv.stop()
+
+
+@pytest.mark.parametrize("point", ["dedup:repack_copied", "dedup:gc_before_unlink"])
+def test_server_killed_during_garbage_collection(tmp_path_factory, point):
+    home_settings = "[scheduler]\ninterval = 0.2\n"
+    srv = dedup_server(tmp_path_factory, home_settings)
+    try:
+        big, small = os.urandom(6 * MiB), os.urandom(MiB)
+        h = init(srv)
+        ds = backup_image(h, [("/gc/big", big), ("/gc/small", small)])
+        X.BSATerminate(h)
+        srv.stop()
+        marker = os.path.join(srv.home, "fault.reached")
+        srv.start({"OPENXBSA_FAULT": point, "OPENXBSA_FAULT_FILE": marker})
+        h = init(srv)
+        assert X.BSABeginTxn(h) == OK
+        assert X.BSADeleteObject(h, ds[0].copyId) == OK      # most of the pack is garbage now
+        assert X.BSAEndTxn(h, X.BSA_Vote_COMMIT) == OK
+        X.BSATerminate(h)
+        wait_marker(marker)                                   # the server's GC reached it
+        srv.kill()
+        srv.start()
+        h = init(srv)
+        assert restore(h, ds[1].copyId) == small
+        X.BSATerminate(h)
+        assert_pool_consistent(srv)
+        (usage,) = cli_json(srv, "pool", "usage")
+        assert usage["objects"] == 1
+    finally:
+        srv.stop()
+
+
+# ---------------------------------------------------------------------------- misuse
+def test_misuse_of_the_pool_is_refused_clearly(tmp_path):
+    unit = new_unit(str(tmp_path))
+    loc, stored, _ = store(unit, "host_1", [b"x" * 100000])
+    with pytest.raises(MediaReadError, match="no chunk list"):
+        unit.open_reader(loc, StoredObject(5, 10, "0" * 64))
+    with pytest.raises(MediaReadError, match="does not match the catalog"):
+        unit.open_reader(loc, StoredObject(stored[0].offset, stored[0].size, "0" * 64))
+    w = unit.open_writer("host_2")
+    w.begin_object()
+    w.write(b"abc")
+    with pytest.raises(MediaWriteError, match="object still open"):
+        w.commit()
+    w.abort()
+    other = DedupStorageUnit("pool", os.path.join(str(tmp_path), "pool"),
+                             key_dir=os.path.join(str(tmp_path), "keys"))
+    with pytest.raises(MediaWriteError, match="in use by another"):
+        other.open_writer("host_3")                       # one writing server per pool
+    assert load(other, loc, stored[0]) == b"x" * 100000   # reading is fine
+    other.close()
+    unit.close()
+
+
+def test_aborted_backup_leaves_nothing(dsrv):
+    h = init(dsrv)
+    assert X.BSABeginTxn(h) == OK
+    assert X.BSACreateObject(h, descriptor("/abort/me", 5 * MiB), X.BSA_DataBlock32()) == OK
+    send_all(h, os.urandom(5 * MiB))
+    assert X.BSAEndData(h) == OK
+    assert X.BSAEndTxn(h, X.BSA_Vote_ABORT) == OK
+    X.BSATerminate(h)
+    assert pack_files(dsrv.home) == []
+    (usage,) = cli_json(dsrv, "pool", "usage")
+    assert usage["chunks"] == 0 and usage["images"] == 0
+
+
+def test_restore_reads_into_small_buffers(dsrv):
+    data = os.urandom(MiB + 12345)
+    h = init(dsrv)
+    d = backup(h, "/small/buffers", data)
+    assert restore(h, d.copyId, buf_len=1000) == data
+    X.BSATerminate(h)
