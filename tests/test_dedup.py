@@ -455,15 +455,20 @@ def assert_pool_consistent(srv: ServerProc) -> None:
     assert on_disk == known                                 # no orphaned pack files
 
 
+def committed_baseline(srv: ServerProc, size: int) -> tuple[X.BSA_ObjectDescriptor, bytes]:
+    data = os.urandom(size)
+    h = init(srv)
+    kept = backup(h, "/crash/kept", data)
+    X.BSATerminate(h)
+    return kept, data
+
+
 @pytest.mark.parametrize("point", ["dedup:packs_durable", "dedup:index_before_commit",
                                    "commit:before_catalog"])
 def test_server_killed_while_committing_to_the_pool(tmp_path_factory, point):
     srv = dedup_server(tmp_path_factory)
     try:
-        base = os.urandom(3 * MiB)
-        h = init(srv)
-        kept = backup(h, "/crash/kept", base)
-        X.BSATerminate(h)
+        kept, base = committed_baseline(srv, 3 * MiB)
         srv.stop()
         marker = os.path.join(srv.home, "fault.reached")
         srv.start({"OPENXBSA_FAULT": point, "OPENXBSA_FAULT_FILE": marker})
@@ -496,10 +501,7 @@ def test_server_killed_while_committing_to_the_pool(tmp_path_factory, point):
 def test_server_killed_mid_stream_leaves_no_pack_behind(tmp_path_factory):
     srv = dedup_server(tmp_path_factory)
     try:
-        base = os.urandom(2 * MiB)
-        h = init(srv)
-        kept = backup(h, "/crash/kept", base)
-        X.BSATerminate(h)
+        kept, base = committed_baseline(srv, 2 * MiB)
         h = init(srv)
         assert X.BSABeginTxn(h) == OK
         assert X.BSACreateObject(h, descriptor("/crash/mid", 64 * MiB), X.BSA_DataBlock32()) == OK
