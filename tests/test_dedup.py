@@ -413,6 +413,47 @@ def test_gc_in_a_loop_while_backups_run(tmp_path):
     unit.close()
 
 
+def test_concurrent_backups_into_one_pool(tmp_path):
+    """Four backups at once, sharing much of their data: every image restores, the chunks
+    they both stored are counted right, and a reader stopped early cleans up."""
+    unit = new_unit(str(tmp_path))
+    rng = random.Random(12)
+    common = rng.randbytes(4 * MiB)
+    datas = [common + rng.randbytes(2 * MiB) + common[:MiB] for _ in range(4)]
+    results: dict[int, tuple[str, StoredObject]] = {}
+    errors: list[BaseException] = []
+
+    def run(n: int) -> None:
+        try:
+            loc, stored, _ = store(unit, f"host_{n}", [datas[n]], [200_000 + n])
+            results[n] = (loc, stored[0])
+        except BaseException as exc:          # noqa: BLE001 - reported by the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for n, (loc, stored) in results.items():
+        assert load(unit, loc, stored) == datas[n]
+    assert unit.check() == []
+    usage = unit.usage()
+    assert usage["logical_bytes"] == sum(len(d) for d in datas)
+    assert usage["unique_bytes"] < 4 * MiB + 4 * 2 * MiB + MiB      # common part once
+    loc, stored = results[0]
+    reader = unit.open_reader(loc, stored)
+    assert len(reader.read(100_000)) == 100_000
+    reader.close()                                                 # stops its threads
+    assert not reader._thread.is_alive()
+    for loc, _stored in results.values():
+        unit.delete_image(loc)
+    unit.collect()
+    assert unit.usage()["chunks"] == 0 and unit.check() == []
+    unit.close()
+
+
 def test_expired_image_space_is_collected_by_the_server(tmp_path_factory):
     srv = dedup_server(tmp_path_factory, "[scheduler]\ninterval = 0.2\n")
     try:
