@@ -66,10 +66,10 @@ ID_LEN = 32
 CHUNK_AVG = 64 << 10            # FastCDC's avg parameter; real average ≈ avg + min
 CHUNK_MIN = 16 << 10
 CHUNK_MAX = 256 << 10
-SEGMENT = 8 << 20               # bytes cut at once (the last chunk waits for more data)
+SEGMENT = 4 << 20               # bytes cut at once (the last chunk waits for more data)
 SEGMENTS = 3                    # segment buffers per writer: one filling, one cut, one spare
 SEALERS = 2                     # threads compressing and encrypting blobs
-SEALS_IN_FLIGHT = 4             # blobs handed to the sealer and not yet written
+SEALS_IN_FLIGHT = 3             # blobs handed to the sealer and not yet written
 PREFETCH = 256                  # decoded chunks a reader keeps ready
 DECODERS = 2                    # threads reading and decoding blobs for one reader
 LOOKAHEAD = 128                 # chunks planned ahead (their blobs decode meanwhile)
@@ -262,6 +262,7 @@ class DedupImageWriter(ImageWriter):
         for _ in range(SEALERS):
             self._contexts.put(_SealContext(unit, BLOB_TARGET + unit.chunk_max))
         self._pack_lock = threading.Lock()
+        self._compressing = False             # the last blob compressed well
         self.blobs: list[tuple[str, int, int, int, list[tuple[bytes, int, int]]]] = []
         self.packs: list[str] = []                   # pack names, in order
         self.pack_fd = -1
@@ -405,8 +406,12 @@ class DedupImageWriter(ImageWriter):
         try:
             flags, payload = 0, raw
             sample = raw[:TRIAL]
-            if len(ctx.trial.compress(sample)) < TRIAL_KEEP * len(sample):
+            # the trial is skipped while blobs keep compressing (one guess per writer;
+            # a blob that does not shrink is stored raw all the same)
+            if self._compressing or \
+                    len(ctx.trial.compress(sample)) < TRIAL_KEEP * len(sample):
                 packed = ctx.zc.compress(raw)
+                self._compressing = len(packed) < TRIAL_KEEP * size
                 if len(packed) < size:
                     flags, payload = FLAG_ZSTD, memoryview(packed)
             table = b"".join(TABLE_ENTRY.pack(cid, n) for cid, n in items)
