@@ -376,6 +376,24 @@ def test_gc_racing_a_backup_of_the_same_data(tmp_path):
     unit.close()
 
 
+def test_chunks_pinned_by_an_aborted_backup_are_collected_later(tmp_path):
+    root = str(tmp_path)
+    unit = new_unit(root)
+    data = os.urandom(6 * MiB)
+    loc, _stored, _ = store(unit, "host_1", [data])
+    w = unit.open_writer("host_2")
+    w.begin_object()
+    w.write(data)
+    w.end_object()                                   # every chunk found, and pinned
+    unit.delete_image(loc)
+    assert unit.collect()["chunks"] == 0             # pinned: kept
+    w.abort()
+    assert unit.collect()["chunks"] > 0              # no longer pinned: collected
+    assert unit.usage()["chunks"] == 0 and pack_files(root) == []
+    assert unit.collect() == {"chunks": 0, "packs_removed": 0, "packs_repacked": 0}
+    unit.close()
+
+
 def test_gc_in_a_loop_while_backups_run(tmp_path):
     unit = new_unit(str(tmp_path))
     rng = random.Random(10)

@@ -657,6 +657,7 @@ class DedupStorageUnit(StorageUnit):
         self._lock = threading.RLock()
         self._writers: set[DedupImageWriter] = set()
         self._gc_lock = threading.Lock()
+        self._dirty = True                    # something may be collectable (start-up: yes)
         self._owner_fd = -1
         self._open_pool()
         self._db = sqlite3.connect(os.path.join(self.root, "index.db"), timeout=60,
@@ -864,6 +865,7 @@ class DedupStorageUnit(StorageUnit):
                                [(n, cid) for cid, n in refs.items()])
                 db.execute(f"DELETE FROM recipes WHERE {where}", args)
                 db.execute("COMMIT")
+                self._dirty = True
             except sqlite3.Error as exc:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
@@ -875,11 +877,14 @@ class DedupStorageUnit(StorageUnit):
         found in the pool are pinned; its own new chunks are not in the index yet."""
         with self._gc_lock:
             with self._lock:
+                if not self._dirty:              # nothing was deleted since the last run
+                    return {"chunks": 0, "packs_removed": 0, "packs_repacked": 0}
                 self._own()
                 db = self._db
                 pinned = set().union(*(w.hits for w in self._writers)) if self._writers else set()
-                dead = [(cid, blob) for cid, blob in db.execute(
-                    "SELECT id, blob FROM chunks WHERE refs <= 0") if cid not in pinned]
+                unreferenced = db.execute("SELECT id, blob FROM chunks WHERE refs <= 0").fetchall()
+                dead = [(cid, blob) for cid, blob in unreferenced if cid not in pinned]
+                self._dirty = len(dead) < len(unreferenced)   # pinned ones: try again later
                 if dead:
                     db.execute("BEGIN IMMEDIATE")
                     db.executemany("DELETE FROM chunks WHERE id = ?", [(c,) for c, _ in dead])
