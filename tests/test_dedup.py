@@ -632,6 +632,44 @@ def test_misuse_of_the_pool_is_refused_clearly(tmp_path):
     unit.close()
 
 
+def test_failures_inside_the_pipeline_are_reported_not_hung(tmp_path):
+    """A cutter failure (the index breaks) and a sealer failure (packs cannot be created)
+    surface as MediaWriteError from the writer; nothing waits forever; abort cleans up."""
+    root = str(tmp_path)
+    unit = new_unit(root)
+    store(unit, "host_1", [os.urandom(MiB)])
+    w = unit.open_writer("host_2")
+    w.begin_object()
+    w.write(os.urandom(6 * MiB))
+    db = sqlite3.connect(os.path.join(root, "pool", "index.db"))
+    db.execute("ALTER TABLE chunks RENAME TO chunks_gone")      # the lookups now fail
+    db.commit()
+    with pytest.raises(MediaWriteError):
+        for _ in range(20):
+            w.write(os.urandom(MiB))
+        w.end_object()
+    w.abort()
+    db.execute("ALTER TABLE chunks_gone RENAME TO chunks")
+    db.commit()
+    db.close()
+    w = unit.open_writer("host_3")
+    w.begin_object()
+    packs = os.path.join(root, "pool", "packs")
+    for d in os.listdir(packs):                                # new packs cannot be made
+        os.rename(os.path.join(packs, d), os.path.join(packs, d + ".moved"))
+    for i in range(256):
+        with open(os.path.join(packs, f"{i:02x}"), "w"):
+            pass
+    with pytest.raises(MediaWriteError, match="dedup pool"):
+        for _ in range(40):
+            w.write(os.urandom(MiB))
+        w.end_object()
+        w.commit()
+    w.abort()
+    assert unit._writers == set()
+    unit.close()
+
+
 def test_aborted_backup_leaves_nothing(dsrv):
     h = init(dsrv)
     assert X.BSABeginTxn(h) == OK

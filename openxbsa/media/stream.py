@@ -31,7 +31,11 @@ class Receiver:
         if direct is not None:                 # straight into the writer's own buffer
             channel.readinto_exact(direct)
             self.bytes += length
-            self.writer.wrote(length)
+            try:
+                self.writer.wrote(length)
+            except OpenXBSAError as exc:
+                log.error("write to the storage unit failed: %s", exc)
+                self.error = exc
             return
         view = self._buf[:length]
         channel.readinto_exact(view)

@@ -226,11 +226,12 @@ class DedupImageWriter(ImageWriter):
     """Cuts, deduplicates and stores the objects of one image; nothing is visible before
     ``commit``.
 
-    Three threads share the work, each on data the others do not touch: the session
-    thread copies what arrives into segment buffers; a cutter thread cuts a full segment
-    into chunks, hashes and looks them up, and copies the new ones into the pending blob;
-    a sealer thread compresses, encrypts and appends blobs to the pack. Cutting, hashing,
-    compression, encryption and I/O all release the GIL, so the stages overlap.
+    The work is shared by threads, each on data the others do not touch: the session
+    thread receives into segment buffers; a cutter thread cuts a full segment into chunks,
+    hashes and looks them up, and copies the new ones into the pending blob; two sealer
+    threads compress and encrypt blobs and append them, one at a time, to the pack.
+    Cutting, hashing, compression, encryption and I/O all release the GIL, so the stages
+    overlap.
     """
 
     def __init__(self, unit: DedupStorageUnit, location: str) -> None:
@@ -346,6 +347,19 @@ class DedupImageWriter(ImageWriter):
 
     # -------------------------------------------------------------- cutter thread
     def _cut(self, seg: bytearray, end: int, final: bool) -> None:
+        try:
+            self._cut_segment(seg, end, final)
+        except BaseException:
+            # every buffer goes back, so the session thread never waits for one; it learns
+            # of the failure from the future (reported at BSAEndData or the commit)
+            if self.tail_seg is not None and self.tail_seg is not seg:
+                self._free.put(self.tail_seg)
+            self.tail = memoryview(b"")
+            self.tail_seg = None
+            self._free.put(seg)
+            raise
+
+    def _cut_segment(self, seg: bytearray, end: int, final: bool) -> None:
         """Cut seg[head:end], after the previous segment's tail; recycle what is done."""
         start = self.head - len(self.tail)
         if self.tail:
