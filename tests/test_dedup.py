@@ -294,6 +294,38 @@ def test_pack_corruption_found_by_verify_and_by_restore(dsrv):
     X.BSATerminate(h)
 
 
+def test_a_chunk_that_does_not_match_its_id_is_refused(tmp_path):
+    """A blob that authenticates but whose bytes do not hash to the chunk IDs it claims
+    (a bug, or a forger holding the key) is refused by restore and by verify."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from openxbsa.storage.dedup import BLOB_HEAD, TABLE_ENTRY
+
+    root = str(tmp_path)
+    unit = new_unit(root)
+    data = os.urandom(2 * MiB)                             # incompressible: stored raw
+    loc, stored, _ = store(unit, "host_1", [data])
+    db = sqlite3.connect(os.path.join(root, "pool", "index.db"))
+    name, offset, size = db.execute("SELECT p.name, b.offset, b.stored FROM blobs b JOIN packs p "
+                                    "ON p.id = b.pack ORDER BY b.id LIMIT 1").fetchone()
+    db.close()
+    pack = os.path.join(root, "pool", "packs", name[:2], name + ".pack")
+    with open(pack, "r+b") as f:
+        f.seek(offset)
+        record = f.read(size)
+        magic, flags, nonce, count, raw_len, ct_len = BLOB_HEAD.unpack_from(record)
+        table_end = BLOB_HEAD.size + count * TABLE_ENTRY.size
+        aead = AESGCM(unit.key.enc_key)
+        raw = bytearray(aead.decrypt(nonce, record[table_end:], record[:table_end]))
+        raw[10] ^= 1                                       # the content changes, IDs do not
+        f.seek(offset + table_end)
+        f.write(aead.encrypt(nonce, bytes(raw), record[:table_end]))
+    with pytest.raises(MediaReadError, match="does not match its ID"):
+        load(unit, loc, stored[0])
+    assert "does not match its ID" in unit.verify_object(loc, stored[0])
+    unit.close()
+
+
 def test_truncated_pack_and_missing_key_give_clear_errors(dsrv):
     data = os.urandom(2 * MiB)
     h = init(dsrv)

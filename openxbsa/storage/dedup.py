@@ -176,7 +176,10 @@ class _Decoder:
         self.aead = AESGCM(key.enc_key)
         self.dctx = zstandard.ZstdDecompressor()
 
-    def decode(self, record: bytes, where: str) -> tuple[bytes, list[tuple[bytes, int, int]]]:
+    def decode(self, record: bytes, where: str,
+               verify: bool = True) -> tuple[bytes, list[tuple[bytes, int, int]]]:
+        """The blob's bytes and chunk table, authenticated; with ``verify`` every chunk is
+        also re-hashed against its ID (a reader instead checks the chunks it uses)."""
         if len(record) < BLOB_HEAD.size:
             raise MediaReadError(f"{where}: the blob is truncated")
         magic, flags, nonce, count, raw_len, ct_len = BLOB_HEAD.unpack_from(record)
@@ -185,7 +188,7 @@ class _Decoder:
             raise MediaReadError(f"{where}: the blob header is damaged")
         aad = memoryview(record)[:table_end]
         try:
-            payload = self.aead.decrypt(nonce, record[table_end:], bytes(aad))
+            payload = self.aead.decrypt(nonce, memoryview(record)[table_end:], bytes(aad))
         except InvalidTag:
             raise MediaReadError(f"{where}: authentication failed: the stored bytes are "
                                  "damaged or were altered") from None
@@ -203,7 +206,8 @@ class _Decoder:
         view = memoryview(raw)
         for i in range(count):
             cid, length = TABLE_ENTRY.unpack_from(record, BLOB_HEAD.size + i * TABLE_ENTRY.size)
-            if blake3.blake3(view[off:off + length], key=self.key.id_key).digest() != cid:
+            if verify and blake3.blake3(view[off:off + length],
+                                        key=self.key.id_key).digest() != cid:
                 raise MediaReadError(f"{where}: chunk {cid.hex()[:16]} does not match its ID")
             chunks.append((cid, off, length))
             off += length
@@ -552,8 +556,8 @@ class DedupObjectReader(ObjectReader):
         self._thread = threading.Thread(target=self._prefetch, name="dedup-read", daemon=True)
         self._thread.start()
 
-    def _refs(self) -> Iterator[tuple[int, int, int]]:
-        """(blob, offset, length) of each chunk of the object, in order."""
+    def _refs(self) -> Iterator[tuple[bytes, int, int, int]]:
+        """(chunk ID, blob, offset, length) of each chunk of the object, in order."""
         ids, count = self._ids, len(self._ids) // ID_LEN
         for start in range(0, count, LOOKUP_BATCH):
             batch = [ids[j * ID_LEN:(j + 1) * ID_LEN]
@@ -564,21 +568,24 @@ class DedupObjectReader(ObjectReader):
                 if loc is None:
                     raise MediaReadError(f"chunk {cid.hex()[:16]} is missing from the "
                                          f"dedup pool {self.unit.name}")
-                yield loc
+                yield (cid, *loc)
 
     def _decode(self, blob_id: int) -> bytes:
         decoder = getattr(self._local, "decoder", None)
         if decoder is None:
             decoder = self._local.decoder = _Decoder(self.unit.key)
-        return self.unit._read_blob(blob_id, self._fds, decoder)
+        return self.unit._read_blob(blob_id, self._fds, decoder, verify=False)
 
     def _prefetch(self) -> None:
         """Plan the chunks ahead, decode their blobs on DECODERS threads (in parallel, each
-        blob once while cached), hand the chunks over in order."""
+        blob once while cached), check each chunk used against its ID (once), hand the
+        chunks over in order."""
         pool = ThreadPoolExecutor(DECODERS, thread_name_prefix="dedup-decode")
         blobs: collections.OrderedDict[int, Future[bytes]] = collections.OrderedDict()
         planned: collections.Counter[int] = collections.Counter()
-        plan: collections.deque[tuple[int, int, int]] = collections.deque()
+        plan: collections.deque[tuple[bytes, int, int, int]] = collections.deque()
+        checked: set[bytes] = set()
+        id_key = self.unit.key.id_key
         refs = self._refs()
         try:
             more = True
@@ -589,16 +596,23 @@ class DedupObjectReader(ObjectReader):
                         more = False
                         break
                     plan.append(ref)
-                    planned[ref[0]] += 1
-                    if ref[0] not in blobs:
-                        blobs[ref[0]] = pool.submit(self._decode, ref[0])
+                    planned[ref[1]] += 1
+                    if ref[1] not in blobs:
+                        blobs[ref[1]] = pool.submit(self._decode, ref[1])
                 if not plan:
                     break
-                blob_id, off, length = plan.popleft()
+                cid, blob_id, off, length = plan.popleft()
                 planned[blob_id] -= 1
                 raw = blobs[blob_id].result()
                 blobs.move_to_end(blob_id)
-                if not self._put(memoryview(raw)[off:off + length]):
+                chunk = memoryview(raw)[off:off + length]
+                if cid not in checked:
+                    if blake3.blake3(chunk, key=id_key).digest() != cid:
+                        raise MediaReadError(
+                            f"dedup pool {self.unit.name}: chunk {cid.hex()[:16]} does not "
+                            "match its ID: the stored bytes are damaged")
+                    checked.add(cid)
+                if not self._put(chunk):
                     return
                 while len(blobs) > CACHED_BLOBS:         # forget the oldest not planned
                     old = next((b for b in blobs if planned[b] <= 0), None)
@@ -799,7 +813,8 @@ class DedupStorageUnit(StorageUnit):
             q = "SELECT id, blob, off, len FROM chunks WHERE id IN (%s)" % ",".join("?" * len(ids))
             return {r[0]: (r[1], r[2], r[3]) for r in self._db.execute(q, ids)}
 
-    def _read_blob(self, blob_id: int, fds: dict[str, int], decoder: _Decoder) -> bytes:
+    def _read_blob(self, blob_id: int, fds: dict[str, int], decoder: _Decoder,
+                   verify: bool = True) -> bytes:
         with self._lock:
             row = self._db.execute(
                 "SELECT p.name, b.offset, b.stored FROM blobs b JOIN packs p ON p.id = b.pack "
@@ -822,7 +837,7 @@ class DedupStorageUnit(StorageUnit):
             raise MediaReadError(f"{where}: read failed: {exc}") from exc
         if len(record) != stored:
             raise MediaReadError(f"{where}: the pack file is truncated")
-        raw, _chunks = decoder.decode(record, where)
+        raw, _chunks = decoder.decode(record, where, verify)
         return raw
 
     def recipe(self, location: str, seq: int) -> tuple[int, bytes] | None:
