@@ -54,15 +54,16 @@ def jobs(catalog: Catalog, job_ids: list[int] | None = None) -> list[dict[str, A
 def transfer(row: dict[str, Any]) -> dict[str, Any]:
     """Bytes received, new after deduplication and stored, with NetBackup's deduplication
     rate (share of received bytes that were already stored) and the overall reduction."""
+    from openxbsa.storage.base import dedup_rate
+
     received, new, stored = (row.get("bytes_received"), row.get("bytes_after_dedup"),
                              row.get("bytes_stored"))
     out: dict[str, Any] = {"bytes_received": received, "bytes_after_dedup": new,
                            "bytes_stored": stored, "dedup_rate": None, "reduction": None,
                            "stored_kb": None if stored is None else (stored + 1023) // 1024}
-    if received:
-        out["dedup_rate"] = round(100.0 * (1 - (new or 0) / received), 1)
-        if stored:
-            out["reduction"] = round(received / stored, 2)
+    out["dedup_rate"] = dedup_rate(received, new)
+    if received and stored:
+        out["reduction"] = round(received / stored, 2)
     return out
 
 

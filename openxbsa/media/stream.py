@@ -28,21 +28,15 @@ class Receiver:
 
     def take(self, channel: wire.Channel, length: int) -> None:
         direct = self.writer.write_buffer(length) if self.error is None else None
-        if direct is not None:                 # straight into the writer's own buffer
-            channel.readinto_exact(direct)
-            self.bytes += length
-            try:
-                self.writer.wrote(length)
-            except OpenXBSAError as exc:
-                log.error("write to the storage unit failed: %s", exc)
-                self.error = exc
-            return
-        view = self._buf[:length]
+        view = direct if direct is not None else self._buf[:length]   # direct: no copy
         channel.readinto_exact(view)
         self.bytes += length
         if self.error is None:
             try:
-                self.writer.write(view)
+                if direct is not None:
+                    self.writer.wrote(length)
+                else:
+                    self.writer.write(view)
             except OpenXBSAError as exc:
                 log.error("write to the storage unit failed: %s", exc)
                 self.error = exc

@@ -27,6 +27,7 @@ from openxbsa.server.jobs import JobManager
 from openxbsa.server.requests import BackupState, Peer, Session
 from openxbsa.server.scheduler import Scheduler
 from openxbsa.storage import StorageUnit, StoredObject, open_unit
+from openxbsa.storage.base import dedup_rate
 
 log = logging.getLogger("openxbsa.server")
 
@@ -46,9 +47,9 @@ def keep_freed_memory() -> None:
 def dedup_summary(stats: dict[str, int]) -> str:
     """NetBackup's job-details line for a deduplicated backup."""
     received, new, stored = stats["received"], stats["after_dedup"], stats["stored"]
-    rate = 100.0 * (1 - new / received) if received else 0.0
-    return (f"deduplication rate: {rate:.1f}% ({received} bytes received, {new} new after "
-            f"deduplication, {stored} stored after compression and encryption)")
+    return (f"deduplication rate: {dedup_rate(received, new) or 0.0:.1f}% ({received} bytes "
+            f"received, {new} new after deduplication, {stored} stored after compression "
+            f"and encryption)")
 
 
 def _user_name(uid: int) -> str:

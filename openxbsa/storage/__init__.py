@@ -7,21 +7,26 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from openxbsa.storage.base import ImageWriter, ObjectReader, StorageUnit, StoredObject
-from openxbsa.storage.dedup import DedupStorageUnit
 from openxbsa.storage.disk import DiskStorageUnit
 
-KINDS: dict[str, Callable[..., StorageUnit]] = {
-    "disk": DiskStorageUnit,
-    "dedup": DedupStorageUnit,
+
+def _dedup(name: str, path: str, home: str) -> StorageUnit:
+    # imported on first use: its crypto and compression libraries are not needed otherwise
+    from openxbsa.storage.dedup import DedupStorageUnit
+
+    return DedupStorageUnit(name, path, key_dir=os.path.join(home, "keys"))
+
+
+# kind -> factory(name, path, server home); keys a kind needs live in ``home/keys``
+KINDS: dict[str, Callable[[str, str, str], StorageUnit]] = {
+    "disk": lambda name, path, _home: DiskStorageUnit(name, path),
+    "dedup": _dedup,
 }
 
 
 def open_unit(row: Mapping[str, Any], home: str) -> StorageUnit:
-    """The storage unit a catalog row describes; keys a kind needs live in ``home/keys``."""
-    kind = row["kind"]
-    if kind == "dedup":
-        return DedupStorageUnit(row["name"], row["path"], key_dir=os.path.join(home, "keys"))
-    return KINDS[kind](row["name"], row["path"])
+    """The storage unit a catalog row describes."""
+    return KINDS[row["kind"]](row["name"], row["path"], home)
 
 
 __all__ = ["KINDS", "ImageWriter", "ObjectReader", "StorageUnit", "StoredObject", "open_unit"]

@@ -7,10 +7,30 @@ and make them durable only at ``commit``; until then ``abort`` (or a crash follo
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import blake3
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def safe_name(text: str) -> str:
+    """``text`` with every character a file name should not carry replaced by ``_``."""
+    return _UNSAFE.sub("_", text)
+
+
+def image_name(backup_id: str) -> str:
+    """``client/backup_id`` as file-system-safe names: where an image lives in a unit."""
+    return f"{safe_name(backup_id.rsplit('_', 1)[0]) or 'client'}/{safe_name(backup_id)}"
+
+
+def dedup_rate(received: int | None, after_dedup: int | None) -> float | None:
+    """NetBackup's deduplication rate: the share (%) of received bytes already stored."""
+    if not received:
+        return None
+    return round(100.0 * (1 - (after_dedup or 0) / received), 1)
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,6 @@ import json
 import logging
 import os
 import queue
-import re
 import sqlite3
 import struct
 import threading
@@ -56,7 +55,9 @@ from pyfastcdc.cy import FastCDC
 
 from openxbsa.errors import MediaReadError, MediaWriteError, OpenXBSAError
 from openxbsa.server import faults
-from openxbsa.storage.base import ImageWriter, ObjectReader, StorageUnit, StoredObject
+from openxbsa.storage.base import (
+    ImageWriter, ObjectReader, StorageUnit, StoredObject, image_name, safe_name,
+)
 from openxbsa.storage.disk import fsync_dir
 
 log = logging.getLogger("openxbsa.media")
@@ -88,8 +89,6 @@ BLOB_MAGIC = b"OXB1"
 BLOB_HEAD = struct.Struct("<4sB12sIII")
 TABLE_ENTRY = struct.Struct(f"<{ID_LEN}sI")
 FLAG_ZSTD = 1
-
-_SAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS packs (
@@ -176,10 +175,9 @@ class _Decoder:
         self.aead = AESGCM(key.enc_key)
         self.dctx = zstandard.ZstdDecompressor()
 
-    def decode(self, record: bytes, where: str,
-               verify: bool = True) -> tuple[bytes, list[tuple[bytes, int, int]]]:
-        """The blob's bytes and chunk table, authenticated; with ``verify`` every chunk is
-        also re-hashed against its ID (a reader instead checks the chunks it uses)."""
+    def decode(self, record: bytes, where: str, verify: bool = True) -> bytes:
+        """The blob's bytes, authenticated; with ``verify`` every chunk is also re-hashed
+        against its ID (a reader instead checks the chunks it uses)."""
         if len(record) < BLOB_HEAD.size:
             raise MediaReadError(f"{where}: the blob is truncated")
         magic, flags, nonce, count, raw_len, ct_len = BLOB_HEAD.unpack_from(record)
@@ -201,7 +199,6 @@ class _Decoder:
             raw = payload
         if len(raw) != raw_len:
             raise MediaReadError(f"{where}: the blob decodes to the wrong size")
-        chunks = []
         off = 0
         view = memoryview(raw)
         for i in range(count):
@@ -209,11 +206,10 @@ class _Decoder:
             if verify and blake3.blake3(view[off:off + length],
                                         key=self.key.id_key).digest() != cid:
                 raise MediaReadError(f"{where}: chunk {cid.hex()[:16]} does not match its ID")
-            chunks.append((cid, off, length))
             off += length
         if off != raw_len:
             raise MediaReadError(f"{where}: the blob's chunk table is damaged")
-        return raw, chunks
+        return raw
 
 
 class _SealContext:
@@ -511,10 +507,7 @@ class DedupImageWriter(ImageWriter):
             os.close(self.pack_fd)
             self.pack_fd = -1
         for name in self.packs:
-            try:
-                os.unlink(self.unit._pack_path(name))
-            except FileNotFoundError:
-                pass
+            self.unit._unlink_pack(name)
         self._finish()
 
     def _finish(self) -> None:
@@ -537,17 +530,9 @@ class DedupObjectReader(ObjectReader):
     so that decoding overlaps with sending."""
 
     def __init__(self, unit: DedupStorageUnit, location: str, stored: StoredObject) -> None:
-        got = unit.recipe(location, stored.offset)
-        if got is None:
-            raise MediaReadError(f"the dedup pool {unit.name} has no chunk list for object "
-                                 f"{stored.offset} of {location}")
-        size, ids = got
-        if size != stored.size or recipe_checksum(ids) != stored.checksum:
-            raise MediaReadError(f"the chunk list of object {stored.offset} of {location} "
-                                 "does not match the catalog")
+        self._ids = unit._checked_recipe(location, stored)
         self.unit = unit
-        self.size = size
-        self._ids = ids
+        self.size = stored.size
         self._rest = memoryview(b"")
         self._queue: queue.Queue[memoryview | BaseException | None] = queue.Queue(PREFETCH)
         self._stop = threading.Event()
@@ -555,20 +540,6 @@ class DedupObjectReader(ObjectReader):
         self._local = threading.local()
         self._thread = threading.Thread(target=self._prefetch, name="dedup-read", daemon=True)
         self._thread.start()
-
-    def _refs(self) -> Iterator[tuple[bytes, int, int, int]]:
-        """(chunk ID, blob, offset, length) of each chunk of the object, in order."""
-        ids, count = self._ids, len(self._ids) // ID_LEN
-        for start in range(0, count, LOOKUP_BATCH):
-            batch = [ids[j * ID_LEN:(j + 1) * ID_LEN]
-                     for j in range(start, min(count, start + LOOKUP_BATCH))]
-            where = self.unit._locate(batch)
-            for cid in batch:
-                loc = where.get(cid)
-                if loc is None:
-                    raise MediaReadError(f"chunk {cid.hex()[:16]} is missing from the "
-                                         f"dedup pool {self.unit.name}")
-                yield (cid, *loc)
 
     def _decode(self, blob_id: int) -> bytes:
         decoder = getattr(self._local, "decoder", None)
@@ -586,7 +557,7 @@ class DedupObjectReader(ObjectReader):
         plan: collections.deque[tuple[bytes, int, int, int]] = collections.deque()
         checked: set[bytes] = set()
         id_key = self.unit.key.id_key
-        refs = self._refs()
+        refs = self.unit._chunk_refs(self._ids)
         try:
             more = True
             while more or plan:
@@ -681,7 +652,7 @@ class DedupStorageUnit(StorageUnit):
         self.media_id = media_id
         self.segment = SEGMENT
         key_dir = key_dir or os.path.join(self.root, "..", "keys")
-        self.key_path = os.path.join(os.path.abspath(key_dir), _SAFE.sub("_", name) + ".key")
+        self.key_path = os.path.join(os.path.abspath(key_dir), safe_name(name) + ".key")
         self._lock = threading.RLock()
         self._writers: set[DedupImageWriter] = set()
         self._gc_lock = threading.Lock()
@@ -746,6 +717,12 @@ class DedupStorageUnit(StorageUnit):
                                   "OpenXBSA server") from None
         self._owner_fd = fd
 
+    def _unlink_pack(self, name: str) -> None:
+        try:
+            os.unlink(self._pack_path(name))
+        except FileNotFoundError:
+            pass
+
     def _pack_path(self, name: str, create_dir: bool = False) -> str:
         d = os.path.join(self.root, "packs", name[:2])
         if create_dir:
@@ -754,8 +731,7 @@ class DedupStorageUnit(StorageUnit):
 
     # -------------------------------------------------------------- StorageUnit
     def location_for(self, backup_id: str) -> str:
-        client = _SAFE.sub("_", backup_id.rsplit("_", 1)[0]) or "client"
-        return f"{client}/{_SAFE.sub('_', backup_id)}"
+        return image_name(backup_id)
 
     def open_writer(self, backup_id: str) -> DedupImageWriter:
         with self._lock:
@@ -837,8 +813,33 @@ class DedupStorageUnit(StorageUnit):
             raise MediaReadError(f"{where}: read failed: {exc}") from exc
         if len(record) != stored:
             raise MediaReadError(f"{where}: the pack file is truncated")
-        raw, _chunks = decoder.decode(record, where, verify)
-        return raw
+        return decoder.decode(record, where, verify)
+
+    def _checked_recipe(self, location: str, stored: StoredObject) -> bytes:
+        """The chunk IDs of one object, after checking them against the catalog's record."""
+        got = self.recipe(location, stored.offset)
+        if got is None:
+            raise MediaReadError(f"the dedup pool {self.name} has no chunk list for object "
+                                 f"{stored.offset} of {location}")
+        size, ids = got
+        if size != stored.size or recipe_checksum(ids) != stored.checksum:
+            raise MediaReadError(f"the chunk list of object {stored.offset} of {location} "
+                                 "does not match the catalog")
+        return ids
+
+    def _chunk_refs(self, ids: bytes) -> Iterator[tuple[bytes, int, int, int]]:
+        """(chunk ID, blob, offset, length) of each chunk of a recipe, in order."""
+        count = len(ids) // ID_LEN
+        for start in range(0, count, LOOKUP_BATCH):
+            batch = [ids[j * ID_LEN:(j + 1) * ID_LEN]
+                     for j in range(start, min(count, start + LOOKUP_BATCH))]
+            where = self._locate(batch)
+            for cid in batch:
+                loc = where.get(cid)
+                if loc is None:
+                    raise MediaReadError(f"chunk {cid.hex()[:16]} is missing from the "
+                                         f"dedup pool {self.name}")
+                yield (cid, *loc)
 
     def recipe(self, location: str, seq: int) -> tuple[int, bytes] | None:
         with self._lock:
@@ -945,10 +946,7 @@ class DedupStorageUnit(StorageUnit):
             self._db.execute("COMMIT")
         faults.point("dedup:gc_before_unlink")
         for _, name in packs:
-            try:
-                os.unlink(self._pack_path(name))
-            except FileNotFoundError:
-                pass
+            self._unlink_pack(name)
         return [n for _, n in packs]
 
     def _sparse_packs(self) -> list[tuple[int, str]]:
@@ -999,10 +997,7 @@ class DedupStorageUnit(StorageUnit):
             db.execute("DELETE FROM packs WHERE id = ?", (pack_id,))
             db.execute("COMMIT")
         faults.point("dedup:gc_before_unlink")
-        try:
-            os.unlink(self._pack_path(name))
-        except FileNotFoundError:
-            pass
+        self._unlink_pack(name)
         return 1
 
     # -------------------------------------------------------------- checking and reporting
@@ -1011,31 +1006,21 @@ class DedupStorageUnit(StorageUnit):
         """Why this object cannot be restored intact, or None: every chunk of it is read,
         authenticated and checked against its ID (blobs checked once per ``memo``)."""
         memo = {} if memo is None else memo
-        got = self.recipe(location, stored.offset)
-        if got is None:
-            return "its chunk list is missing from the dedup pool"
-        size, ids = got
-        if size != stored.size or recipe_checksum(ids) != stored.checksum:
-            return "its chunk list does not match the catalog"
-        idlist = [ids[i:i + ID_LEN] for i in range(0, len(ids), ID_LEN)]
         fds: dict[str, int] = {}
         decoder = _Decoder(self.key)
         try:
-            for i in range(0, len(idlist), LOOKUP_BATCH):
-                batch = idlist[i:i + LOOKUP_BATCH]
-                where = self._locate(batch)
-                for cid in batch:
-                    if cid not in where:
-                        return f"chunk {cid.hex()[:16]} is missing from the pool"
-                    blob_id = where[cid][0]
-                    if blob_id not in memo:
-                        try:
-                            self._read_blob(blob_id, fds, decoder)
-                            memo[blob_id] = None
-                        except MediaReadError as exc:
-                            memo[blob_id] = exc.message
-                    if memo[blob_id]:
-                        return memo[blob_id]
+            for _cid, blob_id, _off, _len in self._chunk_refs(self._checked_recipe(location,
+                                                                                  stored)):
+                if blob_id not in memo:
+                    try:
+                        self._read_blob(blob_id, fds, decoder)
+                        memo[blob_id] = None
+                    except MediaReadError as exc:
+                        memo[blob_id] = exc.message
+                if memo[blob_id]:
+                    return memo[blob_id]
+        except MediaReadError as exc:         # chunk list or a chunk's place missing
+            return exc.message
         finally:
             for fd in fds.values():
                 os.close(fd)

@@ -6,19 +6,17 @@ import ctypes
 import ctypes.util
 import errno
 import os
-import re
 
 import blake3
 
 from openxbsa.errors import MediaReadError, MediaWriteError
-from openxbsa.storage.base import ImageWriter, ObjectReader, StorageUnit, StoredObject
+from openxbsa.storage.base import (
+    ImageWriter, ObjectReader, StorageUnit, StoredObject, image_name,
+)
 
 _FALLOC_FL_KEEP_SIZE = 0x01
 _FALLOC_FL_PUNCH_HOLE = 0x02
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-_SAFE = re.compile(r"[^A-Za-z0-9._-]")
-
-
 def _punch_hole(fd: int, offset: int, length: int) -> bool:
     """Give the blocks of a deleted object back to the file system (Linux fallocate)."""
     if length <= 0:
@@ -140,8 +138,7 @@ class DiskStorageUnit(StorageUnit):
         os.makedirs(self.root, exist_ok=True)
 
     def location_for(self, backup_id: str) -> str:
-        client = _SAFE.sub("_", backup_id.rsplit("_", 1)[0]) or "client"
-        return f"{client}/{_SAFE.sub('_', backup_id)}.img"
+        return image_name(backup_id) + ".img"
 
     def open_writer(self, backup_id: str) -> DiskImageWriter:
         return DiskImageWriter(self.root, self.location_for(backup_id))
