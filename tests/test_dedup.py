@@ -8,6 +8,7 @@ the others go through a real server process and openxbsa.xbsa.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
@@ -698,6 +699,38 @@ def test_failures_inside_the_pipeline_are_reported_not_hung(tmp_path):
         w.end_object()
         w.commit()
     w.abort()
+    assert unit._writers == set()
+    unit.close()
+
+
+def test_a_pack_flush_failure_fails_the_commit_as_disk_full(tmp_path, monkeypatch):
+    """Full packs are fsynced on their own thread; a failure there (here ENOSPC, injected:
+    a full disk cannot be arranged safely on this machine) fails the commit with status 129,
+    the image never appears and abort leaves no pack behind."""
+    root = str(tmp_path)
+    unit = new_unit(root)
+    real_fsync = os.fsync
+    calls = []
+
+    def failing_fsync(fd: int) -> None:
+        calls.append(fd)
+        if len(calls) == 2:                       # the second pack's flush fails
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    w = unit.open_writer("host_1")
+    w.begin_object()
+    with pytest.raises(MediaWriteError) as err:
+        for _ in range(100):                      # ~3 packs of random data
+            w.write(os.urandom(MiB))
+        w.end_object()
+        w.commit()
+    assert err.value.status == 129 and "No space left" in str(err.value)
+    w.abort()
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert pack_files(root) == []
+    assert unit.recipe(w.location, 0) is None
     assert unit._writers == set()
     unit.close()
 

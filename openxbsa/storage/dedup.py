@@ -273,6 +273,10 @@ class DedupImageWriter(ImageWriter):
         self.stored = 0
         self._cutter = ThreadPoolExecutor(1, thread_name_prefix="dedup-cut")
         self._sealer = ThreadPoolExecutor(SEALERS, thread_name_prefix="dedup-seal")
+        # full packs are fsynced on their own thread: the disk works while the CPUs cut
+        # and seal the next pack (an fsync under the pack lock stalled every stage)
+        self._flusher = ThreadPoolExecutor(1, thread_name_prefix="dedup-flush")
+        self._flushes: collections.deque[Future[None]] = collections.deque()
         self._cuts: collections.deque[Future[None]] = collections.deque()
         self._seals: collections.deque[Future[None]] = collections.deque()
         self._failed: BaseException | None = None
@@ -337,7 +341,7 @@ class DedupImageWriter(ImageWriter):
             self._failed = exc
 
     def _raise_failure(self) -> None:
-        for futures in (self._cuts, self._seals):
+        for futures in (self._cuts, self._seals, self._flushes):
             while futures and futures[0].done():
                 self._wait(futures)
         if self._failed is not None:
@@ -451,9 +455,7 @@ class DedupImageWriter(ImageWriter):
                 if self.pack_size >= PACK_TARGET:
                     self._close_pack()
         except OSError as exc:
-            code = 129 if exc.errno == errno.ENOSPC else 84
-            raise MediaWriteError(f"writing to dedup pool {self.unit.name} failed: {exc}",
-                                  status=code) from exc
+            raise self._write_error("writing to", exc) from exc
         finally:
             raw.release()
             self._contexts.put(ctx)
@@ -470,9 +472,22 @@ class DedupImageWriter(ImageWriter):
         self.stored += self.pack_size
 
     def _close_pack(self) -> None:
-        os.fsync(self.pack_fd)
-        os.close(self.pack_fd)
-        self.pack_fd = -1
+        fd, self.pack_fd = self.pack_fd, -1
+        self._flushes.append(self._flusher.submit(self._flush_pack, fd))
+
+    # -------------------------------------------------------------- flusher thread
+    def _flush_pack(self, fd: int) -> None:
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            raise self._write_error("flushing", exc) from exc
+        finally:
+            os.close(fd)
+
+    def _write_error(self, doing: str, exc: OSError) -> MediaWriteError:
+        """Status 129 (disk full) for ENOSPC, 84 (media write error) otherwise."""
+        return MediaWriteError(f"{doing} dedup pool {self.unit.name} failed: {exc}",
+                               status=129 if exc.errno == errno.ENOSPC else 84)
 
     # -------------------------------------------------------------- commit / abort
     def commit(self) -> None:
@@ -482,13 +497,16 @@ class DedupImageWriter(ImageWriter):
         while self._seals:
             self._wait(self._seals)
         self._raise_failure()
+        if self.pack_fd >= 0:
+            self._close_pack()
+        while self._flushes:
+            self._wait(self._flushes)
+        self._raise_failure()
         try:
-            if self.pack_fd >= 0:
-                self._close_pack()
             for d in {os.path.dirname(self.unit._pack_path(p)) for p in self.packs}:
                 fsync_dir(d)
         except OSError as exc:
-            raise MediaWriteError(f"flushing dedup pool {self.unit.name} failed: {exc}") from exc
+            raise self._write_error("flushing", exc) from exc
         faults.point("dedup:packs_durable")
         self.unit._commit_writer(self)
         self._finish()
@@ -506,6 +524,8 @@ class DedupImageWriter(ImageWriter):
         if self.pack_fd >= 0:
             os.close(self.pack_fd)
             self.pack_fd = -1
+        self._flusher.shutdown(wait=True)         # every flushed pack's fd is closed
+        self._flushes.clear()
         for name in self.packs:
             self.unit._unlink_pack(name)
         self._finish()
@@ -514,6 +534,7 @@ class DedupImageWriter(ImageWriter):
         self._done = True
         self._cutter.shutdown(wait=False)
         self._sealer.shutdown(wait=False)
+        self._flusher.shutdown(wait=False)
         with self.unit._lock:
             self.unit._writers.discard(self)
         self.tail = memoryview(b"")
