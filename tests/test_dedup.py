@@ -295,12 +295,18 @@ def test_pack_corruption_found_by_verify_and_by_restore(dsrv):
     X.BSATerminate(h)
 
 
-def test_a_chunk_that_does_not_match_its_id_is_refused(tmp_path):
+@pytest.mark.parametrize("lookahead", [128, 2])
+def test_a_chunk_that_does_not_match_its_id_is_refused(tmp_path, monkeypatch, lookahead):
     """A blob that authenticates but whose bytes do not hash to the chunk IDs it claims
-    (a bug, or a forger holding the key) is refused by restore and by verify."""
+    (a bug, or a forger holding the key) is refused by restore and by verify. The third
+    chunk is damaged: with the usual lookahead its decoder thread checks it, with a
+    lookahead of 2 the reader's prefetch thread does (the blob is already decoded)."""
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+    from openxbsa.storage import dedup
     from openxbsa.storage.dedup import BLOB_HEAD, TABLE_ENTRY
+
+    monkeypatch.setattr(dedup, "LOOKAHEAD", lookahead)
 
     root = str(tmp_path)
     unit = new_unit(root)
@@ -318,7 +324,10 @@ def test_a_chunk_that_does_not_match_its_id_is_refused(tmp_path):
         table_end = BLOB_HEAD.size + count * TABLE_ENTRY.size
         aead = AESGCM(unit.key.enc_key)
         raw = bytearray(aead.decrypt(nonce, record[table_end:], record[:table_end]))
-        raw[10] ^= 1                                       # the content changes, IDs do not
+        assert count > 3
+        third = sum(TABLE_ENTRY.unpack_from(record, BLOB_HEAD.size + i * TABLE_ENTRY.size)[1]
+                    for i in range(2))
+        raw[third + 10] ^= 1                               # the content changes, IDs do not
         f.seek(offset + table_end)
         f.write(aead.encrypt(nonce, bytes(raw), record[:table_end]))
     with pytest.raises(MediaReadError, match="does not match its ID"):

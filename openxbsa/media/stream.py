@@ -56,10 +56,10 @@ def send_object(channel: wire.Channel, reader: ObjectReader,
         if zc is not None:
             channel.sendfile(zc[0], zc[1] + sent, part)
         else:
-            data = reader.read(part)
-            if len(data) != part:
+            views = reader.read_views(part)
+            if sum(len(v) for v in views) != part:
                 raise MediaReadError("object is shorter than the catalog says")
-            channel.send_data(data)
+            channel.send_data_views(views)
         sent += part
         remaining -= part
     return True

@@ -126,6 +126,13 @@ def recipe_checksum(ids: bytes) -> str:
     return blake3.blake3(ids).hexdigest()
 
 
+def check_chunk(data: memoryview, cid: bytes, id_key: bytes, where: str) -> None:
+    """Raise MediaReadError unless ``data`` hashes to its chunk ID ``cid``."""
+    if blake3.blake3(data, key=id_key).digest() != cid:
+        raise MediaReadError(f"{where}: chunk {cid.hex()[:16]} does not match its ID: "
+                             "the stored bytes are damaged")
+
+
 class PoolKey:
     """The pool key and what is derived from it: the chunk-ID key and the AES-256-GCM key."""
 
@@ -203,9 +210,8 @@ class _Decoder:
         view = memoryview(raw)
         for i in range(count):
             cid, length = TABLE_ENTRY.unpack_from(record, BLOB_HEAD.size + i * TABLE_ENTRY.size)
-            if verify and blake3.blake3(view[off:off + length],
-                                        key=self.key.id_key).digest() != cid:
-                raise MediaReadError(f"{where}: chunk {cid.hex()[:16]} does not match its ID")
+            if verify:
+                check_chunk(view[off:off + length], cid, self.key.id_key, where)
             off += length
         if off != raw_len:
             raise MediaReadError(f"{where}: the blob's chunk table is damaged")
@@ -562,18 +568,27 @@ class DedupObjectReader(ObjectReader):
         self._thread = threading.Thread(target=self._prefetch, name="dedup-read", daemon=True)
         self._thread.start()
 
-    def _decode(self, blob_id: int) -> bytes:
+    def _decode(self, blob_id: int, wanted: list[tuple[bytes, int, int, int]]
+                ) -> tuple[bytes, frozenset[bytes]]:
+        """Decoder thread: one blob, and the chunks of it already planned checked against
+        their IDs here, in parallel, rather than one by one on the prefetch thread."""
         decoder = getattr(self._local, "decoder", None)
         if decoder is None:
             decoder = self._local.decoder = _Decoder(self.unit.key)
-        return self.unit._read_blob(blob_id, self._fds, decoder, verify=False)
+        raw = self.unit._read_blob(blob_id, self._fds, decoder, verify=False)
+        view = memoryview(raw)
+        for cid, _blob, off, length in wanted:
+            check_chunk(view[off:off + length], cid, decoder.key.id_key,
+                        f"dedup pool {self.unit.name}")
+        return raw, frozenset(ref[0] for ref in wanted)
 
     def _prefetch(self) -> None:
         """Plan the chunks ahead, decode their blobs on DECODERS threads (in parallel, each
-        blob once while cached), check each chunk used against its ID (once), hand the
-        chunks over in order."""
+        blob once while cached; the planned chunks of a blob are checked there), check any
+        other chunk used against its ID (once), hand the chunks over in order."""
         pool = ThreadPoolExecutor(DECODERS, thread_name_prefix="dedup-decode")
-        blobs: collections.OrderedDict[int, Future[bytes]] = collections.OrderedDict()
+        blobs: collections.OrderedDict[int, Future[tuple[bytes, frozenset[bytes]]]] = \
+            collections.OrderedDict()
         planned: collections.Counter[int] = collections.Counter()
         plan: collections.deque[tuple[bytes, int, int, int]] = collections.deque()
         checked: set[bytes] = set()
@@ -582,27 +597,28 @@ class DedupObjectReader(ObjectReader):
         try:
             more = True
             while more or plan:
-                while more and len(plan) < LOOKAHEAD:
-                    ref = next(refs, None)
-                    if ref is None:
-                        more = False
-                        break
-                    plan.append(ref)
-                    planned[ref[1]] += 1
-                    if ref[1] not in blobs:
-                        blobs[ref[1]] = pool.submit(self._decode, ref[1])
+                if more and len(plan) < LOOKAHEAD // 2:    # refill in batches, so that a
+                    fresh: dict[int, list[tuple[bytes, int, int, int]]] = {}  # blob's
+                    while len(plan) < LOOKAHEAD:           # chunks go with its decode
+                        ref = next(refs, None)
+                        if ref is None:
+                            more = False
+                            break
+                        plan.append(ref)
+                        planned[ref[1]] += 1
+                        if ref[1] not in blobs:
+                            fresh.setdefault(ref[1], []).append(ref)
+                    for blob_id, wanted in fresh.items():
+                        blobs[blob_id] = pool.submit(self._decode, blob_id, wanted)
                 if not plan:
                     break
                 cid, blob_id, off, length = plan.popleft()
                 planned[blob_id] -= 1
-                raw = blobs[blob_id].result()
+                raw, verified = blobs[blob_id].result()
                 blobs.move_to_end(blob_id)
                 chunk = memoryview(raw)[off:off + length]
-                if cid not in checked:
-                    if blake3.blake3(chunk, key=id_key).digest() != cid:
-                        raise MediaReadError(
-                            f"dedup pool {self.unit.name}: chunk {cid.hex()[:16]} does not "
-                            "match its ID: the stored bytes are damaged")
+                if cid not in verified and cid not in checked:
+                    check_chunk(chunk, cid, id_key, f"dedup pool {self.unit.name}")
                     checked.add(cid)
                 if not self._put(chunk):
                     return
@@ -630,6 +646,9 @@ class DedupObjectReader(ObjectReader):
         return False
 
     def read(self, n: int) -> bytes:
+        return b"".join(self.read_views(n))
+
+    def read_views(self, n: int) -> list[memoryview]:
         parts = []
         need = n
         while need > 0:
@@ -648,7 +667,7 @@ class DedupObjectReader(ObjectReader):
             parts.append(part)
             need -= len(part)
             self._rest = self._rest[len(part):]
-        return b"".join(parts)
+        return parts
 
     def close(self) -> None:
         self._stop.set()

@@ -30,6 +30,7 @@ MAX_CONTROL = 1 << 20      # a control message larger than this is hostile
 MAX_DATA_FRAME = 8 << 20   # data frames are at most this large
 STREAM_FRAME = 1 << 20     # frame size the server uses when streaming a restore
 SOCKET_BUFFER = 1 << 20
+IOV_MAX = 1024             # pieces one sendmsg takes (Linux's UIO_MAXIOV)
 
 
 class ProtocolError(Exception):
@@ -129,6 +130,22 @@ class Channel:
             self.wfile.write(HEADER.pack(DATA, len(part)))
             self.wfile.write(part)
             view = view[len(part):]
+
+    def send_data_views(self, views: list[memoryview]) -> None:
+        """One DATA frame made of ``views`` (at most MAX_DATA_FRAME bytes in all), gathered
+        by the kernel from where they lie: no copy into one buffer first."""
+        total = sum(len(v) for v in views)
+        if total > MAX_DATA_FRAME:
+            raise ValueError("a DATA frame larger than MAX_DATA_FRAME")
+        self.wfile.flush()
+        parts = [memoryview(HEADER.pack(DATA, total)), *views]
+        while parts:
+            n = self.sock.sendmsg(parts[:IOV_MAX])
+            while parts and n >= len(parts[0]):
+                n -= len(parts[0])
+                parts.pop(0)
+            if parts and n:
+                parts[0] = parts[0][n:]
 
     def sendfile(self, fd: int, offset: int, count: int) -> None:
         """Send ``count`` bytes of file ``fd`` from ``offset`` as DATA frames, zero-copy."""
