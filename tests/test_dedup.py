@@ -342,8 +342,8 @@ def test_truncated_pack_and_missing_key_give_clear_errors(dsrv):
     d = backup(h, "/t/file", data)
     X.BSATerminate(h)
     (image,) = cli_json(dsrv, "images")
-    (pack,) = pack_files(dsrv.home)
-    os.truncate(pack, os.path.getsize(pack) // 2)
+    for pack in pack_files(dsrv.home):                  # one or two (one per sealer)
+        os.truncate(pack, os.path.getsize(pack) // 2)
     report = json.loads(dsrv.cli("verify", "--backupid", image["backupid"], "--json").stdout)
     assert "truncated" in report["objects"][0]["problem"]
     check = dsrv.cli("pool", "check")
@@ -379,7 +379,7 @@ def test_gc_frees_space_of_deleted_images_and_repacks(tmp_path):
     unit.release(loc, stored[0])                          # delete the big object only
     assert unit.usage()["garbage_bytes"] == 12 * MiB
     result = unit.collect()
-    assert result["chunks"] > 0 and result["packs_repacked"] == 1
+    assert result["chunks"] > 0 and result["packs_repacked"] >= 1   # one pack per sealer
     after = unit.usage()
     assert after["garbage_bytes"] == 0 and after["stored_bytes"] < before - 11 * MiB
     assert load(unit, loc, stored[1]) == keep and load(unit, loc2, stored2[0]) == keep
@@ -603,12 +603,13 @@ def test_server_killed_mid_stream_leaves_no_pack_behind(tmp_path_factory):
     srv = dedup_server(tmp_path_factory)
     try:
         kept, base = committed_baseline(srv, 2 * MiB)
+        committed = pack_files(srv.home)
         h = init(srv)
         assert X.BSABeginTxn(h) == OK
         assert X.BSACreateObject(h, descriptor("/crash/mid", 64 * MiB), X.BSA_DataBlock32()) == OK
         send_all(h, os.urandom(40 * MiB))                     # packs written, not committed
         time.sleep(0.5)
-        assert len(pack_files(srv.home)) > 1
+        assert len(pack_files(srv.home)) > len(committed)
         srv.kill()
         X.BSATerminate(h)
         srv.start()
@@ -616,7 +617,7 @@ def test_server_killed_mid_stream_leaves_no_pack_behind(tmp_path_factory):
         assert restore(h, kept.copyId) == base
         X.BSATerminate(h)
         assert_pool_consistent(srv)
-        assert len(pack_files(srv.home)) == 1
+        assert pack_files(srv.home) == committed
     finally:
         srv.stop()
 

@@ -8,7 +8,8 @@ How a stream is stored
     IDs in order) refers to it. New chunks of a writer are grouped into *blobs* of about
     1 MiB, which are compressed together with zstd (many small chunks compress as well as
     one large one) and sealed with AES-256-GCM. Blobs are appended to *pack files* of about
-    32 MiB; one writer owns its pack files, so concurrent backups never share a file.
+    32 MiB; one writer owns its pack files (each of its sealer threads one at a time), so
+    concurrent backups never share a file.
 
 Where things are
     ``<pool>/pool.json``  format, pool ID, chunker parameters, the key's fingerprint
@@ -219,13 +220,17 @@ class _Decoder:
 
 
 class _SealContext:
-    """What one sealer thread uses: compressors, the cipher, an output buffer."""
+    """What one sealer uses: compressors, the cipher, an output buffer and its own pack
+    file (sealers append to different files, so the kernel writes them in parallel)."""
 
     def __init__(self, unit: DedupStorageUnit, size: int) -> None:
         self.zc = zstandard.ZstdCompressor(level=unit.zstd_level)
         self.trial = zstandard.ZstdCompressor(level=1)
         self.aead = AESGCM(unit.key.enc_key)
         self.out = bytearray(size + 16)
+        self.pack = ""                      # name of the open pack file, "" when none
+        self.pack_fd = -1
+        self.pack_size = 0
 
 
 class DedupImageWriter(ImageWriter):
@@ -235,7 +240,7 @@ class DedupImageWriter(ImageWriter):
     The work is shared by threads, each on data the others do not touch: the session
     thread receives into segment buffers; a cutter thread cuts a full segment into chunks,
     hashes and looks them up, and copies the new ones into the pending blob; two sealer
-    threads compress and encrypt blobs and append them, one at a time, to the pack.
+    threads compress and encrypt blobs and append them, each to a pack file of its own.
     Cutting, hashing, compression, encryption and I/O all release the GIL, so the stages
     overlap.
     """
@@ -265,15 +270,15 @@ class DedupImageWriter(ImageWriter):
         self.pending = self._blob_bufs.get()
         self.pending_fill = 0
         self.pending_ids: list[tuple[bytes, int]] = []
+        self._all_contexts = [_SealContext(unit, BLOB_TARGET + unit.chunk_max)
+                              for _ in range(SEALERS)]
         self._contexts: queue.SimpleQueue[_SealContext] = queue.SimpleQueue()
-        for _ in range(SEALERS):
-            self._contexts.put(_SealContext(unit, BLOB_TARGET + unit.chunk_max))
-        self._pack_lock = threading.Lock()
+        for ctx in self._all_contexts:
+            self._contexts.put(ctx)
+        self._done_lock = threading.Lock()    # guards blobs, packs, stored (sealers add)
         self._compressing = False             # the last blob compressed well
         self.blobs: list[tuple[str, int, int, int, list[tuple[bytes, int, int]]]] = []
         self.packs: list[str] = []                   # pack names, in order
-        self.pack_fd = -1
-        self.pack_size = 0
         self.received = 0
         self.new_bytes = 0
         self.stored = 0
@@ -450,16 +455,16 @@ class DedupImageWriter(ImageWriter):
                 entries.append((cid, off, n))
                 off += n
             record = len(aad) + len(sealed)
-            with self._pack_lock:                 # sealers append one blob at a time
-                if self.pack_fd < 0:
-                    self._open_pack()
-                offset = self.pack_size
-                _write_all(self.pack_fd, [aad, sealed])
-                self.pack_size += record
+            if ctx.pack_fd < 0:
+                self._open_pack(ctx)
+            offset = ctx.pack_size
+            _write_all(ctx.pack_fd, [aad, sealed])
+            ctx.pack_size += record
+            with self._done_lock:
                 self.stored += record
-                self.blobs.append((self.packs[-1], offset, record, size, entries))
-                if self.pack_size >= PACK_TARGET:
-                    self._close_pack()
+                self.blobs.append((ctx.pack, offset, record, size, entries))
+            if ctx.pack_size >= PACK_TARGET:
+                self._close_pack(ctx)
         except OSError as exc:
             raise self._write_error("writing to", exc) from exc
         finally:
@@ -467,19 +472,23 @@ class DedupImageWriter(ImageWriter):
             self._contexts.put(ctx)
             self._blob_bufs.put(buf)
 
-    def _open_pack(self) -> None:
+    def _open_pack(self, ctx: _SealContext) -> None:
         name = os.urandom(16).hex()
         path = self.unit._pack_path(name, create_dir=True)
-        self.pack_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        self.packs.append(name)
+        ctx.pack_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        ctx.pack = name
+        with self._done_lock:
+            self.packs.append(name)           # before any write: abort finds every file
         header = PACK_MAGIC + self.unit.pool_id
-        _write_all(self.pack_fd, [header])
-        self.pack_size = len(header)
-        self.stored += self.pack_size
+        _write_all(ctx.pack_fd, [header])
+        ctx.pack_size = len(header)
+        with self._done_lock:
+            self.stored += ctx.pack_size
 
-    def _close_pack(self) -> None:
-        fd, self.pack_fd = self.pack_fd, -1
-        self._flushes.append(self._flusher.submit(self._flush_pack, fd))
+    def _close_pack(self, ctx: _SealContext) -> None:
+        fd, ctx.pack_fd, ctx.pack = ctx.pack_fd, -1, ""
+        with self._done_lock:
+            self._flushes.append(self._flusher.submit(self._flush_pack, fd))
 
     # -------------------------------------------------------------- flusher thread
     def _flush_pack(self, fd: int) -> None:
@@ -503,8 +512,9 @@ class DedupImageWriter(ImageWriter):
         while self._seals:
             self._wait(self._seals)
         self._raise_failure()
-        if self.pack_fd >= 0:
-            self._close_pack()
+        for ctx in self._all_contexts:          # the sealers are idle: close their packs
+            if ctx.pack_fd >= 0:
+                self._close_pack(ctx)
         while self._flushes:
             self._wait(self._flushes)
         self._raise_failure()
@@ -527,9 +537,10 @@ class DedupImageWriter(ImageWriter):
         self._sealer.shutdown(wait=True)
         self._cuts.clear()
         self._seals.clear()
-        if self.pack_fd >= 0:
-            os.close(self.pack_fd)
-            self.pack_fd = -1
+        for ctx in self._all_contexts:
+            if ctx.pack_fd >= 0:
+                os.close(ctx.pack_fd)
+                ctx.pack_fd = -1
         self._flusher.shutdown(wait=True)         # every flushed pack's fd is closed
         self._flushes.clear()
         for name in self.packs:
