@@ -514,6 +514,37 @@ def test_concurrent_backups_into_one_pool(tmp_path):
     unit.close()
 
 
+def test_same_new_data_from_two_backups_at_once_is_kept_once(tmp_path):
+    """Two backups store the same new data at the same time (neither saw the other's
+    chunks in the pool): the first to commit keeps its copy, the second's copy is not
+    recorded and its packs are collected; both restore, the pool holds the data once."""
+    unit = new_unit(str(tmp_path))
+    data = os.urandom(6 * MiB)
+    writers = [unit.open_writer(f"host_{n}") for n in range(2)]
+    for w in writers:
+        w.begin_object()
+        w.write(data)
+    stored = [w.end_object() for w in writers]
+    for w in writers:
+        w.commit()
+    first, second = (w.stats() for w in writers)
+    assert first["after_dedup"] == len(data) and second["after_dedup"] == 0
+    assert unit.usage()["unique_bytes"] == len(data)
+    unit.collect()
+    usage = unit.usage()
+    assert usage["stored_bytes"] < 1.05 * len(data)            # one copy on disk, not two
+    assert pack_files(str(tmp_path)) and unit.check() == []
+    for w, s in zip(writers, stored):
+        assert load(unit, w.location, s) == data
+    unit.delete_image(writers[0].location)                     # the copy's owner goes
+    unit.collect()
+    assert load(unit, writers[1].location, stored[1]) == data  # the other still restores
+    unit.delete_image(writers[1].location)
+    unit.collect()
+    assert unit.usage()["chunks"] == 0 and pack_files(str(tmp_path)) == []
+    unit.close()
+
+
 def test_expired_image_space_is_collected_by_the_server(tmp_path_factory):
     srv = dedup_server(tmp_path_factory, "[scheduler]\ninterval = 0.2\n")
     try:

@@ -830,10 +830,16 @@ class DedupStorageUnit(StorageUnit):
         are then pinned against garbage collection until the writer ends. Lookup and pin
         happen under the lock that collection takes."""
         with self._lock:
-            for i in range(0, len(ids), LOOKUP_BATCH):
-                batch = ids[i:i + LOOKUP_BATCH]
-                q = "SELECT id FROM chunks WHERE id IN (%s)" % ",".join("?" * len(batch))
-                pins.update(r[0] for r in self._db.execute(q, batch))
+            pins.update(self._known(ids))
+
+    def _known(self, ids: list[bytes]) -> set[bytes]:
+        """Those of ``ids`` the index holds (the caller holds the lock)."""
+        known: set[bytes] = set()
+        for i in range(0, len(ids), LOOKUP_BATCH):
+            batch = ids[i:i + LOOKUP_BATCH]
+            q = "SELECT id FROM chunks WHERE id IN (%s)" % ",".join("?" * len(batch))
+            known.update(r[0] for r in self._db.execute(q, batch))
+        return known
 
     def _locate(self, ids: list[bytes]) -> dict[bytes, tuple[int, int, int]]:
         with self._lock:
@@ -913,11 +919,18 @@ class DedupStorageUnit(StorageUnit):
                     size = os.path.getsize(self._pack_path(name))
                     cur = db.execute("INSERT INTO packs(name, size) VALUES (?, ?)", (name, size))
                     pack_ids[name] = cur.lastrowid
+                # a backup running at the same time may have committed some of the same new
+                # chunks first: its copy stays the one the index refers to, ours is garbage
+                # (a blob left with no chunk is not recorded; its bytes go at the next repack)
+                known = self._known([cid for *_, entries in w.blobs for cid, _o, _n in entries])
                 rows = []
                 for pack, offset, stored, raw, entries in w.blobs:
+                    fresh = [e for e in entries if e[0] not in known]
+                    if not fresh:
+                        continue
                     cur = db.execute("INSERT INTO blobs(pack, offset, stored, raw) "
                                      "VALUES (?, ?, ?, ?)", (pack_ids[pack], offset, stored, raw))
-                    rows += [(cid, cur.lastrowid, off, ln) for cid, off, ln in entries]
+                    rows += [(cid, cur.lastrowid, off, ln) for cid, off, ln in fresh]
                 db.executemany("INSERT OR IGNORE INTO chunks(id, blob, off, len, refs) "
                                "VALUES (?, ?, ?, ?, 0)", rows)
                 db.executemany("UPDATE chunks SET refs = refs + ? WHERE id = ?",
@@ -931,6 +944,10 @@ class DedupStorageUnit(StorageUnit):
                     db.execute("ROLLBACK")
                 raise MediaWriteError(f"the index of dedup pool {self.name} could not record "
                                       f"the image: {exc}") from exc
+            if known:
+                self._dirty = True            # packs now empty or sparse: collect them
+                w.new_bytes -= sum(ln for *_, entries in w.blobs
+                                   for cid, _off, ln in entries if cid in known)
 
     def _drop_recipes(self, where: str, args: tuple[Any, ...]) -> None:
         with self._lock:
