@@ -24,7 +24,7 @@ disk (allocated blocks of the repository; for OpenXBSA the pool and the catalog)
 targets are about. Encryption is on everywhere: OpenXBSA's pool
 always encrypts (AES-256-GCM); restic always does (AES-256-CTR + Poly1305); borg with
 ``--encryption repokey`` (AES-256-CTR + HMAC-SHA256; this CPU has SHA extensions).
-Compression is each tool's default: OpenXBSA zstd 3 (skipped on incompressible blobs),
+Compression is each tool's default: OpenXBSA zstd 1 (skipped on incompressible blobs),
 restic ``auto`` (zstd), borg lz4. The raw disk write rate is ``dd bs=1M conv=fdatasync``
 of the random input on the same disk.
 """
@@ -466,7 +466,7 @@ def main() -> None:
         report(results, raw_disk)
         if args.json:
             with open(args.json, "w") as f:
-                json.dump({"raw_disk_mbps": raw_disk,
+                json.dump({"machine": machine(), "raw_disk_mbps": raw_disk,
                            "results": {k: {t: vars(r) for t, r in v.items()}
                                        for k, v in results.items()}}, f, indent=2)
     finally:
@@ -474,8 +474,21 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
 
 
+def machine() -> str:
+    """CPUs and model: the CPU-bound stages (cutting, hashing, zstd) scale with the first."""
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((ln.split(":", 1)[1].strip() for ln in f
+                          if ln.startswith("model name")), model)
+    except OSError:
+        pass
+    return f"{os.cpu_count()} CPUs ({model}), shared by the client and the server/tool"
+
+
 def report(results: dict[str, dict[str, Result]], raw_disk: float) -> None:
-    print("\nratios (OpenXBSA / peer; targets from issue #6)")
+    print(f"\nmachine: {machine()}")
+    print("ratios (OpenXBSA / peer; targets from issue #6)")
     checks = []
     for kind, by_tool in results.items():
         ours = by_tool.get("openxbsa")
