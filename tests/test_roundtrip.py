@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import random
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -52,3 +53,42 @@ def test_round_trip_is_byte_exact(server, objects, send_buf, recv_buf, one_txn):
         assert X.BSAEndData(h) == OK
     assert X.BSAEndTxn(h, X.BSA_Vote_COMMIT) == OK
     X.BSATerminate(h)
+
+
+def test_gathered_data_frames_arrive_whole_through_partial_sends():
+    """The server sends a dedup restore's chunks as one frame gathered from many buffers
+    (Channel.send_data_views). Over a real socket with a small send buffer and a timeout
+    (so the kernel takes part of a sendmsg at a time), every frame arrives whole and in
+    order; a frame larger than the protocol allows is refused before anything is sent."""
+    import socket
+    import threading
+
+    from openxbsa import wire
+
+    a, b = socket.socketpair()
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+    a.settimeout(10)
+    sender, receiver = wire.Channel(a), wire.Channel(b)
+    rng = random.Random(7)
+    frames = [[rng.randbytes(rng.randrange(1, 200_000)) for _ in range(rng.randrange(1, 40))]
+              for _ in range(6)]
+    got: list[bytes] = []
+
+    def receive() -> None:
+        for _ in frames:
+            ftype, length = receiver.read_header()
+            assert ftype == wire.DATA
+            buf = bytearray(length)
+            receiver.readinto_exact(memoryview(buf))
+            got.append(bytes(buf))
+
+    t = threading.Thread(target=receive)
+    t.start()
+    for parts in frames:
+        sender.send_data_views([memoryview(p) for p in parts])
+    t.join(30)
+    assert got == [b"".join(parts) for parts in frames]
+    with pytest.raises(ValueError):
+        sender.send_data_views([memoryview(bytes(wire.MAX_DATA_FRAME + 1))])
+    a.close()
+    b.close()
