@@ -393,6 +393,39 @@ def test_gc_frees_space_of_deleted_images_and_repacks(tmp_path):
     unit.close()
 
 
+def test_gc_reclaims_the_dead_part_of_blobs_still_in_use(tmp_path):
+    """Blobs hold chunks of several objects. When most of a blob's chunks are dead, the
+    repack rewrites it with the live ones only (a daily dump's old blobs are mostly dead
+    but rarely all dead); while a reader is open the rewrite waits, and nothing it reads
+    moves under it."""
+    root = str(tmp_path)
+    unit = new_unit(root)
+    rng = random.Random(21)
+    keep = [rng.randbytes(150_000) for _ in range(40)]
+    drop = [rng.randbytes(450_000) for _ in range(40)]
+    objects = [o for pair in zip(keep, drop) for o in pair]      # interleaved in the blobs
+    loc_a, stored_a, _ = store(unit, "host_1", objects)
+    loc_b, stored_b, _ = store(unit, "host_2", keep)            # shares the `keep` chunks
+    before = unit.usage()["stored_bytes"]
+    assert before > 0.95 * sum(map(len, objects))
+    reader = unit.open_reader(loc_b, stored_b[3])
+    assert reader.read(1000) == keep[3][:1000]
+    unit.delete_image(loc_a)
+    unit.collect()                                   # a reader is open: nothing rewritten
+    assert unit.usage()["stored_bytes"] > 0.9 * before
+    assert reader.read(len(keep[3])) == keep[3][1000:]
+    reader.close()
+    unit.collect()                                   # now the mostly dead blobs go
+    after = unit.usage()
+    assert after["stored_bytes"] < 0.4 * before, (before, after)
+    assert after["stored_bytes"] >= sum(map(len, keep)) * 0.95
+    assert unit.check() == []
+    for s, data in zip(stored_b, keep):
+        assert load(unit, loc_b, s) == data
+        assert unit.verify_object(loc_b, s) is None
+    unit.close()
+
+
 def test_gc_racing_a_backup_of_the_same_data(tmp_path):
     """A backup deduplicating against an image that is deleted and collected meanwhile
     must still commit a complete, restorable image."""
@@ -658,27 +691,40 @@ def test_server_killed_during_garbage_collection(tmp_path_factory, point):
     home_settings = "[scheduler]\ninterval = 0.2\n"
     srv = dedup_server(tmp_path_factory, home_settings)
     try:
-        big, small = os.urandom(6 * MiB), os.urandom(MiB)
+        # small objects to keep between large ones to delete: the blobs holding them are
+        # mostly dead, so the repack rewrites them (and copies the rest as sealed)
+        keep = [os.urandom(100_000) for _ in range(12)]
+        drop = [os.urandom(400_000) for _ in range(12)]
+        objects = [(f"/gc/{kind}{i}", data) for i in range(12)
+                   for kind, data in (("keep", keep[i]), ("drop", drop[i]))]
         h = init(srv)
-        ds = backup_image(h, [("/gc/big", big), ("/gc/small", small)])
+        ds = backup_image(h, objects)
         X.BSATerminate(h)
         srv.stop()
         marker = os.path.join(srv.home, "fault.reached")
         srv.start({"OPENXBSA_FAULT": point, "OPENXBSA_FAULT_FILE": marker})
         h = init(srv)
         assert X.BSABeginTxn(h) == OK
-        assert X.BSADeleteObject(h, ds[0].copyId) == OK      # most of the pack is garbage now
+        for d in ds[1::2]:
+            assert X.BSADeleteObject(h, d.copyId) == OK      # most of the pack is garbage now
         assert X.BSAEndTxn(h, X.BSA_Vote_COMMIT) == OK
         X.BSATerminate(h)
         wait_marker(marker)                                   # the server's GC reached it
         srv.kill()
         srv.start()
         h = init(srv)
-        assert restore(h, ds[1].copyId) == small
+        for d, data in zip(ds[0::2], keep):
+            assert restore(h, d.copyId) == data
         X.BSATerminate(h)
         assert_pool_consistent(srv)
         (usage,) = cli_json(srv, "pool", "usage")
-        assert usage["objects"] == 1
+        assert usage["objects"] == 12
+        deadline = time.monotonic() + 20             # the restarted server finishes the job
+        while usage["stored_bytes"] > 0.5 * sum(map(len, keep + drop)):
+            assert time.monotonic() < deadline, usage
+            time.sleep(0.2)
+            (usage,) = cli_json(srv, "pool", "usage")
+        assert_pool_consistent(srv)
     finally:
         srv.stop()
 

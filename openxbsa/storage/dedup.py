@@ -28,7 +28,8 @@ Garbage collection
     Deleting an image drops its recipes and decrements its chunks' reference counts.
     ``collect`` removes chunks nobody references (except those a running backup has just
     deduplicated against: they are pinned until it ends), then blobs without chunks, then
-    packs without blobs; packs mostly dead are rewritten (*repacked*) first.
+    packs without blobs; packs mostly dead are rewritten (*repacked*): live blobs copied
+    sealed, blobs mostly dead sealed anew with their live chunks only.
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ ZSTD_LEVEL = 1                  # measured: on text as small as level 3, 1.3x fa
 TRIAL = 64 << 10                # sample compressed first to skip incompressible blobs
 TRIAL_KEEP = 0.92               # a sample larger than this fraction: store the blob raw
 REPACK_BELOW = 0.5              # repack a pack whose live share fell below this
+REWRITE_BELOW = 0.5             # while repacking, rewrite a blob whose live share is below
 LOOKUP_BATCH = 500              # chunk IDs per index query
 
 PACK_MAGIC = b"OXPACK1\n"
@@ -231,6 +233,24 @@ class _SealContext:
         self.pack = ""                      # name of the open pack file, "" when none
         self.pack_fd = -1
         self.pack_size = 0
+
+    def seal(self, raw: memoryview, items: list[tuple[bytes, int]],
+             compress: bool) -> tuple[bytes, memoryview]:
+        """One blob record of ``raw`` (the chunks ``items``, in order): the authenticated
+        header and chunk table, and the ciphertext (a view of ``out``, valid until the next
+        seal). Compressed when asked and when it shrinks."""
+        flags, payload = 0, raw
+        if compress:
+            packed = self.zc.compress(raw)
+            if len(packed) < len(raw):
+                flags, payload = FLAG_ZSTD, memoryview(packed)
+        table = b"".join(TABLE_ENTRY.pack(cid, n) for cid, n in items)
+        nonce = os.urandom(12)
+        aad = BLOB_HEAD.pack(BLOB_MAGIC, flags, nonce, len(items), len(raw),
+                             len(payload) + 16) + table
+        sealed = memoryview(self.out)[:len(payload) + 16]
+        self.aead.encrypt_into(nonce, payload, aad, sealed)
+        return aad, sealed
 
 
 class DedupImageWriter(ImageWriter):
@@ -433,23 +453,14 @@ class DedupImageWriter(ImageWriter):
         raw = memoryview(buf)[:size]
         ctx = self._contexts.get()
         try:
-            flags, payload = 0, raw
             sample = raw[:TRIAL]
             # the trial is skipped while blobs keep compressing (one guess per writer;
             # a blob that does not shrink is stored raw all the same)
-            if self._compressing or \
-                    len(ctx.trial.compress(sample)) < TRIAL_KEEP * len(sample):
-                packed = ctx.zc.compress(raw)
-                self._compressing = len(packed) < TRIAL_KEEP * size
-                if len(packed) < size:
-                    flags, payload = FLAG_ZSTD, memoryview(packed)
-            table = b"".join(TABLE_ENTRY.pack(cid, n) for cid, n in items)
-            nonce = os.urandom(12)
-            head = BLOB_HEAD.pack(BLOB_MAGIC, flags, nonce, len(items), size,
-                                  len(payload) + 16)
-            aad = head + table
-            sealed = memoryview(ctx.out)[:len(payload) + 16]
-            ctx.aead.encrypt_into(nonce, payload, aad, sealed)
+            compress = self._compressing or \
+                len(ctx.trial.compress(sample)) < TRIAL_KEEP * len(sample)
+            aad, sealed = ctx.seal(raw, items, compress)
+            if compress:
+                self._compressing = len(sealed) - 16 < TRIAL_KEEP * size
             entries, off = [], 0
             for cid, n in items:
                 entries.append((cid, off, n))
@@ -570,6 +581,9 @@ class DedupObjectReader(ObjectReader):
     def __init__(self, unit: DedupStorageUnit, location: str, stored: StoredObject) -> None:
         self._ids = unit._checked_recipe(location, stored)
         self.unit = unit
+        with unit._lock:                      # no blob is rewritten while this reader is open
+            unit._readers += 1
+        self._counted = True
         self.size = stored.size
         self._rest = memoryview(b"")
         self._queue: queue.Queue[memoryview | BaseException | None] = queue.Queue(PREFETCH)
@@ -691,6 +705,10 @@ class DedupObjectReader(ObjectReader):
         for fd in self._fds.values():
             os.close(fd)
         self._fds.clear()
+        if self._counted:
+            self._counted = False
+            with self.unit._lock:
+                self.unit._readers -= 1
 
 
 class DedupStorageUnit(StorageUnit):
@@ -706,6 +724,7 @@ class DedupStorageUnit(StorageUnit):
         self.key_path = os.path.join(os.path.abspath(key_dir), safe_name(name) + ".key")
         self._lock = threading.RLock()
         self._writers: set[DedupImageWriter] = set()
+        self._readers = 0                     # open readers: they hold chunk offsets
         self._gc_lock = threading.Lock()
         self._dirty = True                    # something may be collectable (start-up: yes)
         self._owner_fd = -1
@@ -1018,37 +1037,54 @@ class DedupStorageUnit(StorageUnit):
         return [n for _, n in packs]
 
     def _sparse_packs(self) -> list[tuple[int, str]]:
+        """Packs whose live share fell below REPACK_BELOW; a blob counts by the share of
+        its raw bytes still held by chunks."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT p.id, p.name, p.size, COALESCE(SUM(b.stored), 0) FROM packs p "
-                "JOIN blobs b ON b.pack = p.id GROUP BY p.id").fetchall()
+                "SELECT p.id, p.name, p.size, COALESCE(SUM(b.stored * l.live / b.raw), 0) "
+                "FROM packs p JOIN blobs b ON b.pack = p.id JOIN "
+                "(SELECT blob, SUM(len) AS live FROM chunks GROUP BY blob) l ON l.blob = b.id "
+                "GROUP BY p.id").fetchall()
         return [(r[0], r[1]) for r in rows if r[3] < REPACK_BELOW * r[2]]
 
     def _repack(self, pack_id: int, name: str) -> int:
-        """Copy the live blobs of a sparse pack into a new pack, then retire the old one.
-        Blobs are copied as sealed: no decryption is needed."""
+        """Move the live blobs of a sparse pack into a new pack, then retire the old one.
+        A blob mostly live is copied as sealed (no decryption); one mostly dead is rewritten
+        with its remaining chunks only (decrypted, checked, sealed anew), unless a reader
+        is open: readers hold chunk offsets, so then the rewrite waits for a later run."""
         with self._lock:
-            blobs = self._db.execute("SELECT id, offset, stored FROM blobs WHERE pack = ? "
-                                     "ORDER BY offset", (pack_id,)).fetchall()
+            blobs = self._db.execute(
+                "SELECT b.id, b.offset, b.stored, b.raw, COALESCE(SUM(c.len), 0) FROM blobs b "
+                "LEFT JOIN chunks c ON c.blob = b.id WHERE b.pack = ? GROUP BY b.id "
+                "ORDER BY b.offset", (pack_id,)).fetchall()
         if not blobs:
             return 0
         new = os.urandom(16).hex()
         path = self._pack_path(new, create_dir=True)
-        moved = []
+        moved: list[tuple[int, int, int, int]] = []     # blob, new offset, stored, raw
+        chunk_offsets: list[tuple[int, bytes]] = []     # rewritten blobs' chunks: off, id
         src = os.open(self._pack_path(name), os.O_RDONLY)
         try:
             dst = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
                 header = PACK_MAGIC + self.pool_id
-                os.write(dst, header)
+                _write_all(dst, [header])
                 pos = len(header)
-                for blob_id, offset, stored in blobs:
-                    data = os.pread(src, stored, offset)
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(dst, view):]
-                    moved.append((pos, blob_id))
-                    pos += stored
+                ctx: _SealContext | None = None
+                decoder = _Decoder(self.key)
+                for blob_id, offset, stored, raw, live in blobs:
+                    parts: list[bytes | memoryview] = [os.pread(src, stored, offset)]
+                    if live < REWRITE_BELOW * raw:
+                        ctx = ctx or _SealContext(self, BLOB_TARGET + self.chunk_max)
+                        rewritten = self._rewrite_blob(blob_id, parts[0], name, offset,
+                                                       decoder, ctx)
+                        if rewritten is not None:
+                            parts, raw, offsets = rewritten
+                            chunk_offsets += offsets
+                    size = sum(len(p) for p in parts)
+                    _write_all(dst, parts)
+                    moved.append((blob_id, pos, size, raw))
+                    pos += size
                 os.fsync(dst)
             finally:
                 os.close(dst)
@@ -1057,23 +1093,67 @@ class DedupStorageUnit(StorageUnit):
             os.close(src)
         faults.point("dedup:repack_copied")
         with self._lock:
+            if chunk_offsets and self._readers:          # try again when no reader is open
+                self._unlink_pack(new)
+                self._dirty = True
+                return 0
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             cur = db.execute("INSERT INTO packs(name, size) VALUES (?, ?)", (new, pos))
-            db.executemany("UPDATE blobs SET pack = ?, offset = ? WHERE id = ?",
-                           [(cur.lastrowid, off, b) for off, b in moved])
+            db.executemany("UPDATE blobs SET pack = ?, offset = ?, stored = ?, raw = ? "
+                           "WHERE id = ?",
+                           [(cur.lastrowid, off, st, rw, b) for b, off, st, rw in moved])
+            db.executemany("UPDATE chunks SET off = ? WHERE id = ?", chunk_offsets)
             db.execute("DELETE FROM packs WHERE id = ?", (pack_id,))
             db.execute("COMMIT")
         faults.point("dedup:gc_before_unlink")
         self._unlink_pack(name)
         return 1
 
+    def _rewrite_blob(self, blob_id: int, record: bytes, pack: str, offset: int,
+                      decoder: _Decoder, ctx: _SealContext
+                      ) -> tuple[list[bytes | memoryview], int, list[tuple[int, bytes]]] | None:
+        """The blob sealed anew with only the chunks the index still holds: (record parts,
+        raw length, new chunk offsets). None (copy it as it is) when it does not decode or
+        a chunk does not match its ID: verify and restore report such a blob, GC must not
+        hide it."""
+        with self._lock:
+            chunks = self._db.execute("SELECT id, off, len FROM chunks WHERE blob = ? "
+                                      "ORDER BY off", (blob_id,)).fetchall()
+        try:
+            raw = memoryview(decoder.decode(record, f"dedup pool {self.name}, pack {pack}, "
+                                                    f"offset {offset}", verify=False))
+            for cid, off, length in chunks:
+                check_chunk(raw[off:off + length], cid, self.key.id_key, self.name)
+        except MediaReadError as exc:
+            log.warning("dedup pool %s: blob %d kept as it is while repacking: %s",
+                        self.name, blob_id, exc.message)
+            return None
+        live = b"".join(raw[off:off + length] for _cid, off, length in chunks)
+        offsets, pos = [], 0
+        for cid, _off, length in chunks:
+            offsets.append((pos, cid))
+            pos += length
+        aad, sealed = ctx.seal(memoryview(live), [(c[0], c[2]) for c in chunks], compress=True)
+        return [aad, bytes(sealed)], len(live), offsets
+
     # -------------------------------------------------------------- checking and reporting
     def verify_object(self, location: str, stored: StoredObject,
                       memo: dict[int, str | None] | None = None) -> str | None:
         """Why this object cannot be restored intact, or None: every chunk of it is read,
-        authenticated and checked against its ID (blobs checked once per ``memo``)."""
+        authenticated and checked against its ID (blobs checked once per ``memo``). A
+        problem is confirmed by a second pass: the server's garbage collection may have
+        moved a blob between this process's lookup and its read."""
         memo = {} if memo is None else memo
+        problem = self._verify_pass(location, stored, memo)
+        if problem is not None:
+            again: dict[int, str | None] = {}
+            problem = self._verify_pass(location, stored, again)
+            memo.update(again)
+        return problem
+
+    def _verify_pass(self, location: str, stored: StoredObject,
+                     memo: dict[int, str | None]) -> str | None:
         fds: dict[str, int] = {}
         decoder = _Decoder(self.key)
         try:
