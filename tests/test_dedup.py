@@ -426,6 +426,30 @@ def test_gc_reclaims_the_dead_part_of_blobs_still_in_use(tmp_path):
     unit.close()
 
 
+def test_blobs_no_chunk_refers_to_are_collected(tmp_path):
+    """Pools written before concurrent duplicates were handled at commit may hold blobs no
+    chunk refers to (made here by hand in the index); collection removes them and their
+    packs instead of keeping them forever."""
+    root = str(tmp_path)
+    unit = new_unit(root)
+    loc_a, _stored_a, _ = store(unit, "host_1", [os.urandom(3 * MiB)])
+    loc_b, stored_b, _ = store(unit, "host_2", [os.urandom(3 * MiB)])
+    with unit._lock:
+        unit._db.execute("INSERT INTO blobs(pack, offset, stored, raw) SELECT pack, offset, "
+                         "stored, raw FROM blobs ORDER BY id LIMIT 1")   # a chunkless copy
+    unit.delete_image(loc_a)
+    unit.collect()
+    with unit._lock:
+        orphans = unit._db.execute("SELECT COUNT(*) FROM blobs b WHERE NOT EXISTS "
+                                   "(SELECT 1 FROM chunks WHERE blob = b.id)").fetchone()[0]
+    assert orphans == 0
+    usage = unit.usage()
+    assert usage["stored_bytes"] < 3.3 * MiB and unit.check() == []
+    assert len(pack_files(root)) == usage["packs"]
+    assert load(unit, loc_b, stored_b[0]) is not None
+    unit.close()
+
+
 def test_gc_racing_a_backup_of_the_same_data(tmp_path):
     """A backup deduplicating against an image that is deleted and collected meanwhile
     must still commit a complete, restorable image."""

@@ -1041,8 +1041,9 @@ class DedupStorageUnit(StorageUnit):
         its raw bytes still held by chunks."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT p.id, p.name, p.size, COALESCE(SUM(b.stored * l.live / b.raw), 0) "
-                "FROM packs p JOIN blobs b ON b.pack = p.id JOIN "
+                "SELECT p.id, p.name, p.size, "
+                "COALESCE(SUM(b.stored * COALESCE(l.live, 0) / b.raw), 0) "
+                "FROM packs p JOIN blobs b ON b.pack = p.id LEFT JOIN "
                 "(SELECT blob, SUM(len) AS live FROM chunks GROUP BY blob) l ON l.blob = b.id "
                 "GROUP BY p.id").fetchall()
         return [(r[0], r[1]) for r in rows if r[3] < REPACK_BELOW * r[2]]
@@ -1063,6 +1064,7 @@ class DedupStorageUnit(StorageUnit):
         path = self._pack_path(new, create_dir=True)
         moved: list[tuple[int, int, int, int]] = []     # blob, new offset, stored, raw
         chunk_offsets: list[tuple[int, bytes]] = []     # rewritten blobs' chunks: off, id
+        empty: list[tuple[int]] = []                    # blobs no chunk refers to
         src = os.open(self._pack_path(name), os.O_RDONLY)
         try:
             dst = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -1073,6 +1075,9 @@ class DedupStorageUnit(StorageUnit):
                 ctx: _SealContext | None = None
                 decoder = _Decoder(self.key)
                 for blob_id, offset, stored, raw, live in blobs:
+                    if live == 0:            # left by a pool version that recorded them
+                        empty.append((blob_id,))
+                        continue
                     parts: list[bytes | memoryview] = [os.pread(src, stored, offset)]
                     if live < REWRITE_BELOW * raw:
                         ctx = ctx or _SealContext(self, BLOB_TARGET + self.chunk_max)
@@ -1099,14 +1104,18 @@ class DedupStorageUnit(StorageUnit):
                 return 0
             db = self._db
             db.execute("BEGIN IMMEDIATE")
-            cur = db.execute("INSERT INTO packs(name, size) VALUES (?, ?)", (new, pos))
-            db.executemany("UPDATE blobs SET pack = ?, offset = ?, stored = ?, raw = ? "
-                           "WHERE id = ?",
-                           [(cur.lastrowid, off, st, rw, b) for b, off, st, rw in moved])
-            db.executemany("UPDATE chunks SET off = ? WHERE id = ?", chunk_offsets)
+            if moved:
+                cur = db.execute("INSERT INTO packs(name, size) VALUES (?, ?)", (new, pos))
+                db.executemany("UPDATE blobs SET pack = ?, offset = ?, stored = ?, raw = ? "
+                               "WHERE id = ?",
+                               [(cur.lastrowid, off, st, rw, b) for b, off, st, rw in moved])
+                db.executemany("UPDATE chunks SET off = ? WHERE id = ?", chunk_offsets)
+            db.executemany("DELETE FROM blobs WHERE id = ?", empty)
             db.execute("DELETE FROM packs WHERE id = ?", (pack_id,))
             db.execute("COMMIT")
         faults.point("dedup:gc_before_unlink")
+        if not moved:
+            self._unlink_pack(new)
         self._unlink_pack(name)
         return 1
 
