@@ -441,10 +441,15 @@ class Session:
             multi.pos += 1
             job_id = multi.job_id
         else:
-            job_id = self.server.jobs.start(
-                job_type=JOB_RESTORE, client=self.peer.client_host, owner=self.peer.os_user,
-                stunit=row.stunit, backup_id=row.backup_id, current_object=row.path_name,
-                message=f"restore of {row.path_name} (copy ID {copy_id}) from {row.backup_id}")
+            try:
+                job_id = self.server.jobs.start(
+                    job_type=JOB_RESTORE, client=self.peer.client_host, owner=self.peer.os_user,
+                    stunit=row.stunit, backup_id=row.backup_id, current_object=row.path_name,
+                    message=f"restore of {row.path_name} (copy ID {copy_id}) from "
+                            f"{row.backup_id}")
+            except BaseException:
+                reader.close()                # an open reader holds back a pool's repack
+                raise
             self.last_job = job_id
             logs.set_job(job_id)
         self.restore = RestoreState(job_id=job_id, row=row, reader=reader, own_job=multi is None)

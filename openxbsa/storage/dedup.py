@@ -1013,8 +1013,11 @@ class DedupStorageUnit(StorageUnit):
                 empty = self._empty_packs()
             freed = self._drop_packs(empty)
             repacked = 0
-            for pack_id, name in self._sparse_packs():
-                repacked += self._repack(pack_id, name)
+            if self._readers:       # readers hold chunk offsets: repack once none is open
+                self._dirty = True
+            else:
+                for pack_id, name in self._sparse_packs():
+                    repacked += self._repack(pack_id, name)
         if dead or freed or repacked:
             log.info("dedup pool %s: %d chunks collected, %d packs removed, %d repacked",
                      self.name, len(dead), len(freed), repacked)
@@ -1098,7 +1101,7 @@ class DedupStorageUnit(StorageUnit):
             os.close(src)
         faults.point("dedup:repack_copied")
         with self._lock:
-            if chunk_offsets and self._readers:          # try again when no reader is open
+            if chunk_offsets and self._readers:          # one opened meanwhile: next time
                 self._unlink_pack(new)
                 self._dirty = True
                 return 0
