@@ -13,6 +13,8 @@ import json
 import os
 import random
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 
@@ -172,6 +174,82 @@ def test_key_is_held_by_the_server_not_the_pool(dsrv):
     for path in pack_files(dsrv.home):
         blob = open(path, "rb").read()
         assert b"the same plaintext" not in blob and secret not in blob   # encrypted at rest
+
+
+def test_key_rotation_retires_the_old_key_file(tmp_path_factory):
+    """`openxbsa pool rekey` writes a new key file: backups made before and after restore
+    with it, the old key file no longer opens the pool, pool.json holds the pool key only
+    sealed, and a running server is not disturbed."""
+    srv = dedup_server(tmp_path_factory)
+    try:
+        key = os.path.join(srv.home, "keys", "pool.key")
+        old = open(key).read()
+        before = os.urandom(3 * MiB)
+        h = init(srv)
+        d1 = backup(h, "/rekey/before", before)
+        out = srv.cli("pool", "rekey", "pool")
+        assert out.returncode == 0 and "back it up now" in out.stdout, out.stderr
+        new = open(key).read()
+        assert new != old and os.stat(key).st_mode & 0o777 == 0o600
+        meta = open(os.path.join(srv.home, "pool", "pool.json")).read()
+        assert old.strip() not in meta and new.strip() not in meta
+        after = os.urandom(MiB) + before[:MiB]
+        d2 = backup(h, "/rekey/after", after)                 # the server goes on
+        X.BSATerminate(h)
+        srv.stop()
+        srv.start()
+        h = init(srv)
+        assert restore(h, d1.copyId) == before and restore(h, d2.copyId) == after
+        X.BSATerminate(h)
+        assert "consistent" in srv.cli("pool", "check").stdout
+        srv.stop()
+        with open(key, "w") as f:                             # a copy of the old key
+            f.write(old)
+        out = srv.cli("pool", "usage")
+        assert out.returncode != 0 and "was rotated" in out.stderr
+        with open(key, "w") as f:
+            f.write(new)
+        assert srv.cli("pool", "rekey", "pool").returncode == 0   # rotating again works
+        srv.start()
+        h = init(srv)
+        assert restore(h, d1.copyId) == before
+        X.BSATerminate(h)
+    finally:
+        srv.stop()
+
+
+def test_key_rotation_cut_short_is_finished_at_next_open(tmp_path_factory):
+    """The rotation killed after pool.json has the newly sealed key but before the new
+    key file replaced the old one: the next open finishes it and nothing is lost."""
+    srv = dedup_server(tmp_path_factory)
+    try:
+        data = os.urandom(2 * MiB)
+        h = init(srv)
+        d = backup(h, "/rekey/cut", data)
+        X.BSATerminate(h)
+        srv.stop()
+        key = os.path.join(srv.home, "keys", "pool.key")
+        old = open(key).read()
+        marker = os.path.join(srv.home, "rekey.reached")
+        env = dict(os.environ, OPENXBSA_FAULT="dedup:rekey_meta_written",
+                   OPENXBSA_FAULT_FILE=marker)
+        proc = subprocess.Popen([sys.executable, "-m", "openxbsa.cli.main", "pool", "rekey",
+                                 "pool", "--home", srv.home], env=env)
+        try:
+            wait_marker(marker)
+        finally:
+            proc.kill()
+            proc.wait()
+        assert open(key).read() == old and os.path.exists(key + ".new")
+        out = srv.cli("pool", "usage")                        # finishes the rotation
+        assert out.returncode == 0, out.stderr
+        assert open(key).read() != old and not os.path.exists(key + ".new")
+        srv.start()
+        h = init(srv)
+        assert restore(h, d.copyId) == data
+        X.BSATerminate(h)
+    finally:
+        srv.stop()
 
 
 def test_cross_image_dedup_observable_in_stored_bytes(dsrv):

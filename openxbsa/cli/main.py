@@ -395,6 +395,24 @@ def pool_check(home: str, name: str | None) -> None:
     sys.exit(1 if bad else 0)
 
 
+@pool.command("rekey")
+@HOME
+@click.argument("name")
+def pool_rekey(home: str, name: str) -> None:
+    """Rotate a dedup pool's key file. A new key seals the pool key; the old key file and
+    every copy of it stop opening the pool; stored data is not rewritten. A running server
+    keeps working. Back up the new key file at once."""
+    (unit,) = _pools(home, name)
+    try:
+        path = unit.rekey()
+    except (OSError, OpenXBSAError) as exc:
+        raise click.ClickException(f"rotating the key of {name} failed: {exc}") from None
+    finally:
+        unit.close()
+    click.echo(f"{name}: new key written to {path}; back it up now: copies of the previous "
+               "key no longer open this pool")
+
+
 from openxbsa.cli import policy as _policy  # noqa: E402 - registers its commands
 
 main.add_command(_policy.policy)

@@ -159,14 +159,9 @@ class PoolKey:
             os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
             master = os.urandom(32)
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                PoolKey.write_new(path, master)
             except FileExistsError:            # created by another process meanwhile
                 return PoolKey.load_or_create(path, False)
-            with os.fdopen(fd, "w") as f:
-                f.write(master.hex() + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-            fsync_dir(os.path.dirname(path))
             return master
         try:
             master = bytes.fromhex(text)
@@ -175,6 +170,36 @@ class PoolKey:
         if len(master) != 32:
             raise MediaReadError(f"the pool key {path} is not 64 hexadecimal digits")
         return master
+
+    @staticmethod
+    def write_new(path: str, key: bytes) -> None:
+        """Write a key file (0600) durably; it must not exist yet."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(key.hex() + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        fsync_dir(os.path.dirname(path))
+
+
+def _wrapping_key(kek: bytes) -> AESGCM:
+    return AESGCM(blake3.blake3(kek, derive_key_context=(
+        "OpenXBSA dedup pool 2026-11 key wrapping")).digest())
+
+
+def wrap_key(kek: bytes, master: bytes, pool_id: bytes) -> str:
+    """The pool key sealed under a key-encryption key (the key file after a rotation)."""
+    nonce = os.urandom(12)
+    return (nonce + _wrapping_key(kek).encrypt(nonce, master, b"pool key " + pool_id)).hex()
+
+
+def unwrap_key(kek: bytes, wrapped: str, pool_id: bytes) -> bytes | None:
+    """The pool key, or None when ``kek`` is not the key it was sealed under."""
+    try:
+        raw = bytes.fromhex(wrapped)
+        return _wrapping_key(kek).decrypt(raw[:12], raw[12:], b"pool key " + pool_id)
+    except (ValueError, InvalidTag):
+        return None
 
 
 class _Decoder:
@@ -747,32 +772,87 @@ class DedupStorageUnit(StorageUnit):
             meta = None
         except (OSError, ValueError) as exc:
             raise MediaReadError(f"{meta_path} cannot be read: {exc}") from exc
-        master = PoolKey.load_or_create(self.key_path, create=meta is None)
-        self.key = PoolKey(master)
+        kek = PoolKey.load_or_create(self.key_path, create=meta is None)
         if meta is None:
             meta = {"format": FORMAT, "pool_id": os.urandom(16).hex(),
-                    "key_fingerprint": self.key.fingerprint, "created": int(time.time()),
+                    "key_fingerprint": PoolKey(kek).fingerprint, "created": int(time.time()),
                     "chunker": {"avg": CHUNK_AVG, "min": CHUNK_MIN, "max": CHUNK_MAX},
                     "zstd_level": ZSTD_LEVEL, "cipher": "AES-256-GCM",
                     "chunk_id": "keyed blake3"}
-            tmp = meta_path + ".tmp"
-            with open(tmp, "w") as f:
-                json.dump(meta, f, indent=2)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, meta_path)
-            fsync_dir(self.root)
+            self._write_meta(meta)
+        self.key = PoolKey(self._pool_key(meta, kek))
         if meta.get("format") != FORMAT:
             raise MediaReadError(f"{meta_path}: pool format {meta.get('format')} is not "
                                  f"{FORMAT}")
         if meta.get("key_fingerprint") != self.key.fingerprint:
             raise MediaReadError(f"the key {self.key_path} does not open the dedup pool "
-                                 f"{self.root}: it belongs to another pool")
+                                 f"{self.root}: it belongs to another pool, or the pool's key "
+                                 "was rotated since this copy was made")
         self.pool_id = bytes.fromhex(meta["pool_id"])
         self.chunk_avg = int(meta["chunker"]["avg"])
         self.chunk_min = int(meta["chunker"]["min"])
         self.chunk_max = int(meta["chunker"]["max"])
         self.zstd_level = int(meta.get("zstd_level", ZSTD_LEVEL))
+
+    def _write_meta(self, meta: dict[str, Any]) -> None:
+        path = os.path.join(self.root, "pool.json")
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(meta, f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        fsync_dir(self.root)
+
+    def _pool_key(self, meta: dict[str, Any], kek: bytes) -> bytes:
+        """The pool key: the key file itself, or (after a rotation) what it unwraps from
+        pool.json. A rotation cut short after pool.json was written is finished here."""
+        wrapped = meta.get("wrapped_key")
+        if wrapped is None:
+            return kek
+        pool_id = bytes.fromhex(meta["pool_id"])
+        master = unwrap_key(kek, wrapped, pool_id)
+        pending = self.key_path + ".new"
+        if master is None and os.path.exists(pending):
+            new_kek = PoolKey.load_or_create(pending, False)
+            master = unwrap_key(new_kek, wrapped, pool_id)
+            if master is not None:
+                os.replace(pending, self.key_path)
+                fsync_dir(os.path.dirname(self.key_path))
+                log.warning("dedup pool %s: finished a key rotation that was cut short; "
+                            "back up the key file %s", self.name, self.key_path)
+        if master is None:
+            raise MediaReadError(f"the key {self.key_path} does not open the dedup pool "
+                                 f"{self.root}: it belongs to another pool, or the pool's key "
+                                 "was rotated since this copy was made")
+        return master
+
+    def rekey(self) -> str:
+        """Rotate the key file: a new key-encryption key seals the pool key in pool.json,
+        the old key file stops opening the pool. Pack contents are not rewritten. Returns
+        the key file's path. Safe against a crash at any step (see ``_pool_key``)."""
+        lock = os.open(os.path.join(self.root, "rekey.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            meta_path = os.path.join(self.root, "pool.json")
+            with open(meta_path) as f:
+                meta = json.load(f)
+            kek = PoolKey.load_or_create(self.key_path, False)
+            master = self._pool_key(meta, kek)
+            pending = self.key_path + ".new"
+            if os.path.exists(pending):           # a rotation that never reached pool.json
+                os.unlink(pending)
+            new_kek = os.urandom(32)
+            PoolKey.write_new(pending, new_kek)
+            meta["wrapped_key"] = wrap_key(new_kek, master, bytes.fromhex(meta["pool_id"]))
+            meta["key_rotated"] = int(time.time())
+            self._write_meta(meta)
+            faults.point("dedup:rekey_meta_written")
+            os.replace(pending, self.key_path)
+            fsync_dir(os.path.dirname(self.key_path))
+            return self.key_path
+        finally:
+            os.close(lock)
 
     def _own(self) -> None:
         """Only one server writes a pool: an exclusive lock, taken by the first writer."""
