@@ -12,7 +12,8 @@ How a stream is stored
     concurrent backups never share a file.
 
 Where things are
-    ``<pool>/pool.json``  format, pool ID, chunker parameters, the key's fingerprint
+    ``<pool>/pool.json``  format, pool ID, chunker parameters, the key's fingerprint (after
+                          a rotation also the pool key, sealed under the key file)
     ``<pool>/index.db``   SQLite: packs, blobs, chunks (with reference counts), recipes
     ``<pool>/packs/XX/`` the pack files
     ``<home>/keys/<unit>.key``  the pool key, held by the server, never in the pool
