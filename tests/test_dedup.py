@@ -252,6 +252,82 @@ def test_key_rotation_cut_short_is_finished_at_next_open(tmp_path_factory):
         srv.stop()
 
 
+def test_index_rebuilt_from_the_packs_after_it_is_lost(tmp_path_factory):
+    """index.db lost or damaged: `openxbsa pool rebuild-index` rebuilds it from the pack
+    files (each image's recipes are sealed into a pack at commit): every object the catalog
+    holds restores, deleted objects stay deleted, reference counts are right; objects whose
+    packs are gone are named as lost (exit 1)."""
+    srv = dedup_server(tmp_path_factory)
+    try:
+        common = os.urandom(3 * MiB)
+        a, b, c = common + os.urandom(MiB), os.urandom(2 * MiB), common[:2 * MiB]
+        h = init(srv)
+        d1 = backup_image(h, [("/ri/a", a), ("/ri/b", b)])
+        d2 = backup_image(h, [("/ri/c", c)])
+        before = set(pack_files(srv.home))
+        d3 = backup_image(h, [("/ri/d", os.urandom(2 * MiB))])
+        only_d = set(pack_files(srv.home)) - before
+        assert X.BSABeginTxn(h) == OK
+        assert X.BSADeleteObject(h, d1[1].copyId) == OK       # b goes, a stays
+        assert X.BSAEndTxn(h, X.BSA_Vote_COMMIT) == OK
+        X.BSATerminate(h)
+        srv.stop()
+        index = os.path.join(srv.home, "pool", "index.db")
+        for suffix in ("-wal", "-shm"):
+            if os.path.exists(index + suffix):
+                os.unlink(index + suffix)
+        with open(index, "r+b") as f:                          # damaged beyond use
+            f.write(b"this is not an SQLite database" * 100)
+        out = srv.cli("pool", "usage")
+        assert out.returncode != 0 and "rebuild-index pool" in out.stderr
+        out = srv.cli("pool", "rebuild-index", "pool")
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "3 objects recovered" in out.stdout and "previous index was kept" in out.stdout
+        assert_pool_consistent(srv)
+        srv.start()
+        h = init(srv)
+        assert restore(h, d1[0].copyId) == a and restore(h, d2[0].copyId) == c
+        X.BSATerminate(h)
+        (usage,) = cli_json(srv, "pool", "usage")
+        assert usage["objects"] == 3 and usage["logical_bytes"] == len(a) + len(c) + 2 * MiB
+        srv.stop()
+        for path in only_d:                                    # image 3's packs are lost too
+            os.unlink(path)
+        os.unlink(index)
+        out = srv.cli("pool", "rebuild-index", "pool", "--json")
+        assert out.returncode == 1
+        report = json.loads(out.stdout)
+        assert report["objects"] == 2 and len(report["lost"]) == 1
+        assert "object 0" in report["lost"][0], report
+        srv.start()
+        h = init(srv)
+        assert restore(h, d1[0].copyId) == a
+        assert X.BSABeginTxn(h) == OK                         # the lost one fails clearly
+        assert X.BSAGetObject(h, X.BSA_ObjectDescriptor(copyId=d3[0].copyId),
+                              X.BSA_DataBlock32()) == X.BSA_RC_ABORT_SYSTEM_ERROR
+        assert "no chunk list" in X.BSAGetLastError()[1]
+        X.BSATerminate(h)
+    finally:
+        srv.stop()
+
+
+def test_an_image_too_large_for_a_recipe_record_still_commits(tmp_path, monkeypatch, caplog):
+    """A recipe record over the cap (AES-GCM's 2 GiB limit; lowered here) is not written:
+    the backup commits and restores all the same, the server warns, and a rebuild of the
+    index names the image as lost instead of failing."""
+    from openxbsa.storage import dedup
+
+    monkeypatch.setattr(dedup, "RECORD_MAX", 100)
+    unit = new_unit(str(tmp_path))
+    data = os.urandom(MiB)
+    loc, stored, _ = store(unit, "host_1", [data])
+    assert load(unit, loc, stored[0]) == data
+    assert "too large for a recipe record" in caplog.text
+    report = unit.rebuild_index({loc: {0: (stored[0].size, stored[0].checksum)}})
+    assert report["objects"] == 0 and report["lost"] == [f"{loc} object 0: no recipe record found"]
+    unit.close()
+
+
 def test_cross_image_dedup_observable_in_stored_bytes(dsrv):
     rng = random.Random(11)
     data = rng.randbytes(8 * MiB)
@@ -827,6 +903,10 @@ def test_server_killed_during_garbage_collection(tmp_path_factory, point):
             time.sleep(0.2)
             (usage,) = cli_json(srv, "pool", "usage")
         assert_pool_consistent(srv)
+        srv.stop()                          # the repack moved the image's recipe record too
+        os.unlink(os.path.join(srv.home, "pool", "index.db"))
+        out = srv.cli("pool", "rebuild-index", "pool")
+        assert out.returncode == 0 and "12 objects recovered" in out.stdout, out.stdout
     finally:
         srv.stop()
 

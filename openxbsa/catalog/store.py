@@ -568,6 +568,19 @@ class Catalog:
             return {r[0] for r in conn.execute(
                 select(images.c.location).where(images.c.stunit == stunit))}
 
+    def stored_objects(self, stunit: str) -> dict[str, dict[int, tuple[int, str]]]:
+        """What the committed images of one storage unit hold: location -> {offset in the
+        image (a dedup pool's object number): (size, checksum)}."""
+        out: dict[str, dict[int, tuple[int, str]]] = {}
+        with self.engine.connect() as conn:
+            for loc, off, size, checksum in conn.execute(
+                    select(images.c.location, objects.c.offset, objects.c.size,
+                           objects.c.checksum)
+                    .join(images, objects.c.image_id == images.c.id)
+                    .where(images.c.stunit == stunit, images.c.state == IMAGE_COMMITTED)):
+                out.setdefault(loc, {})[int(off)] = (int(size), checksum)
+        return out
+
     def fail_active_jobs(self, status: int, message: str) -> list[int]:
         with self._writer.begin() as conn:
             ids = [r[0] for r in conn.execute(

@@ -413,6 +413,44 @@ def pool_rekey(home: str, name: str) -> None:
                "key no longer open this pool")
 
 
+@pool.command("rebuild-index")
+@HOME
+@JSON
+@click.argument("name")
+def pool_rebuild_index(home: str, as_json: bool, name: str) -> None:
+    """Rebuild a dedup pool's index from its pack files (when index.db is lost or damaged).
+    Stop the server first. Recipes are taken from the images' records in the packs and kept
+    where the catalog has the object with that checksum; exit 1 if an object is lost."""
+    from openxbsa.storage.dedup import DedupStorageUnit
+
+    catalog = views.open_catalog(home)
+    row = catalog.storage_unit(name)
+    if row is None or row["kind"] != "dedup":
+        raise click.ClickException(f"{name} is not a dedup storage unit")
+    try:
+        unit = DedupStorageUnit(name, row["path"], key_dir=os.path.join(home, "keys"),
+                                open_index=False)
+        try:
+            report = unit.rebuild_index(catalog.stored_objects(name))
+        finally:
+            unit.close()
+    except (OSError, OpenXBSAError) as exc:
+        raise click.ClickException(f"rebuilding the index of {name} failed: "
+                                   f"{getattr(exc, 'message', exc)}") from None
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        click.echo(f"{name}: {report['packs']} packs, {report['blobs']} blobs, "
+                   f"{report['chunks']} chunks in use, {report['objects']} objects recovered")
+        if "old_index" in report:
+            click.echo(f"  the previous index was kept as {report['old_index']}")
+        for line in report["skipped"]:
+            click.echo(f"  skipped: {line}")
+        for line in report["lost"]:
+            click.echo(f"  LOST: {line}")
+    sys.exit(1 if report["lost"] else 0)
+
+
 from openxbsa.cli import policy as _policy  # noqa: E402 - registers its commands
 
 main.add_command(_policy.policy)

@@ -18,6 +18,11 @@ Where things are
     ``<pool>/packs/XX/`` the pack files
     ``<home>/keys/<unit>.key``  the pool key, held by the server, never in the pool
 
+Recovery of the index
+    At commit each image's recipes are also sealed into a pack (a *recipe record*), which
+    collection keeps while any object of the image is left; ``rebuild_index`` rebuilds the
+    index from the packs alone, taking the recipes the catalog still holds.
+
 Crash consistency
     A writer's packs are fsynced before the one index transaction that records its blobs,
     chunks, recipes and reference counts; the catalog commits after that. A crash before
@@ -51,6 +56,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import blake3
+import msgpack
 import zstandard
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -86,9 +92,11 @@ TRIAL_KEEP = 0.92               # a sample larger than this fraction: store the 
 REPACK_BELOW = 0.5              # repack a pack whose live share fell below this
 REWRITE_BELOW = 0.5             # while repacking, rewrite a blob whose live share is below
 LOOKUP_BATCH = 500              # chunk IDs per index query
+RECORD_MAX = (1 << 31) - (1 << 20)   # larger recipe records are not written (AES-GCM's limit)
 
 PACK_MAGIC = b"OXPACK1\n"
 BLOB_MAGIC = b"OXB1"
+RECIPE_MAGIC = b"OXR1"          # an image's recipes, sealed like a blob with no chunk table
 # blob record: magic, flags, nonce, chunk count, raw length, ciphertext length
 BLOB_HEAD = struct.Struct("<4sB12sIII")
 TABLE_ENTRY = struct.Struct(f"<{ID_LEN}sI")
@@ -109,6 +117,10 @@ CREATE INDEX IF NOT EXISTS chunks_dead ON chunks(refs) WHERE refs <= 0;
 CREATE TABLE IF NOT EXISTS recipes (
     location TEXT NOT NULL, seq INTEGER NOT NULL, size INTEGER NOT NULL,
     ids BLOB NOT NULL, PRIMARY KEY (location, seq));
+CREATE TABLE IF NOT EXISTS recipe_records (
+    location TEXT PRIMARY KEY, pack INTEGER NOT NULL REFERENCES packs(id),
+    offset INTEGER NOT NULL, stored INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS recipe_records_pack ON recipe_records(pack);
 """
 
 
@@ -260,8 +272,8 @@ class _SealContext:
         self.pack_fd = -1
         self.pack_size = 0
 
-    def seal(self, raw: memoryview, items: list[tuple[bytes, int]],
-             compress: bool) -> tuple[bytes, memoryview]:
+    def seal(self, raw: memoryview, items: list[tuple[bytes, int]], compress: bool,
+             magic: bytes = BLOB_MAGIC) -> tuple[bytes, memoryview]:
         """One blob record of ``raw`` (the chunks ``items``, in order): the authenticated
         header and chunk table, and the ciphertext (a view of ``out``, valid until the next
         seal). Compressed when asked and when it shrinks."""
@@ -272,8 +284,10 @@ class _SealContext:
                 flags, payload = FLAG_ZSTD, memoryview(packed)
         table = b"".join(TABLE_ENTRY.pack(cid, n) for cid, n in items)
         nonce = os.urandom(12)
-        aad = BLOB_HEAD.pack(BLOB_MAGIC, flags, nonce, len(items), len(raw),
+        aad = BLOB_HEAD.pack(magic, flags, nonce, len(items), len(raw),
                              len(payload) + 16) + table
+        if len(self.out) < len(payload) + 16:
+            self.out = bytearray(len(payload) + 16)
         sealed = memoryview(self.out)[:len(payload) + 16]
         self.aead.encrypt_into(nonce, payload, aad, sealed)
         return aad, sealed
@@ -325,6 +339,7 @@ class DedupImageWriter(ImageWriter):
         self._compressing = False             # the last blob compressed well
         self.blobs: list[tuple[str, int, int, int, list[tuple[bytes, int, int]]]] = []
         self.packs: list[str] = []                   # pack names, in order
+        self.recipe_record: tuple[str, int, int] | None = None   # pack, offset, length
         self.received = 0
         self.new_bytes = 0
         self.stored = 0
@@ -509,6 +524,30 @@ class DedupImageWriter(ImageWriter):
             self._contexts.put(ctx)
             self._blob_bufs.put(buf)
 
+    def _write_recipe_record(self) -> None:
+        """The image's recipes, sealed into a pack too: if the index is ever lost,
+        ``rebuild_index`` finds them there (the index stays what restores use)."""
+        self.recipe_record = None
+        if not self.recipes:
+            return
+        payload = msgpack.packb({"location": self.location,
+                                 "objects": [[seq, size, ids] for seq, size, ids in self.recipes]},
+                                use_bin_type=True)
+        if len(payload) > RECORD_MAX:             # about 5 TiB of data in one image
+            log.warning("dedup pool %s: image %s is too large for a recipe record; "
+                        "`pool rebuild-index` could not recover it", self.unit.name,
+                        self.location)
+            return
+        ctx = self._all_contexts[0]
+        aad, sealed = ctx.seal(memoryview(payload), [], compress=False, magic=RECIPE_MAGIC)
+        if ctx.pack_fd < 0:
+            self._open_pack(ctx)
+        offset = ctx.pack_size
+        _write_all(ctx.pack_fd, [aad, sealed])
+        ctx.pack_size += len(aad) + len(sealed)
+        self.stored += len(aad) + len(sealed)
+        self.recipe_record = (ctx.pack, offset, len(aad) + len(sealed))
+
     def _open_pack(self, ctx: _SealContext) -> None:
         name = os.urandom(16).hex()
         path = self.unit._pack_path(name, create_dir=True)
@@ -549,6 +588,10 @@ class DedupImageWriter(ImageWriter):
         while self._seals:
             self._wait(self._seals)
         self._raise_failure()
+        try:
+            self._write_recipe_record()
+        except OSError as exc:
+            raise self._write_error("writing to", exc) from exc
         for ctx in self._all_contexts:          # the sealers are idle: close their packs
             if ctx.pack_fd >= 0:
                 self._close_pack(ctx)
@@ -741,7 +784,7 @@ class DedupStorageUnit(StorageUnit):
     """A deduplicating, compressing, encrypting pool in one directory."""
 
     def __init__(self, name: str, path: str, media_id: str = "P00001", *,
-                 key_dir: str | None = None) -> None:
+                 key_dir: str | None = None, open_index: bool = True) -> None:
         self.name = name
         self.root = os.path.abspath(path)
         self.media_id = media_id
@@ -755,12 +798,22 @@ class DedupStorageUnit(StorageUnit):
         self._dirty = True                    # something may be collectable (start-up: yes)
         self._owner_fd = -1
         self._open_pool()
-        self._db = sqlite3.connect(os.path.join(self.root, "index.db"), timeout=60,
-                                   check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        with self._lock:
-            self._db.executescript(SCHEMA)
+        self._db: sqlite3.Connection = self._connect() if open_index else None  # type: ignore
+
+    def _connect(self) -> sqlite3.Connection:
+        path = os.path.join(self.root, "index.db")
+        try:
+            db = sqlite3.connect(path, timeout=60, check_same_thread=False,
+                                 isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            with self._lock:
+                db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise MediaReadError(f"the index {path} of the dedup pool {self.name} cannot be "
+                                 f"used ({exc}); `openxbsa pool rebuild-index {self.name}` "
+                                 "rebuilds it from the pack files") from None
+        return db
 
     # -------------------------------------------------------------- pool files
     def _open_pool(self) -> None:
@@ -1037,6 +1090,11 @@ class DedupStorageUnit(StorageUnit):
                                [(n, cid) for cid, n in refs.items()])
                 db.executemany("INSERT INTO recipes(location, seq, size, ids) VALUES (?, ?, ?, ?)",
                                [(w.location, seq, size, ids) for seq, size, ids in w.recipes])
+                if w.recipe_record is not None:
+                    pack, offset, length = w.recipe_record
+                    db.execute("INSERT OR REPLACE INTO recipe_records(location, pack, offset, "
+                               "stored) VALUES (?, ?, ?, ?)",
+                               (w.location, pack_ids[pack], offset, length))
                 faults.point("dedup:index_before_commit")
                 db.execute("COMMIT")
             except (sqlite3.Error, OSError) as exc:
@@ -1062,6 +1120,8 @@ class DedupStorageUnit(StorageUnit):
                 db.executemany("UPDATE chunks SET refs = refs - ? WHERE id = ?",
                                [(n, cid) for cid, n in refs.items()])
                 db.execute(f"DELETE FROM recipes WHERE {where}", args)
+                db.execute("DELETE FROM recipe_records WHERE NOT EXISTS "
+                           "(SELECT 1 FROM recipes r WHERE r.location = recipe_records.location)")
                 db.execute("COMMIT")
                 self._dirty = True
             except sqlite3.Error as exc:
@@ -1106,7 +1166,8 @@ class DedupStorageUnit(StorageUnit):
 
     def _empty_packs(self) -> list[tuple[int, str]]:
         return [(r[0], r[1]) for r in self._db.execute(
-            "SELECT id, name FROM packs p WHERE NOT EXISTS (SELECT 1 FROM blobs WHERE pack = p.id)")]
+            "SELECT id, name FROM packs p WHERE NOT EXISTS (SELECT 1 FROM blobs WHERE pack = p.id) "
+            "AND NOT EXISTS (SELECT 1 FROM recipe_records WHERE pack = p.id)")]
 
     def _drop_packs(self, packs: list[tuple[int, str]]) -> list[str]:
         if not packs:
@@ -1122,14 +1183,16 @@ class DedupStorageUnit(StorageUnit):
 
     def _sparse_packs(self) -> list[tuple[int, str]]:
         """Packs whose live share fell below REPACK_BELOW; a blob counts by the share of
-        its raw bytes still held by chunks."""
+        its raw bytes still held by chunks, an image's recipe record whole."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT p.id, p.name, p.size, "
-                "COALESCE(SUM(b.stored * COALESCE(l.live, 0) / b.raw), 0) "
-                "FROM packs p JOIN blobs b ON b.pack = p.id LEFT JOIN "
-                "(SELECT blob, SUM(len) AS live FROM chunks GROUP BY blob) l ON l.blob = b.id "
-                "GROUP BY p.id").fetchall()
+                "WITH l AS (SELECT blob, SUM(len) AS live FROM chunks GROUP BY blob), "
+                "bl AS (SELECT b.pack AS pack, SUM(b.stored * COALESCE(l.live, 0) / b.raw) "
+                "       AS live FROM blobs b LEFT JOIN l ON l.blob = b.id GROUP BY b.pack), "
+                "rr AS (SELECT pack, SUM(stored) AS live FROM recipe_records GROUP BY pack) "
+                "SELECT p.id, p.name, p.size, COALESCE(bl.live, 0) + COALESCE(rr.live, 0) "
+                "FROM packs p LEFT JOIN bl ON bl.pack = p.id LEFT JOIN rr ON rr.pack = p.id"
+            ).fetchall()
         return [(r[0], r[1]) for r in rows if r[3] < REPACK_BELOW * r[2]]
 
     def _repack(self, pack_id: int, name: str) -> int:
@@ -1142,7 +1205,9 @@ class DedupStorageUnit(StorageUnit):
                 "SELECT b.id, b.offset, b.stored, b.raw, COALESCE(SUM(c.len), 0) FROM blobs b "
                 "LEFT JOIN chunks c ON c.blob = b.id WHERE b.pack = ? GROUP BY b.id "
                 "ORDER BY b.offset", (pack_id,)).fetchall()
-        if not blobs:
+            records = self._db.execute("SELECT location, offset, stored FROM recipe_records "
+                                       "WHERE pack = ?", (pack_id,)).fetchall()
+        if not blobs and not records:
             return 0
         new = os.urandom(16).hex()
         path = self._pack_path(new, create_dir=True)
@@ -1174,6 +1239,11 @@ class DedupStorageUnit(StorageUnit):
                     _write_all(dst, parts)
                     moved.append((blob_id, pos, size, raw))
                     pos += size
+                moved_records = []
+                for location, offset, stored in records:     # copied sealed
+                    _write_all(dst, [os.pread(src, stored, offset)])
+                    moved_records.append((pos, location))
+                    pos += stored
                 os.fsync(dst)
             finally:
                 os.close(dst)
@@ -1188,17 +1258,20 @@ class DedupStorageUnit(StorageUnit):
                 return 0
             db = self._db
             db.execute("BEGIN IMMEDIATE")
-            if moved:
+            if moved or moved_records:
                 cur = db.execute("INSERT INTO packs(name, size) VALUES (?, ?)", (new, pos))
                 db.executemany("UPDATE blobs SET pack = ?, offset = ?, stored = ?, raw = ? "
                                "WHERE id = ?",
                                [(cur.lastrowid, off, st, rw, b) for b, off, st, rw in moved])
                 db.executemany("UPDATE chunks SET off = ? WHERE id = ?", chunk_offsets)
+                db.executemany("UPDATE recipe_records SET pack = ?, offset = ? "
+                               "WHERE location = ?",
+                               [(cur.lastrowid, off, loc) for off, loc in moved_records])
             db.executemany("DELETE FROM blobs WHERE id = ?", empty)
             db.execute("DELETE FROM packs WHERE id = ?", (pack_id,))
             db.execute("COMMIT")
         faults.point("dedup:gc_before_unlink")
-        if not moved:
+        if not moved and not moved_records:
             self._unlink_pack(new)
         self._unlink_pack(name)
         return 1
@@ -1229,6 +1302,121 @@ class DedupStorageUnit(StorageUnit):
             pos += length
         aad, sealed = ctx.seal(memoryview(live), [(c[0], c[2]) for c in chunks], compress=True)
         return [aad, bytes(sealed)], len(live), offsets
+
+    # -------------------------------------------------------------- index rebuild
+    def rebuild_index(self, catalog_objects: dict[str, dict[int, tuple[int, str]]]
+                      ) -> dict[str, Any]:
+        """Rebuild ``index.db`` from the pack files, for when it is lost or damaged. Every
+        record is authenticated; blobs give chunks and their places, images' recipe
+        records give recipes, kept only where the catalog (``catalog_objects``: location ->
+        {object number: (size, checksum)}) has that object with that checksum; reference
+        counts are recounted. The old index is kept beside it (``index.db.replaced-*``).
+        Needs the pool to itself (no server running on it)."""
+        with self._lock:
+            self._own()
+            if self._db is not None:
+                self._db.close()
+        new_path = os.path.join(self.root, "index.db.rebuild")
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(new_path + suffix):
+                os.unlink(new_path + suffix)
+        db = sqlite3.connect(new_path, isolation_level=None)
+        db.executescript(SCHEMA)
+        db.execute("BEGIN")
+        report: dict[str, Any] = {"packs": 0, "blobs": 0, "chunks": 0, "objects": 0,
+                                  "skipped": [], "lost": []}
+        decoder = _Decoder(self.key)
+        recipes: dict[tuple[str, int], tuple[int, bytes]] = {}
+        records: dict[str, tuple[int, int, int]] = {}
+        for dirpath, _dirs, files in os.walk(os.path.join(self.root, "packs")):
+            for f in sorted(files):
+                if not f.endswith(".pack"):
+                    continue
+                name = f.removesuffix(".pack")
+                with open(os.path.join(dirpath, f), "rb") as pf:
+                    data = pf.read()
+                if not data.startswith(PACK_MAGIC + self.pool_id):
+                    report["skipped"].append(f"{name}: not a pack of this pool")
+                    continue
+                pack_id = db.execute("INSERT INTO packs(name, size) VALUES (?, ?)",
+                                     (name, len(data))).lastrowid
+                report["packs"] += 1
+                pos = len(PACK_MAGIC) + len(self.pool_id)
+                while pos < len(data):
+                    where = f"pack {name}, offset {pos}"
+                    try:
+                        if len(data) - pos < BLOB_HEAD.size:
+                            raise MediaReadError(f"{where}: a truncated record")
+                        magic, _fl, nonce, count, raw_len, ct_len = BLOB_HEAD.unpack_from(data,
+                                                                                          pos)
+                        table_end = pos + BLOB_HEAD.size + count * TABLE_ENTRY.size
+                        end = table_end + ct_len
+                        if magic not in (BLOB_MAGIC, RECIPE_MAGIC) or end > len(data):
+                            raise MediaReadError(f"{where}: not a whole record")
+                        plain = decoder.aead.decrypt(nonce, memoryview(data)[table_end:end],
+                                                     data[pos:table_end])
+                    except (MediaReadError, InvalidTag) as exc:
+                        report["skipped"].append(f"{where}: the rest of the pack is unreadable "
+                                                 f"({exc or 'authentication failed'})")
+                        break
+                    if magic == BLOB_MAGIC:
+                        blob_id = db.execute(
+                            "INSERT INTO blobs(pack, offset, stored, raw) VALUES (?, ?, ?, ?)",
+                            (pack_id, pos, end - pos, raw_len)).lastrowid
+                        report["blobs"] += 1
+                        off = 0
+                        for i in range(count):
+                            cid, n = TABLE_ENTRY.unpack_from(data, pos + BLOB_HEAD.size
+                                                             + i * TABLE_ENTRY.size)
+                            db.execute("INSERT OR IGNORE INTO chunks(id, blob, off, len, refs) "
+                                       "VALUES (?, ?, ?, ?, 0)", (cid, blob_id, off, n))
+                            off += n
+                    else:
+                        rec = msgpack.unpackb(plain, raw=False)
+                        location = rec["location"]
+                        wanted = catalog_objects.get(location, {})
+                        for seq, size, ids in rec["objects"]:
+                            if wanted.get(seq) == (size, recipe_checksum(ids)):
+                                recipes[(location, seq)] = (size, bytes(ids))
+                                records[location] = (pack_id, pos, end - pos)
+                    pos = end
+        refs: collections.Counter[bytes] = collections.Counter()
+        present = {r[0] for r in db.execute("SELECT id FROM chunks")}
+        for (location, seq), (size, ids) in sorted(recipes.items()):
+            chunk_ids = [ids[i:i + ID_LEN] for i in range(0, len(ids), ID_LEN)]
+            if not all(c in present for c in chunk_ids):
+                report["lost"].append(f"{location} object {seq}: chunks are missing")
+                continue
+            db.execute("INSERT INTO recipes(location, seq, size, ids) VALUES (?, ?, ?, ?)",
+                       (location, seq, size, ids))
+            refs.update(chunk_ids)
+            report["objects"] += 1
+        for location, objs in sorted(catalog_objects.items()):
+            for seq in sorted(objs):
+                if (location, seq) not in recipes:
+                    report["lost"].append(f"{location} object {seq}: no recipe record found")
+        db.executemany("UPDATE chunks SET refs = ? WHERE id = ?",
+                       [(n, cid) for cid, n in refs.items()])
+        db.executemany("INSERT INTO recipe_records(location, pack, offset, stored) "
+                       "VALUES (?, ?, ?, ?)",
+                       [(loc, *rec) for loc, rec in records.items()
+                        if any(k[0] == loc for k in recipes)])
+        report["chunks"] = len(refs)
+        db.execute("COMMIT")
+        db.close()
+        old = os.path.join(self.root, "index.db")
+        kept = f"{old}.replaced-{int(time.time())}"
+        if os.path.exists(old):
+            os.replace(old, kept)
+            report["old_index"] = kept
+        for suffix in ("-wal", "-shm"):
+            if os.path.exists(old + suffix):
+                os.replace(old + suffix, kept + suffix)
+        os.replace(new_path, old)
+        fsync_dir(self.root)
+        self._db = self._connect()
+        self._dirty = True
+        return report
 
     # -------------------------------------------------------------- checking and reporting
     def verify_object(self, location: str, stored: StoredObject,
@@ -1311,6 +1499,7 @@ class DedupStorageUnit(StorageUnit):
                      db.execute("SELECT id, pack, offset, stored FROM blobs")}
             packs = {p: (name, size) for p, name, size in
                      db.execute("SELECT id, name, size FROM packs")}
+            records = db.execute("SELECT location, pack FROM recipe_records").fetchall()
         for cid, n in counts.items():
             if cid not in stored:
                 problems.append(f"chunk {cid.hex()[:16]} is referenced but missing")
@@ -1325,6 +1514,9 @@ class DedupStorageUnit(StorageUnit):
         for b, (p, off, st) in blobs.items():
             if p not in packs:
                 problems.append(f"blob {b} is in pack {p}, which is missing")
+        for loc, p in records:
+            if p not in packs:
+                problems.append(f"the recipe record of {loc} is in pack {p}, which is missing")
         for p, (name, size) in packs.items():
             try:
                 actual = os.path.getsize(self._pack_path(name))
@@ -1337,7 +1529,8 @@ class DedupStorageUnit(StorageUnit):
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            if self._db is not None:
+                self._db.close()
             if self._owner_fd >= 0:
                 os.close(self._owner_fd)
                 self._owner_fd = -1
