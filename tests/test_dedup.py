@@ -311,6 +311,35 @@ def test_index_rebuilt_from_the_packs_after_it_is_lost(tmp_path_factory):
         srv.stop()
 
 
+def test_index_rebuild_reads_past_nothing_it_cannot_authenticate(tmp_path):
+    """A pack cut short (or altered) part-way: the rebuild keeps every record before the
+    damage, says where it stopped, and recovers the images whose records and chunks are
+    elsewhere; an altered record is refused, not trusted."""
+    root = str(tmp_path)
+    unit = new_unit(root)
+    first = os.urandom(3 * MiB)
+    loc1, stored1, _ = store(unit, "host_1", [first])
+    packs1 = set(pack_files(root))
+    second = os.urandom(3 * MiB)
+    loc2, stored2, _ = store(unit, "host_2", [second])
+    (victim, *_rest) = sorted(set(pack_files(root)) - packs1)
+    size = os.path.getsize(victim)
+    with open(victim, "r+b") as f:                  # alter one byte past the pack header
+        f.seek(100)
+        byte = f.read(1)
+        f.seek(100)
+        f.write(bytes([byte[0] ^ 1]))
+    catalog = {loc: {s.offset: (s.size, s.checksum)}
+               for loc, (s,) in ((loc1, stored1), (loc2, stored2))}
+    report = unit.rebuild_index(catalog)
+    assert any("unreadable" in line and "authentication failed" in line
+               for line in report["skipped"]), report
+    assert report["objects"] == 1 and len(report["lost"]) == 1 and loc2 in report["lost"][0]
+    assert load(unit, loc1, stored1[0]) == first
+    assert unit.check() == [] and os.path.getsize(victim) == size
+    unit.close()
+
+
 def test_an_image_too_large_for_a_recipe_record_still_commits(tmp_path, monkeypatch, caplog):
     """A recipe record over the cap (AES-GCM's 2 GiB limit; lowered here) is not written:
     the backup commits and restores all the same, the server warns, and a rebuild of the

@@ -1357,7 +1357,7 @@ class DedupStorageUnit(StorageUnit):
                                                      data[pos:table_end])
                     except (MediaReadError, InvalidTag) as exc:
                         report["skipped"].append(f"{where}: the rest of the pack is unreadable "
-                                                 f"({exc or 'authentication failed'})")
+                                                 f"({str(exc) or 'authentication failed'})")
                         break
                     if magic == BLOB_MAGIC:
                         blob_id = db.execute(
