@@ -1378,7 +1378,7 @@ class DedupStorageUnit(StorageUnit):
                         for seq, size, ids in rec["objects"]:
                             if wanted.get(seq) == (size, recipe_checksum(ids)):
                                 recipes[(location, seq)] = (size, bytes(ids))
-                                records[location] = (pack_id, pos, end - pos)
+                                records[location] = (pack_id, pos, end - pos)  # wanted
                     pos = end
         refs: collections.Counter[bytes] = collections.Counter()
         present = {r[0] for r in db.execute("SELECT id FROM chunks")}
@@ -1399,8 +1399,7 @@ class DedupStorageUnit(StorageUnit):
                        [(n, cid) for cid, n in refs.items()])
         db.executemany("INSERT INTO recipe_records(location, pack, offset, stored) "
                        "VALUES (?, ?, ?, ?)",
-                       [(loc, *rec) for loc, rec in records.items()
-                        if any(k[0] == loc for k in recipes)])
+                       [(loc, *rec) for loc, rec in records.items()])
         report["chunks"] = len(refs)
         db.execute("COMMIT")
         db.close()
