@@ -290,6 +290,7 @@ def test_index_rebuilt_from_the_packs_after_it_is_lost(tmp_path_factory):
         X.BSATerminate(h)
         (usage,) = cli_json(srv, "pool", "usage")
         assert usage["objects"] == 3 and usage["logical_bytes"] == len(a) + len(c) + 2 * MiB
+        assert usage["images_without_record"] == 0
         srv.stop()
         for path in only_d:                                    # image 3's packs are lost too
             os.unlink(path)
@@ -352,6 +353,7 @@ def test_an_image_too_large_for_a_recipe_record_still_commits(tmp_path, monkeypa
     loc, stored, _ = store(unit, "host_1", [data])
     assert load(unit, loc, stored[0]) == data
     assert "too large for a recipe record" in caplog.text
+    assert unit.usage()["images_without_record"] == 1        # pool usage tells the operator
     report = unit.rebuild_index({loc: {0: (stored[0].size, stored[0].checksum)}})
     assert report["objects"] == 0 and report["lost"] == [f"{loc} object 0: no recipe record found"]
     unit.close()

@@ -377,6 +377,10 @@ def pool_usage(home: str, as_json: bool, name: str | None) -> None:
                    f"index {_size(u['index_bytes'])}\n"
                    f"  space saved {u['space_saved_pct']}%, garbage awaiting collection "
                    f"{_size(u['garbage_bytes'])} in {u['garbage_chunks']} chunks")
+        if u["images_without_record"]:
+            click.echo(f"  {u['images_without_record']} images have no recipe record in the "
+                       "packs (written before records existed, or too large): "
+                       "`pool rebuild-index` could not recover them")
 
 
 @pool.command("check")

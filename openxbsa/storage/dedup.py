@@ -1469,6 +1469,9 @@ class DedupStorageUnit(StorageUnit):
                 "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM packs").fetchone()
             blob_raw, blob_stored = db.execute(
                 "SELECT COALESCE(SUM(raw), 0), COALESCE(SUM(stored), 0) FROM blobs").fetchone()
+            unprotected = db.execute(
+                "SELECT COUNT(DISTINCT location) FROM recipes r WHERE NOT EXISTS "
+                "(SELECT 1 FROM recipe_records WHERE location = r.location)").fetchone()[0]
         index_bytes = sum(os.path.getsize(os.path.join(self.root, f))
                           for f in os.listdir(self.root) if f.startswith("index.db"))
         return {
@@ -1476,6 +1479,7 @@ class DedupStorageUnit(StorageUnit):
             "logical_bytes": logical, "unique_bytes": unique, "chunks": chunks,
             "stored_bytes": pack_bytes, "index_bytes": index_bytes, "packs": packs,
             "garbage_chunks": dead_chunks, "garbage_bytes": dead_bytes,
+            "images_without_record": unprotected,
             "dedup_ratio": round(logical / unique, 2) if unique else None,
             "compression_ratio": round(blob_raw / blob_stored, 2) if blob_stored else None,
             "space_saved_pct": round(100 * (1 - pack_bytes / logical), 1) if logical else None,
