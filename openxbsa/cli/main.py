@@ -334,13 +334,19 @@ def pool() -> None:
     """Deduplication pools (crcontrol --dsstat): usage and consistency."""
 
 
-def _pools(home: str, name: str | None) -> list[Any]:
-    from openxbsa.storage import open_unit
-
-    rows = [r for r in views.open_catalog(home).list_storage_units()
+def _pool_rows(catalog: Any, name: str | None) -> list[dict[str, Any]]:
+    """The catalog rows of the dedup storage units (all, or the one named)."""
+    rows = [r for r in catalog.list_storage_units()
             if r["kind"] == "dedup" and (name is None or r["name"] == name)]
     if name is not None and not rows:
         raise click.ClickException(f"{name} is not a dedup storage unit")
+    return rows
+
+
+def _pools(home: str, name: str | None) -> list[Any]:
+    from openxbsa.storage import open_unit
+
+    rows = _pool_rows(views.open_catalog(home), name)
     try:
         return [open_unit(r, home) for r in rows]
     except OpenXBSAError as exc:
@@ -425,15 +431,13 @@ def pool_rebuild_index(home: str, as_json: bool, name: str) -> None:
     """Rebuild a dedup pool's index from its pack files (when index.db is lost or damaged).
     Stop the server first. Recipes are taken from the images' records in the packs and kept
     where the catalog has the object with that checksum; exit 1 if an object is lost."""
+    from openxbsa.storage import key_dir
     from openxbsa.storage.dedup import DedupStorageUnit
 
     catalog = views.open_catalog(home)
-    row = catalog.storage_unit(name)
-    if row is None or row["kind"] != "dedup":
-        raise click.ClickException(f"{name} is not a dedup storage unit")
-    try:
-        unit = DedupStorageUnit(name, row["path"], key_dir=os.path.join(home, "keys"),
-                                open_index=False)
+    (row,) = _pool_rows(catalog, name)
+    try:                                  # the index may be unusable: it is not opened
+        unit = DedupStorageUnit(name, row["path"], key_dir=key_dir(home), open_index=False)
         try:
             report = unit.rebuild_index(catalog.stored_objects(name))
         finally:

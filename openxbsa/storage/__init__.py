@@ -10,11 +10,16 @@ from openxbsa.storage.base import ImageWriter, ObjectReader, StorageUnit, Stored
 from openxbsa.storage.disk import DiskStorageUnit
 
 
+def key_dir(home: str) -> str:
+    """Where the server keeps the keys its storage units need (never inside a unit)."""
+    return os.path.join(home, "keys")
+
+
 def _dedup(name: str, path: str, home: str) -> StorageUnit:
     # imported on first use: its crypto and compression libraries are not needed otherwise
     from openxbsa.storage.dedup import DedupStorageUnit
 
-    return DedupStorageUnit(name, path, key_dir=os.path.join(home, "keys"))
+    return DedupStorageUnit(name, path, key_dir=key_dir(home))
 
 
 # kind -> factory(name, path, server home); keys a kind needs live in ``home/keys``
@@ -29,4 +34,5 @@ def open_unit(row: Mapping[str, Any], home: str) -> StorageUnit:
     return KINDS[row["kind"]](row["name"], row["path"], home)
 
 
-__all__ = ["KINDS", "ImageWriter", "ObjectReader", "StorageUnit", "StoredObject", "open_unit"]
+__all__ = ["KINDS", "ImageWriter", "ObjectReader", "StorageUnit", "StoredObject", "key_dir",
+           "open_unit"]

@@ -7,11 +7,14 @@ and make them durable only at ``commit``; until then ``abort`` (or a crash follo
 
 from __future__ import annotations
 
+import errno
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import blake3
+
+from openxbsa.errors import MediaWriteError
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -24,6 +27,12 @@ def safe_name(text: str) -> str:
 def image_name(backup_id: str) -> str:
     """``client/backup_id`` as file-system-safe names: where an image lives in a unit."""
     return f"{safe_name(backup_id.rsplit('_', 1)[0]) or 'client'}/{safe_name(backup_id)}"
+
+
+def write_error(message: str, exc: OSError) -> MediaWriteError:
+    """A failed write as NetBackup reports it: status 129 (disk full) for ENOSPC, else 84
+    (media write error)."""
+    return MediaWriteError(message, status=129 if exc.errno == errno.ENOSPC else 84)
 
 
 def dedup_rate(received: int | None, after_dedup: int | None) -> float | None:

@@ -41,7 +41,6 @@ Garbage collection
 from __future__ import annotations
 
 import collections
-import errno
 import fcntl
 import json
 import logging
@@ -65,7 +64,7 @@ from pyfastcdc.cy import FastCDC
 from openxbsa.errors import MediaReadError, MediaWriteError, OpenXBSAError
 from openxbsa.server import faults
 from openxbsa.storage.base import (
-    ImageWriter, ObjectReader, StorageUnit, StoredObject, image_name, safe_name,
+    ImageWriter, ObjectReader, StorageUnit, StoredObject, image_name, safe_name, write_error,
 )
 from openxbsa.storage.disk import fsync_dir
 
@@ -223,21 +222,31 @@ class _Decoder:
         self.aead = AESGCM(key.enc_key)
         self.dctx = zstandard.ZstdDecompressor()
 
-    def decode(self, record: bytes, where: str, verify: bool = True) -> bytes:
-        """The blob's bytes, authenticated; with ``verify`` every chunk is also re-hashed
-        against its ID (a reader instead checks the chunks it uses)."""
-        if len(record) < BLOB_HEAD.size:
+    def open(self, data: bytes, pos: int, where: str,
+             magics: tuple[bytes, ...] = (BLOB_MAGIC,)) -> tuple[bytes, int, int, int, bytes, int]:
+        """Authenticate the record at ``pos`` of ``data`` (a blob, or one of ``magics``):
+        its magic, flags, chunk count, raw length, decrypted payload, and where it ends."""
+        if len(data) - pos < BLOB_HEAD.size:
             raise MediaReadError(f"{where}: the blob is truncated")
-        magic, flags, nonce, count, raw_len, ct_len = BLOB_HEAD.unpack_from(record)
-        table_end = BLOB_HEAD.size + count * TABLE_ENTRY.size
-        if magic != BLOB_MAGIC or table_end + ct_len != len(record):
+        magic, flags, nonce, count, raw_len, ct_len = BLOB_HEAD.unpack_from(data, pos)
+        table_end = pos + BLOB_HEAD.size + count * TABLE_ENTRY.size
+        end = table_end + ct_len
+        if magic not in magics or end > len(data):
             raise MediaReadError(f"{where}: the blob header is damaged")
-        aad = memoryview(record)[:table_end]
+        view = memoryview(data)
         try:
-            payload = self.aead.decrypt(nonce, memoryview(record)[table_end:], bytes(aad))
+            payload = self.aead.decrypt(nonce, view[table_end:end], bytes(view[pos:table_end]))
         except InvalidTag:
             raise MediaReadError(f"{where}: authentication failed: the stored bytes are "
                                  "damaged or were altered") from None
+        return magic, flags, count, raw_len, payload, end
+
+    def decode(self, record: bytes, where: str, verify: bool = True) -> bytes:
+        """The blob's bytes, authenticated; with ``verify`` every chunk is also re-hashed
+        against its ID (a reader instead checks the chunks it uses)."""
+        _magic, flags, count, raw_len, payload, end = self.open(record, 0, where)
+        if end != len(record):
+            raise MediaReadError(f"{where}: the blob header is damaged")
         if flags & FLAG_ZSTD:
             try:
                 raw = self.dctx.decompress(payload, max_output_size=raw_len)
@@ -576,9 +585,7 @@ class DedupImageWriter(ImageWriter):
             os.close(fd)
 
     def _write_error(self, doing: str, exc: OSError) -> MediaWriteError:
-        """Status 129 (disk full) for ENOSPC, 84 (media write error) otherwise."""
-        return MediaWriteError(f"{doing} dedup pool {self.unit.name} failed: {exc}",
-                               status=129 if exc.errno == errno.ENOSPC else 84)
+        return write_error(f"{doing} dedup pool {self.unit.name} failed: {exc}", exc)
 
     # -------------------------------------------------------------- commit / abort
     def commit(self) -> None:
@@ -1343,21 +1350,12 @@ class DedupStorageUnit(StorageUnit):
                 report["packs"] += 1
                 pos = len(PACK_MAGIC) + len(self.pool_id)
                 while pos < len(data):
-                    where = f"pack {name}, offset {pos}"
                     try:
-                        if len(data) - pos < BLOB_HEAD.size:
-                            raise MediaReadError(f"{where}: a truncated record")
-                        magic, _fl, nonce, count, raw_len, ct_len = BLOB_HEAD.unpack_from(data,
-                                                                                          pos)
-                        table_end = pos + BLOB_HEAD.size + count * TABLE_ENTRY.size
-                        end = table_end + ct_len
-                        if magic not in (BLOB_MAGIC, RECIPE_MAGIC) or end > len(data):
-                            raise MediaReadError(f"{where}: not a whole record")
-                        plain = decoder.aead.decrypt(nonce, memoryview(data)[table_end:end],
-                                                     data[pos:table_end])
-                    except (MediaReadError, InvalidTag) as exc:
-                        report["skipped"].append(f"{where}: the rest of the pack is unreadable "
-                                                 f"({str(exc) or 'authentication failed'})")
+                        magic, _fl, count, raw_len, plain, end = decoder.open(
+                            data, pos, f"pack {name}, offset {pos}", (BLOB_MAGIC, RECIPE_MAGIC))
+                    except MediaReadError as exc:
+                        report["skipped"].append(f"{exc.message}; the rest of the pack is "
+                                                 "unreadable")
                         break
                     if magic == BLOB_MAGIC:
                         blob_id = db.execute(

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import errno
 import os
 
 import blake3
 
 from openxbsa.errors import MediaReadError, MediaWriteError
 from openxbsa.storage.base import (
-    ImageWriter, ObjectReader, StorageUnit, StoredObject, image_name,
+    ImageWriter, ObjectReader, StorageUnit, StoredObject, image_name, write_error,
 )
 
 _FALLOC_FL_KEEP_SIZE = 0x01
@@ -68,8 +67,7 @@ class DiskImageWriter(ImageWriter):
                 self.pos += n
                 self.received += n
         except OSError as exc:
-            code = 129 if exc.errno == errno.ENOSPC else 84
-            raise MediaWriteError(f"write to {self.path} failed: {exc}", status=code) from exc
+            raise write_error(f"write to {self.path} failed: {exc}", exc) from exc
 
     def end_object(self) -> StoredObject:
         self._open = False
