@@ -341,21 +341,113 @@ def test_index_rebuild_reads_past_nothing_it_cannot_authenticate(tmp_path):
     unit.close()
 
 
-def test_an_image_too_large_for_a_recipe_record_still_commits(tmp_path, monkeypatch, caplog):
-    """A recipe record over the cap (AES-GCM's 2 GiB limit; lowered here) is not written:
-    the backup commits and restores all the same, the server warns, and a rebuild of the
-    index names the image as lost instead of failing."""
+def test_large_objects_recipes_are_kept_in_pieces_and_several_records(tmp_path, monkeypatch):
+    """A recipe is stored in pieces of PART_IDS chunk IDs and sealed into records of about
+    RECORD_TARGET bytes (both lowered here, so that a few MiB stand for terabytes): restore,
+    verify, pool check, the index rebuild and deletion all see the whole object."""
     from openxbsa.storage import dedup
 
-    monkeypatch.setattr(dedup, "RECORD_MAX", 100)
+    monkeypatch.setattr(dedup, "PART_IDS", 7)
+    monkeypatch.setattr(dedup, "RECORD_TARGET", 500)
     unit = new_unit(str(tmp_path))
-    data = os.urandom(MiB)
-    loc, stored, _ = store(unit, "host_1", [data])
-    assert load(unit, loc, stored[0]) == data
-    assert "too large for a recipe record" in caplog.text
-    assert unit.usage()["images_without_record"] == 1        # pool usage tells the operator
-    report = unit.rebuild_index({loc: {0: (stored[0].size, stored[0].checksum)}})
-    assert report["objects"] == 0 and report["lost"] == [f"{loc} object 0: no recipe record found"]
+    big, small = os.urandom(5 * MiB), os.urandom(100_000)
+    loc, stored, _ = store(unit, "host_1", [big, b"", small])
+    db = unit._db
+    assert db.execute("SELECT COUNT(*) FROM recipe_parts").fetchone()[0] >= 5
+    assert db.execute("SELECT COUNT(*) FROM recipe_records WHERE location = ?",
+                      (loc,)).fetchone()[0] >= 5
+    assert [load(unit, loc, s) for s in stored] == [big, b"", small]
+    assert unit.verify_object(loc, stored[0]) is None and unit.check() == []
+    catalog = {loc: {s.offset: (s.size, s.checksum) for s in stored}}
+    report = unit.rebuild_index(catalog)
+    assert report["objects"] == 3 and report["lost"] == [], report
+    assert [load(unit, loc, s) for s in stored] == [big, b"", small]
+    assert unit.check() == []
+    unit.delete_image(loc)
+    unit.collect()
+    assert unit.usage()["chunks"] == 0 and pack_files(str(tmp_path)) == []
+    assert unit._db.execute("SELECT COUNT(*) FROM recipe_parts").fetchone()[0] == 0
+    unit.close()
+
+
+def test_a_recipe_piece_that_was_altered_is_not_trusted(tmp_path, monkeypatch):
+    """A piece of a recipe changed in the index (its order, here) no longer matches the
+    catalog's checksum: restore and verify refuse the object instead of sending other data."""
+    from openxbsa.storage import dedup
+
+    monkeypatch.setattr(dedup, "PART_IDS", 5)
+    unit = new_unit(str(tmp_path))
+    data = os.urandom(3 * MiB)
+    loc, (obj,), _ = store(unit, "host_1", [data])
+    unit._db.execute("UPDATE recipe_parts SET part = 101 WHERE part = 1")     # swap 1 and 2
+    unit._db.execute("UPDATE recipe_parts SET part = 1 WHERE part = 2")
+    unit._db.execute("UPDATE recipe_parts SET part = 2 WHERE part = 101")
+    with pytest.raises(MediaReadError, match="does not match the catalog"):
+        load(unit, loc, obj)
+    assert "does not match the catalog" in unit.verify_object(loc, obj)
+    unit.close()
+
+
+def test_writer_memory_does_not_grow_with_the_backup(tmp_path, monkeypatch):
+    """What a writer remembers until commit (chunks seen, where they went, recipes) is
+    kept in its scratch database: with 1 KiB chunks, 64 MiB (as many chunks as ~4 GiB of
+    real data) and 128 MiB take the same Python memory (before, a writer held ~500 bytes
+    per chunk: +50 MiB here), and the scratch file is gone after."""
+    import tracemalloc
+
+    from openxbsa.storage import dedup
+
+    monkeypatch.setattr(dedup, "CHUNK_AVG", 1024)
+    monkeypatch.setattr(dedup, "CHUNK_MIN", 256)
+    monkeypatch.setattr(dedup, "CHUNK_MAX", 4096)
+    monkeypatch.setattr(dedup, "PART_IDS", 4096)            # both runs: many pieces
+    monkeypatch.setattr(dedup, "RECORD_TARGET", 256 << 10)  # and many records
+    unit = new_unit(str(tmp_path))
+    peaks = []
+    for i, mib in enumerate((64, 128)):
+        w = unit.open_writer(f"host_{i}")
+        tracemalloc.start()
+        w.begin_object()
+        for _ in range(mib):
+            w.write(os.urandom(MiB))                 # new chunks all the way
+        w.end_object()
+        w.commit()
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    assert unit.usage()["chunks"] > 140_000
+    assert peaks[1] < 1.15 * peaks[0] and peaks[1] < 24 * MiB, peaks
+    assert os.listdir(os.path.join(str(tmp_path), "pool", "tmp")) == []
+    unit.close()
+
+
+def test_an_index_of_the_first_format_is_upgraded(tmp_path):
+    """Pools made before recipes were kept in pieces (one recipe record per image, keyed by
+    image): the index is upgraded in place on open and everything in it still restores."""
+    unit = new_unit(str(tmp_path))
+    data = os.urandom(2 * MiB)
+    loc, (obj,), _ = store(unit, "host_1", [data])
+    rows = unit._db.execute("SELECT location, pack, offset, stored FROM recipe_records").fetchall()
+    unit.close()
+    db = sqlite3.connect(os.path.join(str(tmp_path), "pool", "index.db"), isolation_level=None)
+    db.executescript("""
+        DROP TABLE recipe_records; DROP TABLE recipe_parts;
+        CREATE TABLE recipe_records (location TEXT PRIMARY KEY,
+            pack INTEGER NOT NULL REFERENCES packs(id), offset INTEGER NOT NULL,
+            stored INTEGER NOT NULL);
+        CREATE INDEX recipe_records_pack ON recipe_records(pack);
+        PRAGMA user_version = 0;""")
+    db.executemany("INSERT INTO recipe_records VALUES (?, ?, ?, ?)", rows)
+    db.close()
+    unit = new_unit(str(tmp_path))
+    assert unit._db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert unit._db.execute("SELECT location, pack, offset, stored FROM recipe_records"
+                            ).fetchall() == rows
+    assert load(unit, loc, obj) == data and unit.check() == []
+    loc2, (obj2,), _ = store(unit, "host_2", [data + b"more"])
+    assert load(unit, loc2, obj2) == data + b"more"
+    report = unit.rebuild_index({loc: {0: (obj.size, obj.checksum)},
+                                 loc2: {0: (obj2.size, obj2.checksum)}})
+    assert report["objects"] == 2, report
     unit.close()
 
 
@@ -1030,7 +1122,7 @@ def test_a_pack_flush_failure_fails_the_commit_as_disk_full(tmp_path, monkeypatc
     w.abort()
     monkeypatch.setattr(os, "fsync", real_fsync)
     assert pack_files(root) == []
-    assert unit.recipe(w.location, 0) is None
+    assert unit.recipe_size(w.location, 0) is None
     assert unit._writers == set()
     unit.close()
 

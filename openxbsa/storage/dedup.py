@@ -15,11 +15,13 @@ Where things are
     ``<pool>/pool.json``  format, pool ID, chunker parameters, the key's fingerprint (after
                           a rotation also the pool key, sealed under the key file)
     ``<pool>/index.db``   SQLite: packs, blobs, chunks (with reference counts), recipes
+                          (in pieces of PART_IDS chunk IDs), recipe records' places
     ``<pool>/packs/XX/`` the pack files
+    ``<pool>/tmp/``       running backups' scratch databases (see _Scratch)
     ``<home>/keys/<unit>.key``  the pool key, held by the server, never in the pool
 
 Recovery of the index
-    At commit each image's recipes are also sealed into a pack (a *recipe record*), which
+    At commit each image's recipes are also sealed into packs (*recipe records*), which
     collection keeps while any object of the image is left; ``rebuild_index`` rebuilds the
     index from the packs alone, taking the recipes the catalog still holds.
 
@@ -33,9 +35,10 @@ Crash consistency
 Garbage collection
     Deleting an image drops its recipes and decrements its chunks' reference counts.
     ``collect`` removes chunks nobody references (except those a running backup has just
-    deduplicated against: they are pinned until it ends), then blobs without chunks, then
-    packs without blobs; packs mostly dead are rewritten (*repacked*): live blobs copied
-    sealed, blobs mostly dead sealed anew with their live chunks only.
+    deduplicated against: they are pinned, in its scratch, until it ends), then blobs
+    without chunks, then packs without blobs; packs mostly dead are rewritten
+    (*repacked*): live blobs copied sealed, blobs mostly dead sealed anew with their live
+    chunks only.
 """
 
 from __future__ import annotations
@@ -91,7 +94,11 @@ TRIAL_KEEP = 0.92               # a sample larger than this fraction: store the 
 REPACK_BELOW = 0.5              # repack a pack whose live share fell below this
 REWRITE_BELOW = 0.5             # while repacking, rewrite a blob whose live share is below
 LOOKUP_BATCH = 500              # chunk IDs per index query
-RECORD_MAX = (1 << 31) - (1 << 20)   # larger recipe records are not written (AES-GCM's limit)
+PART_IDS = 1 << 16              # chunk IDs per stored piece of a recipe (2 MiB, ~5 GiB of data)
+RECORD_TARGET = 4 << 20         # recipe-record payload beyond which a new record is started
+GC_BATCH = 10_000               # unreferenced chunks collected per index transaction
+SCRATCH_CACHE_KIB = 8 << 10     # page cache of a writer's scratch database (8 MiB)
+INDEX_VERSION = 2               # 2: recipes in pieces, several recipe records per image
 
 PACK_MAGIC = b"OXPACK1\n"
 BLOB_MAGIC = b"OXB1"
@@ -116,10 +123,25 @@ CREATE INDEX IF NOT EXISTS chunks_dead ON chunks(refs) WHERE refs <= 0;
 CREATE TABLE IF NOT EXISTS recipes (
     location TEXT NOT NULL, seq INTEGER NOT NULL, size INTEGER NOT NULL,
     ids BLOB NOT NULL, PRIMARY KEY (location, seq));
+CREATE TABLE IF NOT EXISTS recipe_parts (
+    location TEXT NOT NULL, seq INTEGER NOT NULL, part INTEGER NOT NULL,
+    ids BLOB NOT NULL, PRIMARY KEY (location, seq, part));
 CREATE TABLE IF NOT EXISTS recipe_records (
-    location TEXT PRIMARY KEY, pack INTEGER NOT NULL REFERENCES packs(id),
-    offset INTEGER NOT NULL, stored INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS recipe_records_pack ON recipe_records(pack);
+    pack INTEGER NOT NULL REFERENCES packs(id), offset INTEGER NOT NULL,
+    location TEXT NOT NULL, stored INTEGER NOT NULL, PRIMARY KEY (pack, offset));
+CREATE INDEX IF NOT EXISTS recipe_records_location ON recipe_records(location);
+"""
+
+# A writer's working set until its commit (see _Scratch): never synced, never committed.
+SCRATCH_SCHEMA = """
+CREATE TABLE seen (id BLOB PRIMARY KEY, n INTEGER NOT NULL, new INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE blobs (id INTEGER PRIMARY KEY, pack TEXT NOT NULL, offset INTEGER NOT NULL,
+                    stored INTEGER NOT NULL, raw INTEGER NOT NULL);
+CREATE TABLE placed (blob INTEGER NOT NULL, id BLOB NOT NULL, off INTEGER NOT NULL,
+                     len INTEGER NOT NULL);
+CREATE INDEX placed_blob ON placed(blob);
+CREATE TABLE parts (seq INTEGER NOT NULL, part INTEGER NOT NULL, ids BLOB NOT NULL,
+                    PRIMARY KEY (seq, part));
 """
 
 
@@ -133,6 +155,17 @@ def _write_all(fd: int, parts: list[bytes | memoryview]) -> None:
             views.pop(0)
         if views and n:
             views[0] = views[0][n:]
+
+
+def _ids_in(db: sqlite3.Connection, select: str, ids: list[bytes]) -> set[bytes]:
+    """The IDs ``select`` (a query ending in WHERE or AND) finds among ``ids``, asked
+    LOOKUP_BATCH at a time."""
+    found: set[bytes] = set()
+    for i in range(0, len(ids), LOOKUP_BATCH):
+        batch = ids[i:i + LOOKUP_BATCH]
+        q = f"{select} id IN ({','.join('?' * len(batch))})"
+        found.update(r[0] for r in db.execute(q, batch))
+    return found
 
 
 def recipe_checksum(ids: bytes) -> str:
@@ -302,6 +335,53 @@ class _SealContext:
         return aad, sealed
 
 
+class _Scratch:
+    """What a writer must remember until its commit, kept in a private SQLite file in the
+    pool (``<pool>/tmp/``) rather than in memory, so that a backup of any size runs in the
+    same few megabytes: the chunks it has seen (how often, and whether it stores them or
+    found them in the pool — those are pinned against collection), where its blobs and
+    their chunks went, and its recipes in pieces. Nothing in it is synced: a crash leaves
+    a file that ``sweep`` removes. Every use holds ``lock``."""
+
+    def __init__(self, root: str, location: str) -> None:
+        directory = os.path.join(root, "tmp")
+        os.makedirs(directory, exist_ok=True)
+        self.path = os.path.join(directory, f"{safe_name(location)}-{os.urandom(4).hex()}.db")
+        self.lock = threading.Lock()
+        self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        for pragma in ("journal_mode=OFF", "synchronous=OFF", "locking_mode=EXCLUSIVE",
+                       f"cache_size=-{SCRATCH_CACHE_KIB}"):
+            self.db.execute("PRAGMA " + pragma)
+        self.db.executescript(SCRATCH_SCHEMA)
+        self.db.execute("BEGIN")          # one transaction for its whole life
+
+    def seen(self, ids: list[bytes]) -> set[bytes]:
+        """Those of ``ids`` this writer has met before."""
+        return _ids_in(self.db, "SELECT id FROM seen WHERE", ids)
+
+    def pinned(self, ids: list[bytes]) -> set[bytes]:
+        """Those of ``ids`` this writer found in the pool (it will reference them)."""
+        return _ids_in(self.db, "SELECT id FROM seen WHERE new = 0 AND", ids)
+
+    def batches(self, query: str, first: Any, size: int) -> Iterator[list[tuple[Any, ...]]]:
+        """The rows of ``query``, ``size`` at a time: its first column is a unique key it
+        orders by, its one parameter the last key seen (``first`` before any)."""
+        last = first
+        while True:
+            rows = self.db.execute(query + f" LIMIT {size}", (last,)).fetchall()
+            if not rows:
+                return
+            yield rows
+            last = rows[-1][0]
+
+    def close(self) -> None:
+        self.db.close()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
 class DedupImageWriter(ImageWriter):
     """Cuts, deduplicates and stores the objects of one image; nothing is visible before
     ``commit``.
@@ -311,7 +391,8 @@ class DedupImageWriter(ImageWriter):
     hashes and looks them up, and copies the new ones into the pending blob; two sealer
     threads compress and encrypt blobs and append them, each to a pack file of its own.
     Cutting, hashing, compression, encryption and I/O all release the GIL, so the stages
-    overlap.
+    overlap. What must be remembered until the commit (chunks seen, blobs placed, recipes)
+    goes to a scratch database, so memory does not grow with the size of the backup.
     """
 
     def __init__(self, unit: DedupStorageUnit, location: str) -> None:
@@ -327,12 +408,13 @@ class DedupImageWriter(ImageWriter):
         self.fill = self.head                 # where the next byte goes in self.seg
         self.tail = memoryview(b"")           # the cut-off last chunk of the previous segment
         self.tail_seg: bytearray | None = None
-        self.recipe: list[bytes] = []
-        self.recipes: list[tuple[int, int, bytes]] = []   # (seq, size, ids)
+        self.scratch = _Scratch(unit.root, location)
+        self.recipe = bytearray()                    # the open object's IDs not yet stored
+        self.parts = 0                               # pieces of its recipe stored
+        self.recipe_hash = blake3.blake3()
+        self.recipes: list[tuple[int, int, int]] = []    # (seq, size, pieces)
         self.seq = -1
         self.obj_size = 0
-        self.new: set[bytes] = set()                 # chunks this writer stores
-        self.hits: set[bytes] = set()                # chunks found in the pool (pinned)
         self._blob_bufs: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
         for _ in range(SEALS_IN_FLIGHT + 2):
             self._blob_bufs.put(bytearray(BLOB_TARGET + unit.chunk_max))
@@ -346,9 +428,11 @@ class DedupImageWriter(ImageWriter):
             self._contexts.put(ctx)
         self._done_lock = threading.Lock()    # guards blobs, packs, stored (sealers add)
         self._compressing = False             # the last blob compressed well
-        self.blobs: list[tuple[str, int, int, int, list[tuple[bytes, int, int]]]] = []
+        # blobs written and not yet entered in the scratch: (pack, offset, stored, raw,
+        # [(chunk ID, offset, length)]); the cutter moves them there
+        self._placed: list[tuple[str, int, int, int, list[tuple[bytes, int, int]]]] = []
         self.packs: list[str] = []                   # pack names, in order
-        self.recipe_record: tuple[str, int, int] | None = None   # pack, offset, length
+        self.recipe_records: list[tuple[str, int, int]] = []   # pack, offset, length
         self.received = 0
         self.new_bytes = 0
         self.stored = 0
@@ -368,7 +452,9 @@ class DedupImageWriter(ImageWriter):
     # -------------------------------------------------------------- session thread
     def begin_object(self) -> None:
         self.seq += 1
-        self.recipe = []
+        self.recipe = bytearray()
+        self.parts = 0
+        self.recipe_hash = blake3.blake3()
         self.obj_size = 0
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
@@ -411,10 +497,22 @@ class DedupImageWriter(ImageWriter):
         self.seg = self._free.get()
         self.fill = self.head
         self._raise_failure()
-        ids = b"".join(self.recipe)
-        self.recipes.append((self.seq, self.obj_size, ids))
-        self.recipe = []
-        return StoredObject(self.seq, self.obj_size, recipe_checksum(ids))
+        with self.scratch.lock:
+            self._store_piece(final=True)
+        self.recipes.append((self.seq, self.obj_size, self.parts))
+        self.recipe = bytearray()
+        return StoredObject(self.seq, self.obj_size, self.recipe_hash.hexdigest())
+
+    def _store_piece(self, final: bool) -> None:
+        """Move full pieces of the open object's recipe (the last one too when ``final``;
+        an empty object has one empty piece) to the scratch. Holds the scratch lock."""
+        size = PART_IDS * ID_LEN
+        while len(self.recipe) >= size or (final and (self.recipe or not self.parts)):
+            piece = bytes(self.recipe[:size])
+            del self.recipe[:size]
+            self.scratch.db.execute("INSERT INTO parts(seq, part, ids) VALUES (?, ?, ?)",
+                                    (self.seq, self.parts, piece))
+            self.parts += 1
 
     def _wait(self, futures: collections.deque[Future[None]]) -> None:
         exc = futures.popleft().exception()
@@ -463,14 +561,11 @@ class DedupImageWriter(ImageWriter):
         key = self.id_key
         chunks = [view[o:o + n] for o, n in cuts]
         ids = [blake3.blake3(c, key=key).digest() for c in chunks]
-        new, hits = self.new, self.hits
-        unknown = [cid for cid in ids if cid not in new and cid not in hits]
-        if unknown:
-            self.unit._lookup_and_pin(unknown, hits)
+        new = self._classify(ids)
         for cid, chunk in zip(ids, chunks):
-            if cid in hits or cid in new:
+            if cid not in new:
                 continue
-            new.add(cid)
+            new.discard(cid)                    # stored once, however often it repeats
             n = len(chunk)
             self.pending[self.pending_fill:self.pending_fill + n] = chunk
             self.pending_fill += n
@@ -478,7 +573,12 @@ class DedupImageWriter(ImageWriter):
             self.new_bytes += n
             if self.pending_fill >= BLOB_TARGET:
                 self._seal_pending()
-        self.recipe.extend(ids)
+        joined = b"".join(ids)
+        self.recipe_hash.update(joined)
+        self.recipe += joined
+        if len(self.recipe) >= PART_IDS * ID_LEN:
+            with self.scratch.lock:
+                self._store_piece(final=False)
         for c in chunks:
             c.release()
         if self.tail_seg is None:
@@ -486,6 +586,47 @@ class DedupImageWriter(ImageWriter):
             self._free.put(seg)
         else:
             view.release()
+
+    def _classify(self, ids: list[bytes]) -> set[bytes]:
+        """Count the segment's chunk IDs in the scratch; return those never met before
+        and not in the pool: this writer stores them. Those found in the pool are entered
+        as pinned under the lock collection takes, in the same step as the lookup."""
+        counts = collections.Counter(ids)
+        unique = list(counts)
+        scratch = self.scratch
+        with scratch.lock:
+            self._enter_placed()
+            met = scratch.seen(unique) if unique else set()
+        fresh = [cid for cid in unique if cid not in met]
+        in_pool: set[bytes] = set()
+        if fresh:
+            with self.unit._lock:
+                in_pool = self.unit._known(fresh)
+                with scratch.lock:
+                    scratch.db.executemany(
+                        "INSERT INTO seen(id, n, new) VALUES (?, ?, ?)",
+                        [(cid, counts[cid], cid not in in_pool) for cid in fresh])
+        if met:
+            with scratch.lock:
+                scratch.db.executemany("UPDATE seen SET n = n + ? WHERE id = ?",
+                                       [(counts[cid], cid) for cid in met])
+        return {cid for cid in fresh if cid not in in_pool}
+
+    def _enter_placed(self) -> None:
+        """Move the blobs the sealers wrote into the scratch. Holds the scratch lock."""
+        with self._done_lock:
+            placed, self._placed = self._placed, []
+        db = self.scratch.db
+        for pack, offset, stored, raw, entries in placed:
+            blob = db.execute("INSERT INTO blobs(pack, offset, stored, raw) VALUES (?, ?, ?, ?)",
+                              (pack, offset, stored, raw)).lastrowid
+            db.executemany("INSERT INTO placed(blob, id, off, len) VALUES (?, ?, ?, ?)",
+                           [(blob, cid, off, n) for cid, off, n in entries])
+
+    def pinned(self, ids: list[bytes]) -> set[bytes]:
+        """Those of ``ids`` (unreferenced chunks, for collection) this writer will use."""
+        with self.scratch.lock:
+            return self.scratch.pinned(ids)
 
     def _seal_pending(self) -> None:
         if not self.pending_ids:
@@ -523,7 +664,7 @@ class DedupImageWriter(ImageWriter):
             ctx.pack_size += record
             with self._done_lock:
                 self.stored += record
-                self.blobs.append((ctx.pack, offset, record, size, entries))
+                self._placed.append((ctx.pack, offset, record, size, entries))
             if ctx.pack_size >= PACK_TARGET:
                 self._close_pack(ctx)
         except OSError as exc:
@@ -533,20 +674,29 @@ class DedupImageWriter(ImageWriter):
             self._contexts.put(ctx)
             self._blob_bufs.put(buf)
 
-    def _write_recipe_record(self) -> None:
-        """The image's recipes, sealed into a pack too: if the index is ever lost,
+    def _write_recipe_records(self) -> None:
+        """The image's recipes, sealed into packs too (records of about RECORD_TARGET, a
+        large object's recipe spread over several): if the index is ever lost,
         ``rebuild_index`` finds them there (the index stays what restores use)."""
-        self.recipe_record = None
-        if not self.recipes:
-            return
-        payload = msgpack.packb({"location": self.location,
-                                 "objects": [[seq, size, ids] for seq, size, ids in self.recipes]},
+        self.recipe_records = []
+        entries: list[list[Any]] = []
+        size = 0
+        for seq, obj_size, parts in self.recipes:
+            for part in range(parts):
+                with self.scratch.lock:
+                    (ids,) = self.scratch.db.execute(
+                        "SELECT ids FROM parts WHERE seq = ? AND part = ?", (seq, part)).fetchone()
+                entries.append([seq, obj_size, ids, part])
+                size += len(ids) + 64
+                if size >= RECORD_TARGET:
+                    self._seal_record(entries)
+                    entries, size = [], 0
+        if entries:
+            self._seal_record(entries)
+
+    def _seal_record(self, entries: list[list[Any]]) -> None:
+        payload = msgpack.packb({"location": self.location, "objects": entries},
                                 use_bin_type=True)
-        if len(payload) > RECORD_MAX:             # about 5 TiB of data in one image
-            log.warning("dedup pool %s: image %s is too large for a recipe record; "
-                        "`pool rebuild-index` could not recover it", self.unit.name,
-                        self.location)
-            return
         ctx = self._all_contexts[0]
         aad, sealed = ctx.seal(memoryview(payload), [], compress=False, magic=RECIPE_MAGIC)
         if ctx.pack_fd < 0:
@@ -555,7 +705,7 @@ class DedupImageWriter(ImageWriter):
         _write_all(ctx.pack_fd, [aad, sealed])
         ctx.pack_size += len(aad) + len(sealed)
         self.stored += len(aad) + len(sealed)
-        self.recipe_record = (ctx.pack, offset, len(aad) + len(sealed))
+        self.recipe_records.append((ctx.pack, offset, len(aad) + len(sealed)))
 
     def _open_pack(self, ctx: _SealContext) -> None:
         name = os.urandom(16).hex()
@@ -595,8 +745,10 @@ class DedupImageWriter(ImageWriter):
         while self._seals:
             self._wait(self._seals)
         self._raise_failure()
+        with self.scratch.lock:
+            self._enter_placed()
         try:
-            self._write_recipe_record()
+            self._write_recipe_records()
         except OSError as exc:
             raise self._write_error("writing to", exc) from exc
         for ctx in self._all_contexts:          # the sealers are idle: close their packs
@@ -641,6 +793,8 @@ class DedupImageWriter(ImageWriter):
         self._flusher.shutdown(wait=False)
         with self.unit._lock:
             self.unit._writers.discard(self)
+        with self.scratch.lock:
+            self.scratch.close()
         self.tail = memoryview(b"")
         self.tail_seg = None
 
@@ -655,8 +809,9 @@ class DedupObjectReader(ObjectReader):
     so that decoding overlaps with sending."""
 
     def __init__(self, unit: DedupStorageUnit, location: str, stored: StoredObject) -> None:
-        self._ids = unit._checked_recipe(location, stored)
+        unit._checked_recipe(location, stored)
         self.unit = unit
+        self._location, self._seq = location, stored.offset
         with unit._lock:                      # no blob is rewritten while this reader is open
             unit._readers += 1
         self._counted = True
@@ -694,7 +849,7 @@ class DedupObjectReader(ObjectReader):
         plan: collections.deque[tuple[bytes, int, int, int]] = collections.deque()
         checked: set[bytes] = set()
         id_key = self.unit.key.id_key
-        refs = self.unit._chunk_refs(self._ids)
+        refs = self.unit._chunk_refs(self._location, self._seq)
         try:
             more = True
             while more or plan:
@@ -720,6 +875,8 @@ class DedupObjectReader(ObjectReader):
                 chunk = memoryview(raw)[off:off + length]
                 if cid not in verified and cid not in checked:
                     check_chunk(chunk, cid, id_key, f"dedup pool {self.unit.name}")
+                    if len(checked) >= PREFETCH * LOOKAHEAD:   # bounded: may check again
+                        checked.clear()
                     checked.add(cid)
                 if not self._put(chunk):
                     return
@@ -815,12 +972,39 @@ class DedupStorageUnit(StorageUnit):
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             with self._lock:
-                db.executescript(SCHEMA)
+                self._upgrade(db)
         except sqlite3.DatabaseError as exc:
             raise MediaReadError(f"the index {path} of the dedup pool {self.name} cannot be "
                                  f"used ({exc}); `openxbsa pool rebuild-index {self.name}` "
                                  "rebuilds it from the pack files") from None
         return db
+
+    @staticmethod
+    def _upgrade(db: sqlite3.Connection) -> None:
+        """Create the index, or bring one of an earlier version to INDEX_VERSION in one
+        transaction (version 1 kept one recipe record per image, keyed by location)."""
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            old = db.execute("SELECT sql FROM sqlite_master WHERE name = 'recipe_records'"
+                             ).fetchone()
+            migrate = version < 2 and old is not None and "location TEXT PRIMARY KEY" in old[0]
+            if migrate:
+                db.execute("DROP INDEX IF EXISTS recipe_records_pack")
+                db.execute("ALTER TABLE recipe_records RENAME TO recipe_records_v1")
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            if migrate:
+                db.execute("INSERT INTO recipe_records(pack, offset, location, stored) "
+                           "SELECT pack, offset, location, stored FROM recipe_records_v1")
+                db.execute("DROP TABLE recipe_records_v1")
+            if version < INDEX_VERSION:
+                db.execute(f"PRAGMA user_version = {INDEX_VERSION}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     # -------------------------------------------------------------- pool files
     def _open_pool(self) -> None:
@@ -960,7 +1144,8 @@ class DedupStorageUnit(StorageUnit):
 
     def sweep(self, live: set[str]) -> list[str]:
         """At start-up: drop recipes of images the catalog does not know, pack files the
-        index does not know (a writer that crashed before its commit), then collect."""
+        index does not know and scratch files (a writer that crashed before its commit),
+        then collect."""
         with self._lock:
             self._own()
             locations = [r[0] for r in self._db.execute("SELECT DISTINCT location FROM recipes")]
@@ -972,6 +1157,11 @@ class DedupStorageUnit(StorageUnit):
         with self._lock:
             known = {r[0] for r in self._db.execute("SELECT name FROM packs")}
             busy = {p for w in self._writers for p in w.packs}
+            scratch = {w.scratch.path for w in self._writers}
+        tmp = os.path.join(self.root, "tmp")
+        for f in os.listdir(tmp) if os.path.isdir(tmp) else []:
+            if os.path.join(tmp, f) not in scratch:
+                os.unlink(os.path.join(tmp, f))
         for dirpath, _dirs, files in os.walk(os.path.join(self.root, "packs")):
             for f in files:
                 name = f.removesuffix(".pack")
@@ -985,21 +1175,9 @@ class DedupStorageUnit(StorageUnit):
         self.collect()
 
     # -------------------------------------------------------------- index
-    def _lookup_and_pin(self, ids: list[bytes], pins: set[bytes]) -> None:
-        """Add to ``pins`` (a writer's ``hits``) those of these chunks the pool holds: they
-        are then pinned against garbage collection until the writer ends. Lookup and pin
-        happen under the lock that collection takes."""
-        with self._lock:
-            pins.update(self._known(ids))
-
     def _known(self, ids: list[bytes]) -> set[bytes]:
         """Those of ``ids`` the index holds (the caller holds the lock)."""
-        known: set[bytes] = set()
-        for i in range(0, len(ids), LOOKUP_BATCH):
-            batch = ids[i:i + LOOKUP_BATCH]
-            q = "SELECT id FROM chunks WHERE id IN (%s)" % ",".join("?" * len(batch))
-            known.update(r[0] for r in self._db.execute(q, batch))
-        return known
+        return _ids_in(self._db, "SELECT id FROM chunks WHERE", ids)
 
     def _locate(self, ids: list[bytes]) -> dict[bytes, tuple[int, int, int]]:
         with self._lock:
@@ -1032,45 +1210,67 @@ class DedupStorageUnit(StorageUnit):
             raise MediaReadError(f"{where}: the pack file is truncated")
         return decoder.decode(record, where, verify)
 
-    def _checked_recipe(self, location: str, stored: StoredObject) -> bytes:
-        """The chunk IDs of one object, after checking them against the catalog's record."""
-        got = self.recipe(location, stored.offset)
-        if got is None:
+    def _recipe_pieces(self, location: str, seq: int) -> Iterator[bytes]:
+        """An object's chunk IDs, piece by piece (each read under the lock on its own)."""
+        with self._lock:
+            row = self._db.execute("SELECT ids FROM recipes WHERE location = ? AND seq = ?",
+                                   (location, seq)).fetchone()
+        if row is None:
+            raise MediaReadError(f"the dedup pool {self.name} has no chunk list for object "
+                                 f"{seq} of {location}")
+        yield bytes(row[0])
+        part = 1
+        while True:
+            with self._lock:
+                row = self._db.execute("SELECT ids FROM recipe_parts WHERE location = ? AND "
+                                       "seq = ? AND part = ?", (location, seq, part)).fetchone()
+            if row is None:
+                return
+            yield bytes(row[0])
+            part += 1
+
+    def _checked_recipe(self, location: str, stored: StoredObject) -> None:
+        """Check an object's chunk list against the catalog's record (its size and
+        checksum), reading it piece by piece."""
+        size = self.recipe_size(location, stored.offset)
+        if size is None:
             raise MediaReadError(f"the dedup pool {self.name} has no chunk list for object "
                                  f"{stored.offset} of {location}")
-        size, ids = got
-        if size != stored.size or recipe_checksum(ids) != stored.checksum:
+        digest = blake3.blake3()
+        for ids in self._recipe_pieces(location, stored.offset):
+            digest.update(ids)
+        if size != stored.size or digest.hexdigest() != stored.checksum:
             raise MediaReadError(f"the chunk list of object {stored.offset} of {location} "
                                  "does not match the catalog")
-        return ids
 
-    def _chunk_refs(self, ids: bytes) -> Iterator[tuple[bytes, int, int, int]]:
-        """(chunk ID, blob, offset, length) of each chunk of a recipe, in order."""
-        count = len(ids) // ID_LEN
-        for start in range(0, count, LOOKUP_BATCH):
-            batch = [ids[j * ID_LEN:(j + 1) * ID_LEN]
-                     for j in range(start, min(count, start + LOOKUP_BATCH))]
-            where = self._locate(batch)
-            for cid in batch:
-                loc = where.get(cid)
-                if loc is None:
-                    raise MediaReadError(f"chunk {cid.hex()[:16]} is missing from the "
-                                         f"dedup pool {self.name}")
-                yield (cid, *loc)
+    def _chunk_refs(self, location: str, seq: int) -> Iterator[tuple[bytes, int, int, int]]:
+        """(chunk ID, blob, offset, length) of each chunk of an object, in order."""
+        for ids in self._recipe_pieces(location, seq):
+            count = len(ids) // ID_LEN
+            for start in range(0, count, LOOKUP_BATCH):
+                batch = [ids[j * ID_LEN:(j + 1) * ID_LEN]
+                         for j in range(start, min(count, start + LOOKUP_BATCH))]
+                where = self._locate(batch)
+                for cid in batch:
+                    loc = where.get(cid)
+                    if loc is None:
+                        raise MediaReadError(f"chunk {cid.hex()[:16]} is missing from the "
+                                             f"dedup pool {self.name}")
+                    yield (cid, *loc)
 
-    def recipe(self, location: str, seq: int) -> tuple[int, bytes] | None:
+    def recipe_size(self, location: str, seq: int) -> int | None:
+        """The size of an object the pool holds a chunk list for, else None."""
         with self._lock:
-            row = self._db.execute("SELECT size, ids FROM recipes WHERE location = ? AND seq = ?",
+            row = self._db.execute("SELECT size FROM recipes WHERE location = ? AND seq = ?",
                                    (location, seq)).fetchone()
-        return (int(row[0]), bytes(row[1])) if row else None
+        return int(row[0]) if row else None
 
     def _commit_writer(self, w: DedupImageWriter) -> None:
-        """The one index transaction that makes a writer's chunks and recipes durable."""
-        refs = collections.Counter()
-        for _seq, _size, ids in w.recipes:
-            for i in range(0, len(ids), ID_LEN):
-                refs[ids[i:i + ID_LEN]] += 1
-        with self._lock:
+        """The one index transaction that makes a writer's chunks and recipes durable.
+        Everything is read from the writer's scratch in batches: memory stays flat."""
+        scratch = w.scratch
+        duplicate = 0
+        with self._lock, scratch.lock:
             db = self._db
             try:
                 db.execute("BEGIN IMMEDIATE")
@@ -1082,26 +1282,43 @@ class DedupStorageUnit(StorageUnit):
                 # a backup running at the same time may have committed some of the same new
                 # chunks first: its copy stays the one the index refers to, ours is garbage
                 # (a blob left with no chunk is not recorded; its bytes go at the next repack)
-                known = self._known([cid for *_, entries in w.blobs for cid, _o, _n in entries])
-                rows = []
-                for pack, offset, stored, raw, entries in w.blobs:
-                    fresh = [e for e in entries if e[0] not in known]
-                    if not fresh:
-                        continue
-                    cur = db.execute("INSERT INTO blobs(pack, offset, stored, raw) "
-                                     "VALUES (?, ?, ?, ?)", (pack_ids[pack], offset, stored, raw))
-                    rows += [(cid, cur.lastrowid, off, ln) for cid, off, ln in fresh]
-                db.executemany("INSERT OR IGNORE INTO chunks(id, blob, off, len, refs) "
-                               "VALUES (?, ?, ?, ?, 0)", rows)
-                db.executemany("UPDATE chunks SET refs = refs + ? WHERE id = ?",
-                               [(n, cid) for cid, n in refs.items()])
-                db.executemany("INSERT INTO recipes(location, seq, size, ids) VALUES (?, ?, ?, ?)",
-                               [(w.location, seq, size, ids) for seq, size, ids in w.recipes])
-                if w.recipe_record is not None:
-                    pack, offset, length = w.recipe_record
-                    db.execute("INSERT OR REPLACE INTO recipe_records(location, pack, offset, "
-                               "stored) VALUES (?, ?, ?, ?)",
-                               (w.location, pack_ids[pack], offset, length))
+                for blobs in scratch.batches("SELECT id, pack, offset, stored, raw FROM blobs "
+                                             "WHERE id > ? ORDER BY id", -1, 32):
+                    placed = collections.defaultdict(list)
+                    for blob, cid, off, ln in scratch.db.execute(
+                            "SELECT blob, id, off, len FROM placed WHERE blob BETWEEN ? AND ?",
+                            (blobs[0][0], blobs[-1][0])):
+                        placed[blob].append((cid, off, ln))
+                    known = self._known([e[0] for entries in placed.values() for e in entries])
+                    rows = []
+                    for blob, pack, offset, stored, raw in blobs:
+                        fresh = [e for e in placed[blob] if e[0] not in known]
+                        duplicate += sum(e[2] for e in placed[blob] if e[0] in known)
+                        if not fresh:
+                            continue
+                        cur = db.execute("INSERT INTO blobs(pack, offset, stored, raw) "
+                                         "VALUES (?, ?, ?, ?)", (pack_ids[pack], offset, stored, raw))
+                        rows += [(cid, cur.lastrowid, off, ln) for cid, off, ln in fresh]
+                    db.executemany("INSERT OR IGNORE INTO chunks(id, blob, off, len, refs) "
+                                   "VALUES (?, ?, ?, ?, 0)", rows)
+                for seen in scratch.batches("SELECT id, n FROM seen WHERE id > ? ORDER BY id",
+                                            b"", 5000):
+                    db.executemany("UPDATE chunks SET refs = refs + ? WHERE id = ?",
+                                   [(n, cid) for cid, n in seen])
+                for seq, size, parts in w.recipes:
+                    for part in range(parts):
+                        (ids,) = scratch.db.execute("SELECT ids FROM parts WHERE seq = ? AND "
+                                                    "part = ?", (seq, part)).fetchone()
+                        if part == 0:
+                            db.execute("INSERT INTO recipes(location, seq, size, ids) "
+                                       "VALUES (?, ?, ?, ?)", (w.location, seq, size, ids))
+                        else:
+                            db.execute("INSERT INTO recipe_parts(location, seq, part, ids) "
+                                       "VALUES (?, ?, ?, ?)", (w.location, seq, part, ids))
+                db.executemany("INSERT INTO recipe_records(pack, offset, location, stored) "
+                               "VALUES (?, ?, ?, ?)",
+                               [(pack_ids[pack], offset, w.location, length)
+                                for pack, offset, length in w.recipe_records])
                 faults.point("dedup:index_before_commit")
                 db.execute("COMMIT")
             except (sqlite3.Error, OSError) as exc:
@@ -1109,24 +1326,24 @@ class DedupStorageUnit(StorageUnit):
                     db.execute("ROLLBACK")
                 raise MediaWriteError(f"the index of dedup pool {self.name} could not record "
                                       f"the image: {exc}") from exc
-            if known:
+            if duplicate:
                 self._dirty = True            # packs now empty or sparse: collect them
-                w.new_bytes -= sum(ln for *_, entries in w.blobs
-                                   for cid, _off, ln in entries if cid in known)
+                w.new_bytes -= duplicate
 
     def _drop_recipes(self, where: str, args: tuple[Any, ...]) -> None:
+        """Drop recipes (``where`` selects them by location and perhaps seq) and their
+        references, one piece at a time, in one transaction."""
         with self._lock:
             db = self._db
             try:
                 db.execute("BEGIN IMMEDIATE")
-                refs = collections.Counter()
-                for (ids,) in db.execute(f"SELECT ids FROM recipes WHERE {where}", args):
-                    ids = bytes(ids)
-                    for i in range(0, len(ids), ID_LEN):
-                        refs[ids[i:i + ID_LEN]] += 1
-                db.executemany("UPDATE chunks SET refs = refs - ? WHERE id = ?",
-                               [(n, cid) for cid, n in refs.items()])
-                db.execute(f"DELETE FROM recipes WHERE {where}", args)
+                for table in ("recipes", "recipe_parts"):
+                    for (ids,) in db.execute(f"SELECT ids FROM {table} WHERE {where}", args):
+                        refs = collections.Counter(
+                            ids[i:i + ID_LEN] for i in range(0, len(ids), ID_LEN))
+                        db.executemany("UPDATE chunks SET refs = refs - ? WHERE id = ?",
+                                       [(n, cid) for cid, n in refs.items()])
+                    db.execute(f"DELETE FROM {table} WHERE {where}", args)
                 db.execute("DELETE FROM recipe_records WHERE NOT EXISTS "
                            "(SELECT 1 FROM recipes r WHERE r.location = recipe_records.location)")
                 db.execute("COMMIT")
@@ -1145,19 +1362,34 @@ class DedupStorageUnit(StorageUnit):
                 if not self._dirty:              # nothing was deleted since the last run
                     return {"chunks": 0, "packs_removed": 0, "packs_repacked": 0}
                 self._own()
-                db = self._db
-                pinned = set().union(*(w.hits for w in self._writers)) if self._writers else set()
-                unreferenced = db.execute("SELECT id, blob FROM chunks WHERE refs <= 0").fetchall()
-                dead = [(cid, blob) for cid, blob in unreferenced if cid not in pinned]
-                self._dirty = len(dead) < len(unreferenced)   # pinned ones: try again later
-                if dead:
-                    db.execute("BEGIN IMMEDIATE")
-                    db.executemany("DELETE FROM chunks WHERE id = ?", [(c,) for c, _ in dead])
-                    blobs = sorted({b for _, b in dead})
-                    db.executemany("DELETE FROM blobs WHERE id = ? AND NOT EXISTS "
-                                   "(SELECT 1 FROM chunks WHERE blob = ?)",
-                                   [(b, b) for b in blobs])
-                    db.execute("COMMIT")
+                self._dirty = False
+            dead = 0
+            last: tuple[int, bytes] = (-(1 << 62), b"")
+            while True:                          # GC_BATCH at a time: writers go on between
+                with self._lock:
+                    db = self._db
+                    rows = db.execute("SELECT refs, id, blob FROM chunks WHERE refs <= 0 AND "
+                                      "(refs, id) > (?, ?) ORDER BY refs, id LIMIT ?",
+                                      (*last, GC_BATCH)).fetchall()
+                    if not rows:
+                        break
+                    last = (rows[-1][0], rows[-1][1])
+                    pinned: set[bytes] = set()
+                    for w in self._writers:
+                        pinned |= w.pinned([r[1] for r in rows])
+                    gone = [(cid, blob) for _refs, cid, blob in rows if cid not in pinned]
+                    if len(gone) < len(rows):
+                        self._dirty = True       # pinned ones: try again later
+                    if gone:
+                        db.execute("BEGIN IMMEDIATE")
+                        db.executemany("DELETE FROM chunks WHERE id = ?", [(c,) for c, _ in gone])
+                        blobs = sorted({b for _, b in gone})
+                        db.executemany("DELETE FROM blobs WHERE id = ? AND NOT EXISTS "
+                                       "(SELECT 1 FROM chunks WHERE blob = ?)",
+                                       [(b, b) for b in blobs])
+                        db.execute("COMMIT")
+                        dead += len(gone)
+            with self._lock:
                 empty = self._empty_packs()
             freed = self._drop_packs(empty)
             repacked = 0
@@ -1168,8 +1400,8 @@ class DedupStorageUnit(StorageUnit):
                     repacked += self._repack(pack_id, name)
         if dead or freed or repacked:
             log.info("dedup pool %s: %d chunks collected, %d packs removed, %d repacked",
-                     self.name, len(dead), len(freed), repacked)
-        return {"chunks": len(dead), "packs_removed": len(freed), "packs_repacked": repacked}
+                     self.name, dead, len(freed), repacked)
+        return {"chunks": dead, "packs_removed": len(freed), "packs_repacked": repacked}
 
     def _empty_packs(self) -> list[tuple[int, str]]:
         return [(r[0], r[1]) for r in self._db.execute(
@@ -1212,8 +1444,8 @@ class DedupStorageUnit(StorageUnit):
                 "SELECT b.id, b.offset, b.stored, b.raw, COALESCE(SUM(c.len), 0) FROM blobs b "
                 "LEFT JOIN chunks c ON c.blob = b.id WHERE b.pack = ? GROUP BY b.id "
                 "ORDER BY b.offset", (pack_id,)).fetchall()
-            records = self._db.execute("SELECT location, offset, stored FROM recipe_records "
-                                       "WHERE pack = ?", (pack_id,)).fetchall()
+            records = self._db.execute("SELECT offset, stored FROM recipe_records "
+                                       "WHERE pack = ? ORDER BY offset", (pack_id,)).fetchall()
         if not blobs and not records:
             return 0
         new = os.urandom(16).hex()
@@ -1247,9 +1479,9 @@ class DedupStorageUnit(StorageUnit):
                     moved.append((blob_id, pos, size, raw))
                     pos += size
                 moved_records = []
-                for location, offset, stored in records:     # copied sealed
+                for offset, stored in records:               # copied sealed
                     _write_all(dst, [os.pread(src, stored, offset)])
-                    moved_records.append((pos, location))
+                    moved_records.append((pos, offset))
                     pos += stored
                 os.fsync(dst)
             finally:
@@ -1272,8 +1504,8 @@ class DedupStorageUnit(StorageUnit):
                                [(cur.lastrowid, off, st, rw, b) for b, off, st, rw in moved])
                 db.executemany("UPDATE chunks SET off = ? WHERE id = ?", chunk_offsets)
                 db.executemany("UPDATE recipe_records SET pack = ?, offset = ? "
-                               "WHERE location = ?",
-                               [(cur.lastrowid, off, loc) for off, loc in moved_records])
+                               "WHERE pack = ? AND offset = ?",
+                               [(cur.lastrowid, off, pack_id, old) for off, old in moved_records])
             db.executemany("DELETE FROM blobs WHERE id = ?", empty)
             db.execute("DELETE FROM packs WHERE id = ?", (pack_id,))
             db.execute("COMMIT")
@@ -1328,13 +1560,13 @@ class DedupStorageUnit(StorageUnit):
             if os.path.exists(new_path + suffix):
                 os.unlink(new_path + suffix)
         db = sqlite3.connect(new_path, isolation_level=None)
-        db.executescript(SCHEMA)
+        self._upgrade(db)
         db.execute("BEGIN")
         report: dict[str, Any] = {"packs": 0, "blobs": 0, "chunks": 0, "objects": 0,
                                   "skipped": [], "lost": []}
         decoder = _Decoder(self.key)
-        recipes: dict[tuple[str, int], tuple[int, bytes]] = {}
-        records: dict[str, tuple[int, int, int]] = {}
+        pieces: dict[tuple[str, int], dict[int, bytes]] = collections.defaultdict(dict)
+        records: dict[str, list[tuple[int, int, int]]] = collections.defaultdict(list)
         for dirpath, _dirs, files in os.walk(os.path.join(self.root, "packs")):
             for f in sorted(files):
                 if not f.endswith(".pack"):
@@ -1373,31 +1605,45 @@ class DedupStorageUnit(StorageUnit):
                         rec = msgpack.unpackb(plain, raw=False)
                         location = rec["location"]
                         wanted = catalog_objects.get(location, {})
-                        for seq, size, ids in rec["objects"]:
-                            if wanted.get(seq) == (size, recipe_checksum(ids)):
-                                recipes[(location, seq)] = (size, bytes(ids))
-                                records[location] = (pack_id, pos, end - pos)  # wanted
+                        for seq, size, ids, *part in rec["objects"]:   # part: version 2
+                            if wanted.get(seq, (None,))[0] == size:
+                                pieces[(location, seq)][part[0] if part else 0] = bytes(ids)
+                                records[location].append((pack_id, pos, end - pos))
                     pos = end
         refs: collections.Counter[bytes] = collections.Counter()
         present = {r[0] for r in db.execute("SELECT id FROM chunks")}
-        for (location, seq), (size, ids) in sorted(recipes.items()):
-            chunk_ids = [ids[i:i + ID_LEN] for i in range(0, len(ids), ID_LEN)]
+        accounted: set[tuple[str, int]] = set()       # recovered, or reported lost
+        kept: set[str] = set()                         # locations with an object recovered
+        for (location, seq), parts in sorted(pieces.items()):
+            size, checksum = catalog_objects[location][seq]
+            ordered = [parts[p] for p in sorted(parts)]
+            whole = b"".join(ordered)
+            if sorted(parts) != list(range(len(parts))) or recipe_checksum(whole) != checksum:
+                continue                  # a piece missing, or not the catalog's object
+            chunk_ids = [whole[i:i + ID_LEN] for i in range(0, len(whole), ID_LEN)]
             if not all(c in present for c in chunk_ids):
                 report["lost"].append(f"{location} object {seq}: chunks are missing")
+                accounted.add((location, seq))
                 continue
             db.execute("INSERT INTO recipes(location, seq, size, ids) VALUES (?, ?, ?, ?)",
-                       (location, seq, size, ids))
+                       (location, seq, size, ordered[0]))
+            db.executemany("INSERT INTO recipe_parts(location, seq, part, ids) "
+                           "VALUES (?, ?, ?, ?)",
+                           [(location, seq, p, ids) for p, ids in enumerate(ordered) if p])
             refs.update(chunk_ids)
+            accounted.add((location, seq))
+            kept.add(location)
             report["objects"] += 1
         for location, objs in sorted(catalog_objects.items()):
             for seq in sorted(objs):
-                if (location, seq) not in recipes:
+                if (location, seq) not in accounted:
                     report["lost"].append(f"{location} object {seq}: no recipe record found")
         db.executemany("UPDATE chunks SET refs = ? WHERE id = ?",
                        [(n, cid) for cid, n in refs.items()])
-        db.executemany("INSERT INTO recipe_records(location, pack, offset, stored) "
+        db.executemany("INSERT OR IGNORE INTO recipe_records(pack, offset, location, stored) "
                        "VALUES (?, ?, ?, ?)",
-                       [(loc, *rec) for loc, rec in records.items()])
+                       [(pack, offset, loc, stored) for loc, recs in records.items()
+                        if loc in kept for pack, offset, stored in recs])
         report["chunks"] = len(refs)
         db.execute("COMMIT")
         db.close()
@@ -1435,8 +1681,8 @@ class DedupStorageUnit(StorageUnit):
         fds: dict[str, int] = {}
         decoder = _Decoder(self.key)
         try:
-            for _cid, blob_id, _off, _len in self._chunk_refs(self._checked_recipe(location,
-                                                                                  stored)):
+            self._checked_recipe(location, stored)
+            for _cid, blob_id, _off, _len in self._chunk_refs(location, stored.offset):
                 if blob_id not in memo:
                     try:
                         self._read_blob(blob_id, fds, decoder)
@@ -1490,7 +1736,8 @@ class DedupStorageUnit(StorageUnit):
         with self._lock:
             db = self._db
             counts: collections.Counter[bytes] = collections.Counter()
-            for (ids,) in db.execute("SELECT ids FROM recipes"):
+            for (ids,) in db.execute("SELECT ids FROM recipes UNION ALL "
+                                     "SELECT ids FROM recipe_parts"):
                 ids = bytes(ids)
                 for i in range(0, len(ids), ID_LEN):
                     counts[ids[i:i + ID_LEN]] += 1
