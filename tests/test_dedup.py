@@ -975,6 +975,8 @@ def test_server_killed_mid_stream_leaves_no_pack_behind(tmp_path_factory):
         send_all(h, os.urandom(40 * MiB))                     # packs written, not committed
         time.sleep(0.5)
         assert len(pack_files(srv.home)) > len(committed)
+        scratch = os.path.join(srv.home, "pool", "tmp")
+        assert len(os.listdir(scratch)) == 1                  # the writer's working set
         srv.kill()
         X.BSATerminate(h)
         srv.start()
@@ -983,6 +985,7 @@ def test_server_killed_mid_stream_leaves_no_pack_behind(tmp_path_factory):
         X.BSATerminate(h)
         assert_pool_consistent(srv)
         assert pack_files(srv.home) == committed
+        assert os.listdir(scratch) == []                      # swept at start-up
     finally:
         srv.stop()
 
