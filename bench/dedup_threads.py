@@ -2,9 +2,10 @@
 """Where a dedup backup's CPU goes: one 1 GiB backup (and restores) through a real server,
 with the CPU time of each server thread, sampled from /proc while it runs.
 
-    python bench/dedup_threads.py [--input random|text|dup] [--restores N]
+    python bench/dedup_threads.py [--input random|text|dup|daily] [--restores N]
 
-Prints MB/s for the backup and each stream restore, and for each server thread that worked
+(daily: seven 256 MiB versions of a dump backed up in turn, the last one reported and
+restored, as bench/vs_peers does.) Prints MB/s for the backup and each stream restore, and for each server thread that worked
 (by thread ID, in start order: the session thread, then for a backup the cutter, the two
 sealers and the flusher; for a restore the prefetch thread and the two decoders) its user
 and system CPU seconds. On 2 vCPUs a stage near the wall time is the bottleneck; the total
@@ -77,17 +78,23 @@ def report(label: str, seconds: float, size: int, before: dict, after: dict) -> 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--input", choices=["random", "text", "dup"], default="random")
+    ap.add_argument("--input", choices=["random", "text", "dup", "daily"], default="random")
     ap.add_argument("--restores", type=int, default=1)
     args = ap.parse_args()
     size = 1 << 30
     with tempfile.TemporaryDirectory(prefix="openxbsa-threads-") as work:
-        path = os.path.join(work, f"{args.input}.bin")
-        {"random": V.gen_random, "text": V.gen_text, "dup": V.gen_dup}[args.input](
-            path, size, random.Random(1))
+        if args.input == "daily":
+            *earlier, path = V.gen_daily(work, size // 4, random.Random(1))
+            size //= 4
+        else:
+            earlier, path = [], os.path.join(work, f"{args.input}.bin")
+            {"random": V.gen_random, "text": V.gen_text, "dup": V.gen_dup}[args.input](
+                path, size, random.Random(1))
         tool = V.OpenXBSA(os.path.join(work, "run"))
         sampler = Sampler(tool.proc.pid)
         try:
+            for day in earlier:
+                tool.backup(day, "input")
             before = sampler.snapshot()
             seconds = tool.backup(path, "input")
             report("backup", seconds, size, before, sampler.snapshot())

@@ -341,6 +341,33 @@ def test_index_rebuild_reads_past_nothing_it_cannot_authenticate(tmp_path):
     unit.close()
 
 
+def test_index_rebuild_names_an_object_whose_chunks_are_gone(tmp_path):
+    """The recipe record survives but a pack of the object's data does not: the rebuild
+    reports the object as LOST for missing chunks and enters nothing of it (pool check
+    stays clean, the restore fails clearly), while other images are recovered."""
+    root = str(tmp_path)
+    unit = new_unit(root)
+    keep = os.urandom(MiB // 2)
+    loc1, (obj1,), _ = store(unit, "host_1", [keep])
+    before = set(pack_files(root))
+    loc2, (obj2,), _ = store(unit, "host_2", [os.urandom(3 * MiB)])
+    record = unit._db.execute("SELECT p.name FROM recipe_records r JOIN packs p "
+                              "ON p.id = r.pack WHERE r.location = ?", (loc2,)).fetchone()[0]
+    victims = [p for p in set(pack_files(root)) - before if record not in p]
+    assert victims
+    for path in victims:
+        os.unlink(path)
+    report = unit.rebuild_index({loc1: {0: (obj1.size, obj1.checksum)},
+                                 loc2: {0: (obj2.size, obj2.checksum)}})
+    assert report["objects"] == 1
+    assert report["lost"] == [f"{loc2} object 0: chunks are missing"], report
+    assert unit.recipe_size(loc2, 0) is None and unit.check() == []
+    assert load(unit, loc1, obj1) == keep
+    with pytest.raises(MediaReadError, match="no chunk list"):
+        load(unit, loc2, obj2)
+    unit.close()
+
+
 def test_large_objects_recipes_are_kept_in_pieces_and_several_records(tmp_path, monkeypatch):
     """A recipe is stored in pieces of PART_IDS chunk IDs and sealed into records of about
     RECORD_TARGET bytes (both lowered here, so that a few MiB stand for terabytes): restore,

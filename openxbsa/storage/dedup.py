@@ -1550,7 +1550,9 @@ class DedupStorageUnit(StorageUnit):
         records give recipes, kept only where the catalog (``catalog_objects``: location ->
         {object number: (size, checksum)}) has that object with that checksum; reference
         counts are recounted. The old index is kept beside it (``index.db.replaced-*``).
-        Needs the pool to itself (no server running on it)."""
+        Needs the pool to itself (no server running on it). Recipes found are staged in
+        the new index file and checked object by object: memory does not grow with the
+        pool."""
         with self._lock:
             self._own()
             if self._db is not None:
@@ -1561,12 +1563,12 @@ class DedupStorageUnit(StorageUnit):
                 os.unlink(new_path + suffix)
         db = sqlite3.connect(new_path, isolation_level=None)
         self._upgrade(db)
+        db.execute("CREATE TABLE found (location TEXT NOT NULL, seq INTEGER NOT NULL, "
+                   "part INTEGER NOT NULL, ids BLOB NOT NULL, PRIMARY KEY (location, seq, part))")
         db.execute("BEGIN")
         report: dict[str, Any] = {"packs": 0, "blobs": 0, "chunks": 0, "objects": 0,
                                   "skipped": [], "lost": []}
         decoder = _Decoder(self.key)
-        pieces: dict[tuple[str, int], dict[int, bytes]] = collections.defaultdict(dict)
-        records: dict[str, list[tuple[int, int, int]]] = collections.defaultdict(list)
         for dirpath, _dirs, files in os.walk(os.path.join(self.root, "packs")):
             for f in sorted(files):
                 if not f.endswith(".pack"):
@@ -1605,46 +1607,28 @@ class DedupStorageUnit(StorageUnit):
                         rec = msgpack.unpackb(plain, raw=False)
                         location = rec["location"]
                         wanted = catalog_objects.get(location, {})
-                        for seq, size, ids, *part in rec["objects"]:   # part: version 2
-                            if wanted.get(seq, (None,))[0] == size:
-                                pieces[(location, seq)][part[0] if part else 0] = bytes(ids)
-                                records[location].append((pack_id, pos, end - pos))
+                        objects = [(seq, part[0] if part else 0, ids)  # part: version 2
+                                   for seq, size, ids, *part in rec["objects"]
+                                   if wanted.get(seq, (None,))[0] == size]
+                        db.executemany("INSERT OR IGNORE INTO found(location, seq, part, ids) "
+                                       "VALUES (?, ?, ?, ?)",
+                                       [(location, *o) for o in objects])
+                        if objects:
+                            db.execute("INSERT INTO recipe_records(pack, offset, location, "
+                                       "stored) VALUES (?, ?, ?, ?)",
+                                       (pack_id, pos, location, end - pos))
                     pos = end
-        refs: collections.Counter[bytes] = collections.Counter()
-        present = {r[0] for r in db.execute("SELECT id FROM chunks")}
-        accounted: set[tuple[str, int]] = set()       # recovered, or reported lost
-        kept: set[str] = set()                         # locations with an object recovered
-        for (location, seq), parts in sorted(pieces.items()):
-            size, checksum = catalog_objects[location][seq]
-            ordered = [parts[p] for p in sorted(parts)]
-            whole = b"".join(ordered)
-            if sorted(parts) != list(range(len(parts))) or recipe_checksum(whole) != checksum:
-                continue                  # a piece missing, or not the catalog's object
-            chunk_ids = [whole[i:i + ID_LEN] for i in range(0, len(whole), ID_LEN)]
-            if not all(c in present for c in chunk_ids):
-                report["lost"].append(f"{location} object {seq}: chunks are missing")
-                accounted.add((location, seq))
-                continue
-            db.execute("INSERT INTO recipes(location, seq, size, ids) VALUES (?, ?, ?, ?)",
-                       (location, seq, size, ordered[0]))
-            db.executemany("INSERT INTO recipe_parts(location, seq, part, ids) "
-                           "VALUES (?, ?, ?, ?)",
-                           [(location, seq, p, ids) for p, ids in enumerate(ordered) if p])
-            refs.update(chunk_ids)
-            accounted.add((location, seq))
-            kept.add(location)
-            report["objects"] += 1
         for location, objs in sorted(catalog_objects.items()):
-            for seq in sorted(objs):
-                if (location, seq) not in accounted:
-                    report["lost"].append(f"{location} object {seq}: no recipe record found")
-        db.executemany("UPDATE chunks SET refs = ? WHERE id = ?",
-                       [(n, cid) for cid, n in refs.items()])
-        db.executemany("INSERT OR IGNORE INTO recipe_records(pack, offset, location, stored) "
-                       "VALUES (?, ?, ?, ?)",
-                       [(pack, offset, loc, stored) for loc, recs in records.items()
-                        if loc in kept for pack, offset, stored in recs])
-        report["chunks"] = len(refs)
+            for seq, (size, checksum) in sorted(objs.items()):
+                problem = self._rebuilt_recipe(db, location, seq, size, checksum)
+                if problem is None:
+                    report["objects"] += 1
+                else:
+                    report["lost"].append(f"{location} object {seq}: {problem}")
+        db.execute("DELETE FROM recipe_records WHERE location NOT IN "
+                   "(SELECT DISTINCT location FROM recipes)")
+        db.execute("DROP TABLE found")
+        report["chunks"] = db.execute("SELECT COUNT(*) FROM chunks WHERE refs > 0").fetchone()[0]
         db.execute("COMMIT")
         db.close()
         old = os.path.join(self.root, "index.db")
@@ -1660,6 +1644,45 @@ class DedupStorageUnit(StorageUnit):
         self._db = self._connect()
         self._dirty = True
         return report
+
+    @staticmethod
+    def _rebuilt_recipe(db: sqlite3.Connection, location: str, seq: int, size: int,
+                        checksum: str) -> str | None:
+        """Enter one object's recipe, from the pieces ``rebuild_index`` found, in the new
+        index and count its references; or say why it cannot be (nothing is entered)."""
+        def pieces() -> Iterator[tuple[int, bytes]]:
+            last = -1
+            while True:
+                row = db.execute("SELECT part, ids FROM found WHERE location = ? AND seq = ? "
+                                 "AND part > ? ORDER BY part LIMIT 1",
+                                 (location, seq, last)).fetchone()
+                if row is None:
+                    return
+                last = row[0]
+                yield row[0], bytes(row[1])
+
+        digest, expected = blake3.blake3(), 0
+        for part, ids in pieces():
+            if part != expected:
+                break                         # a piece is missing
+            expected += 1
+            digest.update(ids)
+            wanted = [ids[i:i + ID_LEN] for i in range(0, len(ids), ID_LEN)]
+            if len(_ids_in(db, "SELECT id FROM chunks WHERE", wanted)) < len(set(wanted)):
+                return "chunks are missing"
+        if expected == 0 or digest.hexdigest() != checksum:
+            return "no recipe record found"
+        for part, ids in pieces():
+            if part == 0:
+                db.execute("INSERT INTO recipes(location, seq, size, ids) VALUES (?, ?, ?, ?)",
+                           (location, seq, size, ids))
+            else:
+                db.execute("INSERT INTO recipe_parts(location, seq, part, ids) "
+                           "VALUES (?, ?, ?, ?)", (location, seq, part, ids))
+            refs = collections.Counter(ids[i:i + ID_LEN] for i in range(0, len(ids), ID_LEN))
+            db.executemany("UPDATE chunks SET refs = refs + ? WHERE id = ?",
+                           [(n, cid) for cid, n in refs.items()])
+        return None
 
     # -------------------------------------------------------------- checking and reporting
     def verify_object(self, location: str, stored: StoredObject,
