@@ -155,6 +155,16 @@ def dsrv(tmp_path_factory):
     srv.stop()
 
 
+def restored_after_start(srv: ServerProc, *copy_ids: int) -> list[bytes]:
+    """Start the (stopped) server and restore these objects in one session."""
+    srv.start()
+    h = init(srv)
+    try:
+        return [restore(h, copy_id) for copy_id in copy_ids]
+    finally:
+        X.BSATerminate(h)
+
+
 def cli_json(srv: ServerProc, *args: str):
     out = srv.cli(*args, "--json")
     assert out.returncode == 0, out.stderr
@@ -197,10 +207,7 @@ def test_key_rotation_retires_the_old_key_file(tmp_path_factory):
         d2 = backup(h, "/rekey/after", after)                 # the server goes on
         X.BSATerminate(h)
         srv.stop()
-        srv.start()
-        h = init(srv)
-        assert restore(h, d1.copyId) == before and restore(h, d2.copyId) == after
-        X.BSATerminate(h)
+        assert restored_after_start(srv, d1.copyId, d2.copyId) == [before, after]
         assert "consistent" in srv.cli("pool", "check").stdout
         srv.stop()
         with open(key, "w") as f:                             # a copy of the old key
@@ -210,10 +217,7 @@ def test_key_rotation_retires_the_old_key_file(tmp_path_factory):
         with open(key, "w") as f:
             f.write(new)
         assert srv.cli("pool", "rekey", "pool").returncode == 0   # rotating again works
-        srv.start()
-        h = init(srv)
-        assert restore(h, d1.copyId) == before
-        X.BSATerminate(h)
+        assert restored_after_start(srv, d1.copyId) == [before]
     finally:
         srv.stop()
 
@@ -244,10 +248,7 @@ def test_key_rotation_cut_short_is_finished_at_next_open(tmp_path_factory):
         out = srv.cli("pool", "usage")                        # finishes the rotation
         assert out.returncode == 0, out.stderr
         assert open(key).read() != old and not os.path.exists(key + ".new")
-        srv.start()
-        h = init(srv)
-        assert restore(h, d.copyId) == data
-        X.BSATerminate(h)
+        assert restored_after_start(srv, d.copyId) == [data]
     finally:
         srv.stop()
 
@@ -284,10 +285,7 @@ def test_index_rebuilt_from_the_packs_after_it_is_lost(tmp_path_factory):
         assert out.returncode == 0, out.stdout + out.stderr
         assert "3 objects recovered" in out.stdout and "previous index was kept" in out.stdout
         assert_pool_consistent(srv)
-        srv.start()
-        h = init(srv)
-        assert restore(h, d1[0].copyId) == a and restore(h, d2[0].copyId) == c
-        X.BSATerminate(h)
+        assert restored_after_start(srv, d1[0].copyId, d2[0].copyId) == [a, c]
         (usage,) = cli_json(srv, "pool", "usage")
         assert usage["objects"] == 3 and usage["logical_bytes"] == len(a) + len(c) + 2 * MiB
         assert usage["images_without_record"] == 0
@@ -1006,10 +1004,7 @@ def test_server_killed_mid_stream_leaves_no_pack_behind(tmp_path_factory):
         assert len(os.listdir(scratch)) == 1                  # the writer's working set
         srv.kill()
         X.BSATerminate(h)
-        srv.start()
-        h = init(srv)
-        assert restore(h, kept.copyId) == base
-        X.BSATerminate(h)
+        assert restored_after_start(srv, kept.copyId) == [base]
         assert_pool_consistent(srv)
         assert pack_files(srv.home) == committed
         assert os.listdir(scratch) == []                      # swept at start-up
@@ -1042,11 +1037,7 @@ def test_server_killed_during_garbage_collection(tmp_path_factory, point):
         X.BSATerminate(h)
         wait_marker(marker)                                   # the server's GC reached it
         srv.kill()
-        srv.start()
-        h = init(srv)
-        for d, data in zip(ds[0::2], keep):
-            assert restore(h, d.copyId) == data
-        X.BSATerminate(h)
+        assert restored_after_start(srv, *(d.copyId for d in ds[0::2])) == keep
         assert_pool_consistent(srv)
         (usage,) = cli_json(srv, "pool", "usage")
         assert usage["objects"] == 12

@@ -168,6 +168,30 @@ def _ids_in(db: sqlite3.Connection, select: str, ids: list[bytes]) -> set[bytes]
     return found
 
 
+def split_ids(ids: bytes) -> list[bytes]:
+    """The chunk IDs of a recipe (or a piece of one), in order."""
+    return [ids[i:i + ID_LEN] for i in range(0, len(ids), ID_LEN)]
+
+
+def _count_refs(db: sqlite3.Connection, ids: bytes, sign: int) -> None:
+    """Add (``sign`` 1) or take away (-1) the references a recipe piece makes."""
+    refs = collections.Counter(split_ids(ids))
+    db.executemany("UPDATE chunks SET refs = refs + ? WHERE id = ?",
+                   [(sign * n, cid) for cid, n in refs.items()])
+
+
+def _put_piece(db: sqlite3.Connection, location: str, seq: int, size: int, part: int,
+               ids: bytes) -> None:
+    """Enter one piece of a recipe: the first with the object's size in ``recipes``, the
+    others in ``recipe_parts``."""
+    if part == 0:
+        db.execute("INSERT INTO recipes(location, seq, size, ids) VALUES (?, ?, ?, ?)",
+                   (location, seq, size, ids))
+    else:
+        db.execute("INSERT INTO recipe_parts(location, seq, part, ids) VALUES (?, ?, ?, ?)",
+                   (location, seq, part, ids))
+
+
 def recipe_checksum(ids: bytes) -> str:
     """The catalog checksum of a deduplicated object: blake3 of its chunk IDs in order
     (each chunk is itself verified against its ID when read)."""
@@ -347,7 +371,7 @@ class _Scratch:
         directory = os.path.join(root, "tmp")
         os.makedirs(directory, exist_ok=True)
         self.path = os.path.join(directory, f"{safe_name(location)}-{os.urandom(4).hex()}.db")
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()       # the commit holds it while reading pieces
         self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         for pragma in ("journal_mode=OFF", "synchronous=OFF", "locking_mode=EXCLUSIVE",
                        f"cache_size=-{SCRATCH_CACHE_KIB}"):
@@ -362,6 +386,17 @@ class _Scratch:
     def pinned(self, ids: list[bytes]) -> set[bytes]:
         """Those of ``ids`` this writer found in the pool (it will reference them)."""
         return _ids_in(self.db, "SELECT id FROM seen WHERE new = 0 AND", ids)
+
+    def pieces(self, recipes: list[tuple[int, int, int]]
+               ) -> Iterator[tuple[int, int, int, bytes]]:
+        """(object number, size, piece number, chunk IDs) of every piece of the writer's
+        ``recipes`` ((object number, size, pieces) each), one read at a time."""
+        for seq, size, parts in recipes:
+            for part in range(parts):
+                with self.lock:
+                    (ids,) = self.db.execute("SELECT ids FROM parts WHERE seq = ? AND part = ?",
+                                             (seq, part)).fetchone()
+                yield seq, size, part, ids
 
     def batches(self, query: str, first: Any, size: int) -> Iterator[list[tuple[Any, ...]]]:
         """The rows of ``query``, ``size`` at a time: its first column is a unique key it
@@ -656,12 +691,7 @@ class DedupImageWriter(ImageWriter):
             for cid, n in items:
                 entries.append((cid, off, n))
                 off += n
-            record = len(aad) + len(sealed)
-            if ctx.pack_fd < 0:
-                self._open_pack(ctx)
-            offset = ctx.pack_size
-            _write_all(ctx.pack_fd, [aad, sealed])
-            ctx.pack_size += record
+            offset, record = self._append(ctx, aad, sealed)
             with self._done_lock:
                 self.stored += record
                 self._placed.append((ctx.pack, offset, record, size, entries))
@@ -681,16 +711,12 @@ class DedupImageWriter(ImageWriter):
         self.recipe_records = []
         entries: list[list[Any]] = []
         size = 0
-        for seq, obj_size, parts in self.recipes:
-            for part in range(parts):
-                with self.scratch.lock:
-                    (ids,) = self.scratch.db.execute(
-                        "SELECT ids FROM parts WHERE seq = ? AND part = ?", (seq, part)).fetchone()
-                entries.append([seq, obj_size, ids, part])
-                size += len(ids) + 64
-                if size >= RECORD_TARGET:
-                    self._seal_record(entries)
-                    entries, size = [], 0
+        for seq, obj_size, part, ids in self.scratch.pieces(self.recipes):
+            entries.append([seq, obj_size, ids, part])
+            size += len(ids) + 64
+            if size >= RECORD_TARGET:
+                self._seal_record(entries)
+                entries, size = [], 0
         if entries:
             self._seal_record(entries)
 
@@ -699,13 +725,19 @@ class DedupImageWriter(ImageWriter):
                                 use_bin_type=True)
         ctx = self._all_contexts[0]
         aad, sealed = ctx.seal(memoryview(payload), [], compress=False, magic=RECIPE_MAGIC)
+        offset, length = self._append(ctx, aad, sealed)
+        self.stored += length
+        self.recipe_records.append((ctx.pack, offset, length))
+
+    def _append(self, ctx: _SealContext, aad: bytes, sealed: memoryview) -> tuple[int, int]:
+        """Append one sealed record to the context's pack (opened first if none is):
+        where it starts and its length."""
         if ctx.pack_fd < 0:
             self._open_pack(ctx)
         offset = ctx.pack_size
         _write_all(ctx.pack_fd, [aad, sealed])
         ctx.pack_size += len(aad) + len(sealed)
-        self.stored += len(aad) + len(sealed)
-        self.recipe_records.append((ctx.pack, offset, len(aad) + len(sealed)))
+        return offset, len(aad) + len(sealed)
 
     def _open_pack(self, ctx: _SealContext) -> None:
         name = os.urandom(16).hex()
@@ -1246,10 +1278,8 @@ class DedupStorageUnit(StorageUnit):
     def _chunk_refs(self, location: str, seq: int) -> Iterator[tuple[bytes, int, int, int]]:
         """(chunk ID, blob, offset, length) of each chunk of an object, in order."""
         for ids in self._recipe_pieces(location, seq):
-            count = len(ids) // ID_LEN
-            for start in range(0, count, LOOKUP_BATCH):
-                batch = [ids[j * ID_LEN:(j + 1) * ID_LEN]
-                         for j in range(start, min(count, start + LOOKUP_BATCH))]
+            for start in range(0, len(ids), LOOKUP_BATCH * ID_LEN):
+                batch = split_ids(ids[start:start + LOOKUP_BATCH * ID_LEN])
                 where = self._locate(batch)
                 for cid in batch:
                     loc = where.get(cid)
@@ -1305,16 +1335,8 @@ class DedupStorageUnit(StorageUnit):
                                             b"", 5000):
                     db.executemany("UPDATE chunks SET refs = refs + ? WHERE id = ?",
                                    [(n, cid) for cid, n in seen])
-                for seq, size, parts in w.recipes:
-                    for part in range(parts):
-                        (ids,) = scratch.db.execute("SELECT ids FROM parts WHERE seq = ? AND "
-                                                    "part = ?", (seq, part)).fetchone()
-                        if part == 0:
-                            db.execute("INSERT INTO recipes(location, seq, size, ids) "
-                                       "VALUES (?, ?, ?, ?)", (w.location, seq, size, ids))
-                        else:
-                            db.execute("INSERT INTO recipe_parts(location, seq, part, ids) "
-                                       "VALUES (?, ?, ?, ?)", (w.location, seq, part, ids))
+                for seq, size, part, ids in scratch.pieces(w.recipes):
+                    _put_piece(db, w.location, seq, size, part, ids)
                 db.executemany("INSERT INTO recipe_records(pack, offset, location, stored) "
                                "VALUES (?, ?, ?, ?)",
                                [(pack_ids[pack], offset, w.location, length)
@@ -1339,10 +1361,7 @@ class DedupStorageUnit(StorageUnit):
                 db.execute("BEGIN IMMEDIATE")
                 for table in ("recipes", "recipe_parts"):
                     for (ids,) in db.execute(f"SELECT ids FROM {table} WHERE {where}", args):
-                        refs = collections.Counter(
-                            ids[i:i + ID_LEN] for i in range(0, len(ids), ID_LEN))
-                        db.executemany("UPDATE chunks SET refs = refs - ? WHERE id = ?",
-                                       [(n, cid) for cid, n in refs.items()])
+                        _count_refs(db, ids, -1)
                     db.execute(f"DELETE FROM {table} WHERE {where}", args)
                 db.execute("DELETE FROM recipe_records WHERE NOT EXISTS "
                            "(SELECT 1 FROM recipes r WHERE r.location = recipe_records.location)")
@@ -1667,21 +1686,14 @@ class DedupStorageUnit(StorageUnit):
                 break                         # a piece is missing
             expected += 1
             digest.update(ids)
-            wanted = [ids[i:i + ID_LEN] for i in range(0, len(ids), ID_LEN)]
+            wanted = split_ids(ids)
             if len(_ids_in(db, "SELECT id FROM chunks WHERE", wanted)) < len(set(wanted)):
                 return "chunks are missing"
         if expected == 0 or digest.hexdigest() != checksum:
             return "no recipe record found"
         for part, ids in pieces():
-            if part == 0:
-                db.execute("INSERT INTO recipes(location, seq, size, ids) VALUES (?, ?, ?, ?)",
-                           (location, seq, size, ids))
-            else:
-                db.execute("INSERT INTO recipe_parts(location, seq, part, ids) "
-                           "VALUES (?, ?, ?, ?)", (location, seq, part, ids))
-            refs = collections.Counter(ids[i:i + ID_LEN] for i in range(0, len(ids), ID_LEN))
-            db.executemany("UPDATE chunks SET refs = refs + ? WHERE id = ?",
-                           [(n, cid) for cid, n in refs.items()])
+            _put_piece(db, location, seq, size, part, ids)
+            _count_refs(db, ids, 1)
         return None
 
     # -------------------------------------------------------------- checking and reporting
@@ -1761,9 +1773,7 @@ class DedupStorageUnit(StorageUnit):
             counts: collections.Counter[bytes] = collections.Counter()
             for (ids,) in db.execute("SELECT ids FROM recipes UNION ALL "
                                      "SELECT ids FROM recipe_parts"):
-                ids = bytes(ids)
-                for i in range(0, len(ids), ID_LEN):
-                    counts[ids[i:i + ID_LEN]] += 1
+                counts.update(split_ids(bytes(ids)))
             stored = {cid: (refs, blob) for cid, refs, blob in
                       db.execute("SELECT id, refs, blob FROM chunks")}
             blobs = {b: (p, off, st) for b, p, off, st in

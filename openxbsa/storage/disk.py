@@ -16,6 +16,8 @@ from openxbsa.storage.base import (
 _FALLOC_FL_KEEP_SIZE = 0x01
 _FALLOC_FL_PUNCH_HOLE = 0x02
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+
+
 def _punch_hole(fd: int, offset: int, length: int) -> bool:
     """Give the blocks of a deleted object back to the file system (Linux fallocate)."""
     if length <= 0:
