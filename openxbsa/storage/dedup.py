@@ -105,8 +105,11 @@ BLOB_MAGIC = b"OXB1"
 RECIPE_MAGIC = b"OXR1"          # an image's recipes, sealed like a blob with no chunk table
 # blob record: magic, flags, nonce, chunk count, raw length, ciphertext length
 BLOB_HEAD = struct.Struct("<4sB12sIII")
-TABLE_ENTRY = struct.Struct(f"<{ID_LEN}sI")
-FLAG_ZSTD = 1
+TABLE_ENTRY = struct.Struct(f"<{ID_LEN}sI")           # chunk ID, length
+FRAME_ENTRY = struct.Struct(f"<{ID_LEN}sII")          # chunk ID, length, stored length
+FLAG_ZSTD = 1       # the payload is one zstd frame of the whole blob (the first blobs)
+FLAG_FRAMES = 2     # the payload is one unit per chunk (FRAME_ENTRY table), each a zstd frame
+                    # when its stored length is less than its length, else the chunk itself
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS packs (
@@ -286,7 +289,7 @@ class _Decoder:
         if len(data) - pos < BLOB_HEAD.size:
             raise MediaReadError(f"{where}: the blob is truncated")
         magic, flags, nonce, count, raw_len, ct_len = BLOB_HEAD.unpack_from(data, pos)
-        table_end = pos + BLOB_HEAD.size + count * TABLE_ENTRY.size
+        table_end = pos + BLOB_HEAD.size + count * _entry(flags).size
         end = table_end + ct_len
         if magic not in magics or end > len(data):
             raise MediaReadError(f"{where}: the blob header is damaged")
@@ -298,31 +301,98 @@ class _Decoder:
                                  "damaged or were altered") from None
         return magic, flags, count, raw_len, payload, end
 
-    def decode(self, record: bytes, where: str, verify: bool = True) -> bytes:
-        """The blob's bytes, authenticated; with ``verify`` every chunk is also re-hashed
-        against its ID (a reader instead checks the chunks it uses)."""
+    @staticmethod
+    def entries(data: bytes, pos: int, count: int, flags: int) -> list[tuple[bytes, int, int]]:
+        """The chunk table of the (authenticated) record at ``pos``: (chunk ID, length,
+        stored length) of each chunk, in order."""
+        entry = _entry(flags)
+        start = pos + BLOB_HEAD.size
+        rows = [entry.unpack_from(data, start + i * entry.size) for i in range(count)]
+        return rows if flags & FLAG_FRAMES else [(cid, n, n) for cid, n in rows]
+
+    def blob(self, record: bytes, where: str) -> _Blob:
+        """The blob in ``record``, authenticated; its chunks are decoded when asked for."""
         _magic, flags, count, raw_len, payload, end = self.open(record, 0, where)
         if end != len(record):
             raise MediaReadError(f"{where}: the blob header is damaged")
+        entries = self.entries(record, 0, count, flags)
+        if sum(e[1] for e in entries) != raw_len:
+            raise MediaReadError(f"{where}: the blob's chunk table is damaged")
+        if flags & FLAG_FRAMES:
+            if sum(e[2] for e in entries) != len(payload):
+                raise MediaReadError(f"{where}: the blob's chunk table is damaged")
+            return _Blob(where, payload, entries, framed=True)
         if flags & FLAG_ZSTD:
             try:
-                raw = self.dctx.decompress(payload, max_output_size=raw_len)
+                payload = self.dctx.decompress(payload, max_output_size=raw_len)
             except zstandard.ZstdError as exc:
                 raise MediaReadError(f"{where}: decompression failed: {exc}") from None
-        else:
-            raw = payload
-        if len(raw) != raw_len:
+        if len(payload) != raw_len:
             raise MediaReadError(f"{where}: the blob decodes to the wrong size")
-        off = 0
-        view = memoryview(raw)
-        for i in range(count):
-            cid, length = TABLE_ENTRY.unpack_from(record, BLOB_HEAD.size + i * TABLE_ENTRY.size)
-            if verify:
-                check_chunk(view[off:off + length], cid, self.key.id_key, where)
-            off += length
-        if off != raw_len:
-            raise MediaReadError(f"{where}: the blob's chunk table is damaged")
-        return raw
+        return _Blob(where, payload, entries, framed=False)
+
+    def decode(self, record: bytes, where: str, verify: bool = True) -> bytes:
+        """The blob's bytes, authenticated; with ``verify`` every chunk is also re-hashed
+        against its ID (a reader instead checks the chunks it uses)."""
+        blob = self.blob(record, where)
+        chunks = [blob.chunk(off, n, self.dctx) for _cid, off, n in blob.chunks()]
+        if verify:
+            for (cid, _off, _n), data in zip(blob.chunks(), chunks):
+                check_chunk(data, cid, self.key.id_key, where)
+        return blob.payload if not blob.framed else b"".join(chunks)
+
+
+def _entry(flags: int) -> struct.Struct:
+    return FRAME_ENTRY if flags & FLAG_FRAMES else TABLE_ENTRY
+
+
+class _Blob:
+    """An authenticated blob. A framed blob (FLAG_FRAMES) decodes a chunk only when it is
+    first asked for: a restore that needs three chunks of a blob (yesterday's dump, whose
+    new chunks are spread over many blobs) decompresses those three, not the blob."""
+
+    def __init__(self, where: str, payload: bytes, entries: list[tuple[bytes, int, int]],
+                 framed: bool) -> None:
+        self.where = where
+        self.payload = payload              # framed: the units; else: the blob's bytes
+        self.framed = framed
+        self._units: dict[int, tuple[bytes, int, int, int]] = {}   # offset -> ID, n, at, stored
+        off = at = 0
+        for cid, n, stored in entries:
+            self._units[off] = (cid, n, at, stored)
+            off += n
+            at += stored
+        self._decoded: dict[int, bytes | memoryview] = {}
+
+    def chunks(self) -> list[tuple[bytes, int, int]]:
+        """(chunk ID, offset, length) of every chunk, in order."""
+        return [(cid, off, n) for off, (cid, n, _at, _st) in self._units.items()]
+
+    def chunk(self, off: int, length: int, dctx: zstandard.ZstdDecompressor) -> memoryview:
+        """The chunk at ``off`` (its place in the blob's bytes), decoded with ``dctx`` (one
+        per thread) if it is a zstd frame not decoded before."""
+        if not self.framed:
+            if off + length > len(self.payload):
+                raise MediaReadError(f"{self.where}: the blob has no chunk at offset {off}")
+            return memoryview(self.payload)[off:off + length]
+        got = self._decoded.get(off)
+        if got is None:
+            unit = self._units.get(off)
+            if unit is None or unit[1] != length:
+                raise MediaReadError(f"{self.where}: the blob has no chunk at offset {off}")
+            _cid, n, at, stored = unit
+            piece = memoryview(self.payload)[at:at + stored]
+            if stored < n:
+                try:
+                    got = dctx.decompress(piece, max_output_size=n)
+                except zstandard.ZstdError as exc:
+                    raise MediaReadError(f"{self.where}: decompression failed: {exc}") from None
+                if len(got) != n:
+                    raise MediaReadError(f"{self.where}: a chunk decodes to the wrong size")
+            else:
+                got = piece
+            self._decoded[off] = got
+        return memoryview(got)
 
 
 class _SealContext:
@@ -342,13 +412,27 @@ class _SealContext:
              magic: bytes = BLOB_MAGIC) -> tuple[bytes, memoryview]:
         """One blob record of ``raw`` (the chunks ``items``, in order): the authenticated
         header and chunk table, and the ciphertext (a view of ``out``, valid until the next
-        seal). Compressed when asked and when it shrinks."""
+        seal). Compressed when asked, each chunk on its own (a restore then decodes only
+        the chunks it needs; measured: the same ratio, and faster, than the whole blob at
+        once), each kept compressed only where that shrinks it."""
         flags, payload = 0, raw
-        if compress:
-            packed = self.zc.compress(raw)
-            if len(packed) < len(raw):
-                flags, payload = FLAG_ZSTD, memoryview(packed)
-        table = b"".join(TABLE_ENTRY.pack(cid, n) for cid, n in items)
+        table = b""
+        if compress and items:
+            units: list[bytes | memoryview] = []
+            rows = []
+            off = 0
+            for cid, n in items:
+                chunk = raw[off:off + n]
+                packed = self.zc.compress(chunk)
+                unit = packed if len(packed) < n else chunk
+                units.append(unit)
+                rows.append(FRAME_ENTRY.pack(cid, n, len(unit)))
+                off += n
+            joined = b"".join(units)
+            if len(joined) < len(raw):
+                flags, payload, table = FLAG_FRAMES, memoryview(joined), b"".join(rows)
+        if not flags:
+            table = b"".join(TABLE_ENTRY.pack(cid, n) for cid, n in items)
         nonce = os.urandom(12)
         aad = BLOB_HEAD.pack(magic, flags, nonce, len(items), len(raw),
                              len(payload) + 16) + table
@@ -856,31 +940,35 @@ class DedupObjectReader(ObjectReader):
         self._thread = threading.Thread(target=self._prefetch, name="dedup-read", daemon=True)
         self._thread.start()
 
-    def _decode(self, blob_id: int, wanted: list[tuple[bytes, int, int, int]]
-                ) -> tuple[bytes, frozenset[bytes]]:
-        """Decoder thread: one blob, and the chunks of it already planned checked against
+    def _decode(self, blob_id: int, wanted: list[tuple[bytes, int, int, int]],
+                known: set[bytes]) -> tuple[_Blob, frozenset[bytes]]:
+        """Decoder thread: one blob, its planned chunks decoded and (unless ``known``: this
+        reader checked them before, from the same authenticated record) checked against
         their IDs here, in parallel, rather than one by one on the prefetch thread."""
         decoder = getattr(self._local, "decoder", None)
         if decoder is None:
             decoder = self._local.decoder = _Decoder(self.unit.key)
-        raw = self.unit._read_blob(blob_id, self._fds, decoder, verify=False)
-        view = memoryview(raw)
+        blob = decoder.blob(*self.unit._read_record(blob_id, self._fds))
+        checked = []
         for cid, _blob, off, length in wanted:
-            check_chunk(view[off:off + length], cid, decoder.key.id_key,
-                        f"dedup pool {self.unit.name}")
-        return raw, frozenset(ref[0] for ref in wanted)
+            chunk = blob.chunk(off, length, decoder.dctx)
+            if cid not in known:
+                check_chunk(chunk, cid, decoder.key.id_key, f"dedup pool {self.unit.name}")
+                checked.append(cid)
+        return blob, frozenset(checked)
 
     def _prefetch(self) -> None:
         """Plan the chunks ahead, decode their blobs on DECODERS threads (in parallel, each
-        blob once while cached; the planned chunks of a blob are checked there), check any
-        other chunk used against its ID (once), hand the chunks over in order."""
+        blob once while cached; the planned chunks of a blob are decoded and checked there),
+        check any other chunk used against its ID (once), hand the chunks over in order."""
         pool = ThreadPoolExecutor(DECODERS, thread_name_prefix="dedup-decode")
-        blobs: collections.OrderedDict[int, Future[tuple[bytes, frozenset[bytes]]]] = \
+        blobs: collections.OrderedDict[int, Future[tuple[_Blob, frozenset[bytes]]]] = \
             collections.OrderedDict()
         planned: collections.Counter[int] = collections.Counter()
         plan: collections.deque[tuple[bytes, int, int, int]] = collections.deque()
-        checked: set[bytes] = set()
+        checked: set[bytes] = set()       # chunk IDs checked: each lives in one blob only
         id_key = self.unit.key.id_key
+        dctx = zstandard.ZstdDecompressor()
         refs = self.unit._chunk_refs(self._location, self._seq)
         try:
             more = True
@@ -897,16 +985,18 @@ class DedupObjectReader(ObjectReader):
                         if ref[1] not in blobs:
                             fresh.setdefault(ref[1], []).append(ref)
                     for blob_id, wanted in fresh.items():
-                        blobs[blob_id] = pool.submit(self._decode, blob_id, wanted)
+                        known = {ref[0] for ref in wanted if ref[0] in checked}
+                        blobs[blob_id] = pool.submit(self._decode, blob_id, wanted, known)
                 if not plan:
                     break
                 cid, blob_id, off, length = plan.popleft()
                 planned[blob_id] -= 1
-                raw, verified = blobs[blob_id].result()
+                blob, verified = blobs[blob_id].result()
                 blobs.move_to_end(blob_id)
-                chunk = memoryview(raw)[off:off + length]
-                if cid not in verified and cid not in checked:
-                    check_chunk(chunk, cid, id_key, f"dedup pool {self.unit.name}")
+                chunk = blob.chunk(off, length, dctx)
+                if cid not in checked:
+                    if cid not in verified:
+                        check_chunk(chunk, cid, id_key, f"dedup pool {self.unit.name}")
                     if len(checked) >= PREFETCH * LOOKAHEAD:   # bounded: may check again
                         checked.clear()
                     checked.add(cid)
@@ -1216,8 +1306,8 @@ class DedupStorageUnit(StorageUnit):
             q = "SELECT id, blob, off, len FROM chunks WHERE id IN (%s)" % ",".join("?" * len(ids))
             return {r[0]: (r[1], r[2], r[3]) for r in self._db.execute(q, ids)}
 
-    def _read_blob(self, blob_id: int, fds: dict[str, int], decoder: _Decoder,
-                   verify: bool = True) -> bytes:
+    def _read_record(self, blob_id: int, fds: dict[str, int]) -> tuple[bytes, str]:
+        """A blob's record as stored, and where it is (for messages)."""
         with self._lock:
             row = self._db.execute(
                 "SELECT p.name, b.offset, b.stored FROM blobs b JOIN packs p ON p.id = b.pack "
@@ -1240,7 +1330,11 @@ class DedupStorageUnit(StorageUnit):
             raise MediaReadError(f"{where}: read failed: {exc}") from exc
         if len(record) != stored:
             raise MediaReadError(f"{where}: the pack file is truncated")
-        return decoder.decode(record, where, verify)
+        return record, where
+
+    def _read_blob(self, blob_id: int, fds: dict[str, int], decoder: _Decoder) -> bytes:
+        """A blob's bytes, every chunk checked against its ID."""
+        return decoder.decode(*self._read_record(blob_id, fds))
 
     def _recipe_pieces(self, location: str, seq: int) -> Iterator[bytes]:
         """An object's chunk IDs, piece by piece (each read under the lock on its own)."""
@@ -1604,7 +1698,7 @@ class DedupStorageUnit(StorageUnit):
                 pos = len(PACK_MAGIC) + len(self.pool_id)
                 while pos < len(data):
                     try:
-                        magic, _fl, count, raw_len, plain, end = decoder.open(
+                        magic, flags, count, raw_len, plain, end = decoder.open(
                             data, pos, f"pack {name}, offset {pos}", (BLOB_MAGIC, RECIPE_MAGIC))
                     except MediaReadError as exc:
                         report["skipped"].append(f"{exc.message}; the rest of the pack is "
@@ -1616,9 +1710,7 @@ class DedupStorageUnit(StorageUnit):
                             (pack_id, pos, end - pos, raw_len)).lastrowid
                         report["blobs"] += 1
                         off = 0
-                        for i in range(count):
-                            cid, n = TABLE_ENTRY.unpack_from(data, pos + BLOB_HEAD.size
-                                                             + i * TABLE_ENTRY.size)
+                        for cid, n, _stored in decoder.entries(data, pos, count, flags):
                             db.execute("INSERT OR IGNORE INTO chunks(id, blob, off, len, refs) "
                                        "VALUES (?, ?, ?, ?, 0)", (cid, blob_id, off, n))
                             off += n
