@@ -618,8 +618,8 @@ def test_pack_corruption_found_by_verify_and_by_restore(dsrv):
 def test_a_chunk_that_does_not_match_its_id_is_refused(tmp_path, monkeypatch, lookahead):
     """A blob that authenticates but whose bytes do not hash to the chunk IDs it claims
     (a bug, or a forger holding the key) is refused by restore and by verify. The third
-    chunk is damaged: with the usual lookahead its decoder thread checks it, with a
-    lookahead of 2 the reader's prefetch thread does (the blob is already decoded)."""
+    chunk is damaged: with the usual lookahead it is checked with its blob's decode, with
+    a lookahead of 2 it is planned after its blob was decoded and checked on its own."""
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     from openxbsa.storage import dedup

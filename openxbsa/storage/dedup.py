@@ -945,22 +945,41 @@ class DedupObjectReader(ObjectReader):
         """Decoder thread: one blob, its planned chunks decoded and (unless ``known``: this
         reader checked them before, from the same authenticated record) checked against
         their IDs here, in parallel, rather than one by one on the prefetch thread."""
-        decoder = getattr(self._local, "decoder", None)
-        if decoder is None:
-            decoder = self._local.decoder = _Decoder(self.unit.key)
-        blob = decoder.blob(*self.unit._read_record(blob_id, self._fds))
+        blob = self._decoder().blob(*self.unit._read_record(blob_id, self._fds))
+        return blob, self._take(blob, wanted, known)
+
+    def _decode_more(self, earlier: Future[tuple[_Blob, frozenset[bytes]]],
+                     wanted: list[tuple[bytes, int, int, int]], known: set[bytes]
+                     ) -> tuple[_Blob, frozenset[bytes]]:
+        """Decoder thread: chunks planned later of a blob already decoded (or decoding:
+        ``earlier`` was queued first, so it is running or done, never waiting for us)."""
+        blob, verified = earlier.result()
+        return blob, verified | self._take(blob, wanted, known | verified)
+
+    def _take(self, blob: _Blob, wanted: list[tuple[bytes, int, int, int]],
+              skip: set[bytes] | frozenset[bytes]) -> frozenset[bytes]:
+        """Decode the ``wanted`` chunks of a blob, check those not in ``skip``; their IDs."""
+        decoder = self._decoder()
         checked = []
         for cid, _blob, off, length in wanted:
             chunk = blob.chunk(off, length, decoder.dctx)
-            if cid not in known:
+            if cid not in skip:
                 check_chunk(chunk, cid, decoder.key.id_key, f"dedup pool {self.unit.name}")
                 checked.append(cid)
-        return blob, frozenset(checked)
+        return frozenset(checked)
+
+    def _decoder(self) -> _Decoder:
+        """This decoder thread's own decoder (zstd contexts are not shared)."""
+        decoder = getattr(self._local, "decoder", None)
+        if decoder is None:
+            decoder = self._local.decoder = _Decoder(self.unit.key)
+        return decoder
 
     def _prefetch(self) -> None:
         """Plan the chunks ahead, decode their blobs on DECODERS threads (in parallel, each
-        blob once while cached; the planned chunks of a blob are decoded and checked there),
-        check any other chunk used against its ID (once), hand the chunks over in order."""
+        blob once while cached; the planned chunks of a blob are decoded and checked there,
+        those planned later too), check any other chunk used against its ID (once), hand
+        the chunks over in order."""
         pool = ThreadPoolExecutor(DECODERS, thread_name_prefix="dedup-decode")
         blobs: collections.OrderedDict[int, Future[tuple[_Blob, frozenset[bytes]]]] = \
             collections.OrderedDict()
@@ -970,23 +989,39 @@ class DedupObjectReader(ObjectReader):
         id_key = self.unit.key.id_key
         dctx = zstandard.ZstdDecompressor()
         refs = self.unit._chunk_refs(self._location, self._seq)
+        held = None                       # the first chunk of the next batch
         try:
             more = True
             while more or plan:
                 if more and len(plan) < LOOKAHEAD // 2:    # refill in batches, so that a
                     fresh: dict[int, list[tuple[bytes, int, int, int]]] = {}  # blob's
-                    while len(plan) < LOOKAHEAD:           # chunks go with its decode
-                        ref = next(refs, None)
+                    later: dict[int, list[tuple[bytes, int, int, int]]] = {}  # chunks go
+                    while True:                                # with its decode
+                        if held is not None:
+                            ref, held = held, None
+                        else:
+                            ref = next(refs, None)
                         if ref is None:
                             more = False
                             break
+                        # a batch ends where a blob does (its chunks decoded together)
+                        if len(plan) >= LOOKAHEAD and (ref[1] not in fresh
+                                                       or len(plan) >= 2 * LOOKAHEAD):
+                            held = ref
+                            break
                         plan.append(ref)
                         planned[ref[1]] += 1
-                        if ref[1] not in blobs:
+                        if ref[1] in blobs:
+                            later.setdefault(ref[1], []).append(ref)
+                        else:
                             fresh.setdefault(ref[1], []).append(ref)
                     for blob_id, wanted in fresh.items():
                         known = {ref[0] for ref in wanted if ref[0] in checked}
                         blobs[blob_id] = pool.submit(self._decode, blob_id, wanted, known)
+                    for blob_id, wanted in later.items():
+                        known = {ref[0] for ref in wanted if ref[0] in checked}
+                        blobs[blob_id] = pool.submit(self._decode_more, blobs[blob_id], wanted,
+                                                     known)
                 if not plan:
                     break
                 cid, blob_id, off, length = plan.popleft()
