@@ -6,8 +6,9 @@ How a stream is stored
     a keyed blake3 hash of its bytes, so IDs reveal nothing without the pool key. A chunk
     whose ID the pool already holds is not stored again: the object's *recipe* (its chunk
     IDs in order) refers to it. New chunks of a writer are grouped into *blobs* of about
-    1 MiB, which are compressed together with zstd (many small chunks compress as well as
-    one large one) and sealed with AES-256-GCM. Blobs are appended to *pack files* of about
+    1 MiB, each chunk compressed with zstd as a frame of its own (as small as one frame of
+    the whole blob on text, and a restore decodes only the chunks it uses), and sealed with
+    AES-256-GCM as one record. Blobs are appended to *pack files* of about
     32 MiB; one writer owns its pack files (each of its sealer threads one at a time), so
     concurrent backups never share a file.
 
@@ -86,7 +87,7 @@ PREFETCH = 256                  # decoded chunks a reader keeps ready
 DECODERS = 2                    # threads reading and decoding blobs for one reader
 LOOKAHEAD = 128                 # chunks planned ahead (their blobs decode meanwhile)
 CACHED_BLOBS = 32               # decoded blobs a reader keeps (about 32 MiB)
-BLOB_TARGET = 1 << 20           # raw bytes grouped and compressed together
+BLOB_TARGET = 1 << 20           # raw bytes grouped and sealed together
 PACK_TARGET = 32 << 20          # a writer starts a new pack file beyond this size
 ZSTD_LEVEL = 1                  # measured: on text as small as level 3, 1.3x faster (docs/dedup.md)
 TRIAL = 64 << 10                # sample compressed first to skip incompressible blobs
