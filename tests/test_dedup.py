@@ -1314,6 +1314,68 @@ def test_failures_inside_the_pipeline_are_reported_not_hung(tmp_path):
     unit.close()
 
 
+def test_a_pool_failure_at_an_objects_end_fails_its_transaction_not_the_session(dsrv):
+    """The pool's index breaks under a running backup, so cutting the last (here the only)
+    segment of an object fails at BSAEndData, which the server does not answer: the
+    transaction is doomed and its commit says so (TRANSACTION_ABORTED), the job fails with a
+    media status, nothing becomes visible, and the same session backs up and restores
+    afterwards (no reply out of turn, no session lost)."""
+    h = init(dsrv)
+    first = backup(h, "/t/before", os.urandom(100_000))
+    db = sqlite3.connect(os.path.join(dsrv.home, "pool", "index.db"))
+    db.execute("ALTER TABLE chunks RENAME TO chunks_gone")        # the lookups now fail
+    db.commit()
+    assert X.BSABeginTxn(h) == OK
+    d = descriptor("/t/broken", size=MiB)
+    assert X.BSACreateObject(h, d, X.BSA_DataBlock32()) == OK
+    send_all(h, os.urandom(MiB))
+    assert X.BSAEndData(h) == OK
+    assert X.BSAEndTxn(h, X.BSA_Vote_COMMIT) == X.BSA_RC_TRANSACTION_ABORTED
+    assert "chunks" in X.BSAGetLastError()[1]
+    db.execute("ALTER TABLE chunks_gone RENAME TO chunks")
+    db.commit()
+    db.close()
+    assert find(h, query("/t/broken"))[0] == X.BSA_RC_NO_MATCH
+    data = os.urandom(300_000)
+    later = backup(h, "/t/after", data)
+    assert restore(h, later.copyId) == data
+    assert len(restore(h, first.copyId)) == 100_000
+    X.BSATerminate(h)
+    failed = [j for j in cli_json(dsrv, "jobs") if j["status"] not in (0, None)]
+    assert [j["status"] for j in failed] == [84], failed
+
+
+def test_a_full_working_set_fails_the_backup_as_disk_full(tmp_path, monkeypatch):
+    """A backup's working set (its scratch SQLite file in the pool) cannot grow: SQLite's
+    own page limit stands in for a full disk here, and SQLite answers it as it would a full
+    disk (SQLITE_FULL). The backup fails with status 129, as a full disk, not 84; abort
+    leaves no pack and no scratch file."""
+    from openxbsa.storage import dedup
+
+    real_init = dedup._Scratch.__init__
+
+    def limited(self, root: str, location: str) -> None:
+        real_init(self, root, location)
+        (pages,) = self.db.execute("PRAGMA page_count").fetchone()
+        self.db.execute(f"PRAGMA max_page_count = {pages + 2}")
+
+    monkeypatch.setattr(dedup._Scratch, "__init__", limited)
+    root = str(tmp_path)
+    unit = new_unit(root)
+    w = unit.open_writer("host_1")
+    w.begin_object()
+    with pytest.raises(MediaWriteError) as err:
+        for _ in range(64):
+            w.write(os.urandom(MiB))
+        w.end_object()
+        w.commit()
+    assert err.value.status == 129 and "working set" in str(err.value)
+    w.abort()
+    assert pack_files(root) == [] and os.listdir(os.path.join(root, "pool", "tmp")) == []
+    assert unit._writers == set()
+    unit.close()
+
+
 def test_a_pack_flush_failure_fails_the_commit_as_disk_full(tmp_path, monkeypatch):
     """Full packs are fsynced on their own thread; a failure there (here ENOSPC, injected:
     a full disk cannot be arranged safely on this machine) fails the commit with status 129,

@@ -272,7 +272,10 @@ class Session:
         if vote != VOTE_ABORT and (self.state in (B_OBJ, R_OBJ) or self.doomed):
             why = (str(self.doomed) if self.doomed else
                    "an object was still open when the transaction was committed")
-            self._end_transaction(VOTE_ABORT, ST_APP_ABORT, f"transaction aborted: {why}")
+            # the backup job fails with what doomed it (a full disk is 129, a media write
+            # error 84), not as aborted by the application, which voted to commit
+            status = self.doomed.status if self.doomed else ST_APP_ABORT
+            self._end_transaction(VOTE_ABORT, status, f"transaction aborted: {why}")
             raise errors.TransactionAborted(why)
         self._end_transaction(vote, ST_APP_ABORT, "transaction aborted by the application")
         return {}
@@ -360,13 +363,17 @@ class Session:
             raise wire.ProtocolError("endobject without an object being created")
         bk = self.backup
         assert bk is not None and bk.current is not None and bk.receiver is not None
-        stored = bk.writer.end_object()
         receiver, row = bk.receiver, bk.current
+        failure = receiver.error
+        try:
+            stored = bk.writer.end_object()
+        except errors.OpenXBSAError as exc:      # no reply is awaited: doom the transaction
+            failure = failure or exc
         bk.current, bk.receiver = None, None
         self.state = B
-        if receiver.error is not None:
-            self.doomed = receiver.error
-            self.server.jobs.log(bk.job_id, "error", f"object {row.path_name}: {receiver.error}")
+        if failure is not None:
+            self.doomed = failure
+            self.server.jobs.log(bk.job_id, "error", f"object {row.path_name}: {failure}")
         else:
             row.offset, row.size, row.checksum = stored.offset, stored.size, stored.checksum
             bk.rows.append(row)

@@ -613,12 +613,16 @@ class DedupImageWriter(ImageWriter):
         while self._cuts:
             self._wait(self._cuts)
         self._raise_failure()
-        self._cut(self.seg, self.fill, True)       # the cutter is idle: cut here
+        try:
+            self._cut(self.seg, self.fill, True)       # the cutter is idle: cut here
+            with self.scratch.lock:
+                self._store_piece(final=True)
+        except Exception as exc:        # reported as a cutter thread's failure would be
+            if self._failed is None:
+                self._failed = exc
         self.seg = self._free.get()
         self.fill = self.head
         self._raise_failure()
-        with self.scratch.lock:
-            self._store_piece(final=True)
         self.recipes.append((self.seq, self.obj_size, self.parts))
         self.recipe = bytearray()
         return StoredObject(self.seq, self.obj_size, self.recipe_hash.hexdigest())
@@ -644,9 +648,20 @@ class DedupImageWriter(ImageWriter):
             while futures and futures[0].done():
                 self._wait(futures)
         if self._failed is not None:
-            exc = self._failed
-            raise exc if isinstance(exc, OpenXBSAError) else MediaWriteError(
-                f"dedup pool {self.unit.name}: {exc}")
+            raise self._failure(self._failed)
+
+    def _failure(self, exc: BaseException) -> OpenXBSAError:
+        """A pipeline failure as the session reports it: a full disk (the packs', or the
+        working set's SQLite saying so) is status 129, anything else 84."""
+        if isinstance(exc, OpenXBSAError):
+            return exc
+        if isinstance(exc, OSError):
+            return self._write_error("writing to", exc)
+        if isinstance(exc, sqlite3.Error) and \
+                getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+            return MediaWriteError(f"dedup pool {self.unit.name}: no space left for the "
+                                   f"backup's working set ({exc})", status=129)
+        return MediaWriteError(f"dedup pool {self.unit.name}: {exc}")
 
     # -------------------------------------------------------------- cutter thread
     def _cut(self, seg: bytearray, end: int, final: bool) -> None:
