@@ -92,3 +92,32 @@ def test_gathered_data_frames_arrive_whole_through_partial_sends():
         sender.send_data_views([memoryview(bytes(wire.MAX_DATA_FRAME + 1))])
     a.close()
     b.close()
+
+
+def test_a_disk_unit_that_runs_out_of_space_fails_the_commit_as_disk_full(tmp_path, monkeypatch):
+    """The disk unit's flush at commit fails with ENOSPC (injected: a full disk cannot be
+    arranged safely on this machine): status 129, disk full, as NetBackup reports it, not a
+    generic media write error; abort removes the image file."""
+    import errno
+    import os
+
+    from openxbsa.errors import MediaWriteError
+    from openxbsa.storage.disk import DiskStorageUnit
+
+    unit = DiskStorageUnit("disk", str(tmp_path))
+    w = unit.open_writer("host_1")
+    w.begin_object()
+    w.write(b"x" * 100_000)
+    w.end_object()
+
+    def no_space(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    with pytest.raises(MediaWriteError) as err:
+        w.commit()
+    assert err.value.status == 129 and "No space left" in str(err.value)
+    monkeypatch.undo()
+    w.abort()
+    assert os.listdir(tmp_path) == [] or all(
+        not files for _d, _s, files in os.walk(tmp_path))

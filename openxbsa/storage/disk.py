@@ -8,7 +8,7 @@ import os
 
 import blake3
 
-from openxbsa.errors import MediaReadError, MediaWriteError
+from openxbsa.errors import MediaReadError
 from openxbsa.storage.base import (
     ImageWriter, ObjectReader, StorageUnit, StoredObject, image_name, write_error,
 )
@@ -48,7 +48,7 @@ class DiskImageWriter(ImageWriter):
             os.makedirs(self._dir, exist_ok=True)
             self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except OSError as exc:
-            raise MediaWriteError(f"cannot create image file {self.path}: {exc}") from exc
+            raise write_error(f"cannot create image file {self.path}: {exc}", exc) from exc
         self.pos = 0
         self._start = 0
         self._hash = blake3.blake3()
@@ -82,7 +82,7 @@ class DiskImageWriter(ImageWriter):
             self.fd = -1
             fsync_dir(self._dir)
         except OSError as exc:
-            raise MediaWriteError(f"flushing {self.path} failed: {exc}") from exc
+            raise write_error(f"flushing {self.path} failed: {exc}", exc) from exc
 
     def abort(self) -> None:
         if self.fd >= 0:
