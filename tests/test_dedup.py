@@ -1345,6 +1345,34 @@ def test_a_pool_failure_at_an_objects_end_fails_its_transaction_not_the_session(
     assert [j["status"] for j in failed] == [84], failed
 
 
+def test_a_pool_that_cannot_start_a_backup_refuses_it_and_the_session_goes_on(dsrv):
+    """The pool cannot make a backup's working set (its tmp directory is a file): the
+    object's creation is refused with a system error naming the pool, no image is left
+    behind, the job fails with a media status, and the same session works once the pool
+    can write again (before, the OSError ended the session as a broken connection)."""
+    tmp = os.path.join(dsrv.home, "pool", "tmp")
+    if os.path.isdir(tmp):
+        os.rmdir(tmp)
+    with open(tmp, "w"):
+        pass
+    h = init(dsrv)
+    assert X.BSABeginTxn(h) == OK
+    rc = X.BSACreateObject(h, descriptor("/t/refused", size=10), X.BSA_DataBlock32())
+    assert rc == X.BSA_RC_ABORT_SYSTEM_ERROR and "dedup pool" in X.BSAGetLastError()[1]
+    assert X.BSAEndTxn(h, X.BSA_Vote_ABORT) == OK
+    os.unlink(tmp)
+    data = os.urandom(200_000)
+    d = backup(h, "/t/after", data)
+    assert restore(h, d.copyId) == data
+    X.BSATerminate(h)
+    assert len(cli_json(dsrv, "images")) == 1
+    catalog = sqlite3.connect(os.path.join(dsrv.home, "catalog.db"))
+    assert catalog.execute("SELECT COUNT(*) FROM images").fetchone()[0] == 1   # none pending
+    catalog.close()
+    failed = [j for j in cli_json(dsrv, "jobs") if j["status"] not in (0, None)]
+    assert [j["status"] for j in failed] == [84], failed
+
+
 def test_a_full_working_set_fails_the_backup_as_disk_full(tmp_path, monkeypatch):
     """A backup's working set (its scratch SQLite file in the pool) cannot grow: SQLite's
     own page limit stands in for a full disk here, and SQLite answers it as it would a full

@@ -200,12 +200,15 @@ class Server:
             self.catalog.update_job(job_id, state=JOB_ACTIVE, queue_reason=None,
                                     started=int(dt.datetime.now().timestamp()))
             self.jobs.log(job_id, "info", f"storage unit {unit.name} free: backup started")
+        image_id = None
         try:
             image_id, backup_id, _ = self.catalog.create_image(
                 client=peer.client_host, os_user=peer.os_user, policy=policy, job_id=job_id,
                 location_for=unit.location_for, media_id=unit.media_id)
             writer = unit.open_writer(backup_id)
         except errors.OpenXBSAError as exc:
+            if image_id is not None:
+                self.catalog.drop_image(image_id)
             self.units.give(unit.name)
             self.jobs.finish(job_id, exc.status, f"backup could not start: {exc.message}")
             raise

@@ -202,6 +202,20 @@ def recipe_checksum(ids: bytes) -> str:
     return blake3.blake3(ids).hexdigest()
 
 
+def _write_failure(pool: str, exc: BaseException) -> OpenXBSAError:
+    """A writer's failure as the session reports it: a full disk (the packs', or the
+    working set's SQLite saying so) is status 129, anything else 84."""
+    if isinstance(exc, OpenXBSAError):
+        return exc
+    if isinstance(exc, OSError):
+        return write_error(f"writing to dedup pool {pool} failed: {exc}", exc)
+    if isinstance(exc, sqlite3.Error) and \
+            getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+        return MediaWriteError(f"dedup pool {pool}: no space left for the backup's working "
+                               f"set ({exc})", status=129)
+    return MediaWriteError(f"dedup pool {pool}: {exc}")
+
+
 def check_chunk(data: memoryview, cid: bytes, id_key: bytes, where: str) -> None:
     """Raise MediaReadError unless ``data`` hashes to its chunk ID ``cid``."""
     if blake3.blake3(data, key=id_key).digest() != cid:
@@ -651,17 +665,7 @@ class DedupImageWriter(ImageWriter):
             raise self._failure(self._failed)
 
     def _failure(self, exc: BaseException) -> OpenXBSAError:
-        """A pipeline failure as the session reports it: a full disk (the packs', or the
-        working set's SQLite saying so) is status 129, anything else 84."""
-        if isinstance(exc, OpenXBSAError):
-            return exc
-        if isinstance(exc, OSError):
-            return self._write_error("writing to", exc)
-        if isinstance(exc, sqlite3.Error) and \
-                getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
-            return MediaWriteError(f"dedup pool {self.unit.name}: no space left for the "
-                                   f"backup's working set ({exc})", status=129)
-        return MediaWriteError(f"dedup pool {self.unit.name}: {exc}")
+        return _write_failure(self.unit.name, exc)
 
     # -------------------------------------------------------------- cutter thread
     def _cut(self, seg: bytearray, end: int, final: bool) -> None:
@@ -871,6 +875,14 @@ class DedupImageWriter(ImageWriter):
 
     # -------------------------------------------------------------- commit / abort
     def commit(self) -> None:
+        try:
+            self._commit()
+        except OpenXBSAError:
+            raise
+        except Exception as exc:     # storage and SQLite errors alike: the commit failed
+            raise self._failure(exc) from exc
+
+    def _commit(self) -> None:
         if self.fill != self.head or self.recipe:
             raise MediaWriteError("commit with an object still open")
         self._seal_pending()
@@ -1304,7 +1316,12 @@ class DedupStorageUnit(StorageUnit):
     def open_writer(self, backup_id: str) -> DedupImageWriter:
         with self._lock:
             self._own()
-        return DedupImageWriter(self, self.location_for(backup_id))
+        try:
+            return DedupImageWriter(self, self.location_for(backup_id))
+        except OpenXBSAError:
+            raise
+        except Exception as exc:     # its working set cannot be created, say
+            raise _write_failure(self.name, exc) from exc
 
     def open_reader(self, location: str, stored: StoredObject) -> DedupObjectReader:
         return DedupObjectReader(self, location, stored)
