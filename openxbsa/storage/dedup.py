@@ -428,7 +428,7 @@ class _SealContext:
         """One blob record of ``raw`` (the chunks ``items``, in order): the authenticated
         header and chunk table, and the ciphertext (a view of ``out``, valid until the next
         seal). Compressed when asked, each chunk on its own (a restore then decodes only
-        the chunks it needs; measured: the same ratio, and faster, than the whole blob at
+        the chunks it needs; measured on log text: the same ratio as the whole blob at
         once), each kept compressed only where that shrinks it."""
         flags, payload = 0, raw
         table = b""
