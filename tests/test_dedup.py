@@ -82,6 +82,34 @@ def pack_files(root: str) -> list[str]:
                   for f in fs)
 
 
+def pack_path(root: str, name: str) -> str:
+    return os.path.join(root, "pool", "packs", name[:2], name + ".pack")
+
+
+def _first_blob(root: str) -> tuple[str, int, int]:
+    """The pack file, offset and stored size of the pool's first blob."""
+    db = sqlite3.connect(os.path.join(root, "pool", "index.db"))
+    name, offset, size = db.execute("SELECT p.name, b.offset, b.stored FROM blobs b JOIN packs p "
+                                    "ON p.id = b.pack ORDER BY b.id LIMIT 1").fetchone()
+    db.close()
+    return pack_path(root, name), offset, size
+
+
+def blob_flags(root: str) -> set[int]:
+    """The flags of every blob the pool's index lists, read from the packs."""
+    from openxbsa.storage.dedup import BLOB_HEAD
+    db = sqlite3.connect(os.path.join(root, "pool", "index.db"))
+    rows = db.execute("SELECT p.name, b.offset FROM blobs b JOIN packs p ON p.id = b.pack"
+                      ).fetchall()
+    db.close()
+    flags = set()
+    for name, offset in rows:
+        with open(pack_path(root, name), "rb") as f:
+            f.seek(offset)
+            flags.add(BLOB_HEAD.unpack_from(f.read(BLOB_HEAD.size))[1])
+    return flags
+
+
 WORDS = [bytes(random.Random(i).choices(b"abcdefghijklmnopqrstuvwxyz", k=3 + i % 7))
          for i in range(400)]
 
@@ -611,7 +639,7 @@ def test_pack_corruption_found_by_verify_and_by_restore(dsrv):
     name, offset, stored = db.execute("SELECT p.name, b.offset, b.stored FROM blobs b JOIN packs p "
                                       "ON p.id = b.pack WHERE b.id = ?", (blob,)).fetchone()
     db.close()
-    pack = os.path.join(dsrv.home, "pool", "packs", name[:2], name + ".pack")
+    pack = pack_path(dsrv.home, name)
     corrupt(pack, offset + stored - 100)                       # inside the ciphertext
     out = dsrv.cli("verify", "--backupid", image["backupid"], "--json")
     assert out.returncode == 1
@@ -655,11 +683,7 @@ def test_a_chunk_that_does_not_match_its_id_is_refused(tmp_path, monkeypatch, lo
     unit = new_unit(root)
     data = os.urandom(2 * MiB)                             # incompressible: stored raw
     loc, stored, _ = store(unit, "host_1", [data])
-    db = sqlite3.connect(os.path.join(root, "pool", "index.db"))
-    name, offset, size = db.execute("SELECT p.name, b.offset, b.stored FROM blobs b JOIN packs p "
-                                    "ON p.id = b.pack ORDER BY b.id LIMIT 1").fetchone()
-    db.close()
-    pack = os.path.join(root, "pool", "packs", name[:2], name + ".pack")
+    pack, offset, size = _first_blob(root)
     with open(pack, "r+b") as f:
         f.seek(offset)
         record = f.read(size)
@@ -677,29 +701,6 @@ def test_a_chunk_that_does_not_match_its_id_is_refused(tmp_path, monkeypatch, lo
         load(unit, loc, stored[0])
     assert "does not match its ID" in unit.verify_object(loc, stored[0])
     unit.close()
-
-
-def _first_blob(root: str) -> tuple[str, int, int]:
-    db = sqlite3.connect(os.path.join(root, "pool", "index.db"))
-    name, offset, size = db.execute("SELECT p.name, b.offset, b.stored FROM blobs b JOIN packs p "
-                                    "ON p.id = b.pack ORDER BY b.id LIMIT 1").fetchone()
-    db.close()
-    return os.path.join(root, "pool", "packs", name[:2], name + ".pack"), offset, size
-
-
-def blob_flags(root: str) -> set[int]:
-    """The flags of every blob the pool's index lists, read from the packs."""
-    from openxbsa.storage.dedup import BLOB_HEAD
-    db = sqlite3.connect(os.path.join(root, "pool", "index.db"))
-    rows = db.execute("SELECT p.name, b.offset FROM blobs b JOIN packs p ON p.id = b.pack"
-                      ).fetchall()
-    db.close()
-    flags = set()
-    for name, offset in rows:
-        with open(os.path.join(root, "pool", "packs", name[:2], name + ".pack"), "rb") as f:
-            f.seek(offset)
-            flags.add(BLOB_HEAD.unpack_from(f.read(BLOB_HEAD.size))[1])
-    return flags
 
 
 class CountingDecompressor:

@@ -350,11 +350,12 @@ class _Decoder:
         """The blob's bytes, authenticated; with ``verify`` every chunk is also re-hashed
         against its ID (a reader instead checks the chunks it uses)."""
         blob = self.blob(record, where)
-        chunks = [blob.chunk(off, n, self.dctx) for _cid, off, n in blob.chunks()]
-        if verify:
-            for (cid, _off, _n), data in zip(blob.chunks(), chunks):
-                check_chunk(data, cid, self.key.id_key, where)
-        return blob.payload if not blob.framed else b"".join(chunks)
+        chunks = []
+        for cid, off, n in blob.chunks():
+            chunks.append(blob.chunk(off, n, self.dctx))
+            if verify:
+                check_chunk(chunks[-1], cid, self.key.id_key, where)
+        return b"".join(chunks) if blob.framed else blob.payload
 
 
 def _entry(flags: int) -> struct.Struct:
@@ -968,33 +969,28 @@ class DedupObjectReader(ObjectReader):
         self._thread = threading.Thread(target=self._prefetch, name="dedup-read", daemon=True)
         self._thread.start()
 
-    def _decode(self, blob_id: int, wanted: list[tuple[bytes, int, int, int]],
-                known: set[bytes]) -> tuple[_Blob, frozenset[bytes]]:
-        """Decoder thread: one blob, its planned chunks decoded and (unless ``known``: this
+    def _decode(self, blob_id: int, earlier: Future[tuple[_Blob, frozenset[bytes]]] | None,
+                wanted: list[tuple[bytes, int, int, int]], known: set[bytes]
+                ) -> tuple[_Blob, frozenset[bytes]]:
+        """Decoder thread: a blob's planned chunks decoded and (unless ``known``: this
         reader checked them before, from the same authenticated record) checked against
-        their IDs here, in parallel, rather than one by one on the prefetch thread."""
-        blob = self._decoder().blob(*self.unit._read_record(blob_id, self._fds))
-        return blob, self._take(blob, wanted, known)
-
-    def _decode_more(self, earlier: Future[tuple[_Blob, frozenset[bytes]]],
-                     wanted: list[tuple[bytes, int, int, int]], known: set[bytes]
-                     ) -> tuple[_Blob, frozenset[bytes]]:
-        """Decoder thread: chunks planned later of a blob already decoded (or decoding:
-        ``earlier`` was queued first, so it is running or done, never waiting for us)."""
-        blob, verified = earlier.result()
-        return blob, verified | self._take(blob, wanted, known | verified)
-
-    def _take(self, blob: _Blob, wanted: list[tuple[bytes, int, int, int]],
-              skip: set[bytes] | frozenset[bytes]) -> frozenset[bytes]:
-        """Decode the ``wanted`` chunks of a blob, check those not in ``skip``; their IDs."""
+        their IDs here, in parallel, rather than one by one on the prefetch thread. The blob
+        is read, or, for chunks planned after it was, taken from its ``earlier`` decode
+        (queued first, so running or done, never waiting for this one). Returns the blob
+        and every chunk ID checked in it."""
         decoder = self._decoder()
+        if earlier is None:
+            blob = decoder.blob(*self.unit._read_record(blob_id, self._fds))
+            verified: frozenset[bytes] = frozenset()
+        else:
+            blob, verified = earlier.result()
         checked = []
         for cid, _blob, off, length in wanted:
             chunk = blob.chunk(off, length, decoder.dctx)
-            if cid not in skip:
+            if cid not in known and cid not in verified:
                 check_chunk(chunk, cid, decoder.key.id_key, f"dedup pool {self.unit.name}")
                 checked.append(cid)
-        return frozenset(checked)
+        return blob, verified | frozenset(checked)
 
     def _decoder(self) -> _Decoder:
         """This decoder thread's own decoder (zstd contexts are not shared)."""
@@ -1043,13 +1039,10 @@ class DedupObjectReader(ObjectReader):
                             later.setdefault(ref[1], []).append(ref)
                         else:
                             fresh.setdefault(ref[1], []).append(ref)
-                    for blob_id, wanted in fresh.items():
+                    for blob_id, wanted in (*fresh.items(), *later.items()):
                         known = {ref[0] for ref in wanted if ref[0] in checked}
-                        blobs[blob_id] = pool.submit(self._decode, blob_id, wanted, known)
-                    for blob_id, wanted in later.items():
-                        known = {ref[0] for ref in wanted if ref[0] in checked}
-                        blobs[blob_id] = pool.submit(self._decode_more, blobs[blob_id], wanted,
-                                                     known)
+                        blobs[blob_id] = pool.submit(self._decode, blob_id, blobs.get(blob_id),
+                                                     wanted, known)
                 if not plan:
                     break
                 cid, blob_id, off, length = plan.popleft()
