@@ -64,8 +64,16 @@ class Sampler:
         self._thread.join()
 
 
-def report(label: str, seconds: float, size: int, before: dict, after: dict) -> None:
-    print(f"{label:8} {size / seconds / 1e6:7.0f} MB/s  wall {seconds:5.2f} s")
+def client_cpu() -> float:
+    """CPU seconds this process (the XBSA client) has used."""
+    t = os.times()
+    return t.user + t.system
+
+
+def report(label: str, seconds: float, size: int, before: dict, after: dict,
+           client: float) -> None:
+    print(f"{label:8} {size / seconds / 1e6:7.0f} MB/s  wall {seconds:5.2f} s"
+          f"  client CPU {client:5.2f} s")
     total = 0.0
     for tid in sorted(after):
         u0, s0 = before.get(tid, (0.0, 0.0))
@@ -95,13 +103,13 @@ def main() -> None:
         try:
             for day in earlier:
                 tool.backup(day, "input")
-            before = sampler.snapshot()
+            before, cpu = sampler.snapshot(), client_cpu()
             seconds = tool.backup(path, "input")
-            report("backup", seconds, size, before, sampler.snapshot())
+            report("backup", seconds, size, before, sampler.snapshot(), client_cpu() - cpu)
             for _ in range(args.restores):
-                before = sampler.snapshot()
+                before, cpu = sampler.snapshot(), client_cpu()
                 seconds = tool.stream()
-                report("restore", seconds, size, before, sampler.snapshot())
+                report("restore", seconds, size, before, sampler.snapshot(), client_cpu() - cpu)
         finally:
             sampler.stop()
             tool.finish()

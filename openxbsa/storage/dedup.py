@@ -45,6 +45,7 @@ Garbage collection
 from __future__ import annotations
 
 import collections
+import contextlib
 import fcntl
 import json
 import logging
@@ -202,18 +203,30 @@ def recipe_checksum(ids: bytes) -> str:
     return blake3.blake3(ids).hexdigest()
 
 
-def _write_failure(pool: str, exc: BaseException) -> OpenXBSAError:
+def _write_failure(pool: str, exc: BaseException, doing: str = "writing to") -> OpenXBSAError:
     """A writer's failure as the session reports it: a full disk (the packs', or the
     working set's SQLite saying so) is status 129, anything else 84."""
     if isinstance(exc, OpenXBSAError):
         return exc
     if isinstance(exc, OSError):
-        return write_error(f"writing to dedup pool {pool} failed: {exc}", exc)
+        return write_error(f"{doing} dedup pool {pool} failed: {exc}", exc)
     if isinstance(exc, sqlite3.Error) and \
             getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
         return MediaWriteError(f"dedup pool {pool}: no space left for the backup's working "
                                f"set ({exc})", status=129)
     return MediaWriteError(f"dedup pool {pool}: {exc}")
+
+
+@contextlib.contextmanager
+def _media_errors(pool: str) -> Iterator[None]:
+    """Inside: any storage or SQLite error (not already an XBSA one) leaves as the media
+    error the session reports, so a pool that fails ends a transaction, not the session."""
+    try:
+        yield
+    except OpenXBSAError:
+        raise
+    except Exception as exc:
+        raise _write_failure(pool, exc) from exc
 
 
 def check_chunk(data: memoryview, cid: bytes, id_key: bytes, where: str) -> None:
@@ -871,17 +884,13 @@ class DedupImageWriter(ImageWriter):
         finally:
             os.close(fd)
 
-    def _write_error(self, doing: str, exc: OSError) -> MediaWriteError:
-        return write_error(f"{doing} dedup pool {self.unit.name} failed: {exc}", exc)
+    def _write_error(self, doing: str, exc: OSError) -> OpenXBSAError:
+        return _write_failure(self.unit.name, exc, doing)
 
     # -------------------------------------------------------------- commit / abort
     def commit(self) -> None:
-        try:
+        with _media_errors(self.unit.name):
             self._commit()
-        except OpenXBSAError:
-            raise
-        except Exception as exc:     # storage and SQLite errors alike: the commit failed
-            raise self._failure(exc) from exc
 
     def _commit(self) -> None:
         if self.fill != self.head or self.recipe:
@@ -1309,12 +1318,8 @@ class DedupStorageUnit(StorageUnit):
     def open_writer(self, backup_id: str) -> DedupImageWriter:
         with self._lock:
             self._own()
-        try:
+        with _media_errors(self.name):       # its working set cannot be created, say
             return DedupImageWriter(self, self.location_for(backup_id))
-        except OpenXBSAError:
-            raise
-        except Exception as exc:     # its working set cannot be created, say
-            raise _write_failure(self.name, exc) from exc
 
     def open_reader(self, location: str, stored: StoredObject) -> DedupObjectReader:
         return DedupObjectReader(self, location, stored)
@@ -1397,15 +1402,19 @@ class DedupStorageUnit(StorageUnit):
         """A blob's bytes, every chunk checked against its ID."""
         return decoder.decode(*self._read_record(blob_id, fds))
 
-    def _recipe_pieces(self, location: str, seq: int) -> Iterator[bytes]:
-        """An object's chunk IDs, piece by piece (each read under the lock on its own)."""
-        with self._lock:
-            row = self._db.execute("SELECT ids FROM recipes WHERE location = ? AND seq = ?",
-                                   (location, seq)).fetchone()
-        if row is None:
-            raise MediaReadError(f"the dedup pool {self.name} has no chunk list for object "
-                                 f"{seq} of {location}")
-        yield bytes(row[0])
+    def _recipe_pieces(self, location: str, seq: int,
+                       first: bytes | None = None) -> Iterator[bytes]:
+        """An object's chunk IDs, piece by piece (each read under the lock on its own);
+        ``first``: its first piece, already read."""
+        if first is None:
+            with self._lock:
+                row = self._db.execute("SELECT ids FROM recipes WHERE location = ? AND "
+                                       "seq = ?", (location, seq)).fetchone()
+            if row is None:
+                raise MediaReadError(f"the dedup pool {self.name} has no chunk list for "
+                                     f"object {seq} of {location}")
+            first = bytes(row[0])
+        yield first
         part = 1
         while True:
             with self._lock:
@@ -1419,14 +1428,16 @@ class DedupStorageUnit(StorageUnit):
     def _checked_recipe(self, location: str, stored: StoredObject) -> None:
         """Check an object's chunk list against the catalog's record (its size and
         checksum), reading it piece by piece."""
-        size = self.recipe_size(location, stored.offset)
-        if size is None:
+        with self._lock:
+            row = self._db.execute("SELECT size, ids FROM recipes WHERE location = ? AND "
+                                   "seq = ?", (location, stored.offset)).fetchone()
+        if row is None:
             raise MediaReadError(f"the dedup pool {self.name} has no chunk list for object "
                                  f"{stored.offset} of {location}")
         digest = blake3.blake3()
-        for ids in self._recipe_pieces(location, stored.offset):
+        for ids in self._recipe_pieces(location, stored.offset, first=bytes(row[1])):
             digest.update(ids)
-        if size != stored.size or digest.hexdigest() != stored.checksum:
+        if int(row[0]) != stored.size or digest.hexdigest() != stored.checksum:
             raise MediaReadError(f"the chunk list of object {stored.offset} of {location} "
                                  "does not match the catalog")
 
