@@ -98,6 +98,7 @@ REWRITE_BELOW = 0.5             # while repacking, rewrite a blob whose live sha
 LOOKUP_BATCH = 500              # chunk IDs per index query
 PART_IDS = 1 << 16              # chunk IDs per stored piece of a recipe (2 MiB, ~5 GiB of data)
 RECORD_TARGET = 4 << 20         # recipe-record payload beyond which a new record is started
+CHECK_LISTED = 100              # problems of one kind `pool check` lists before counting
 GC_BATCH = 10_000               # unreferenced chunks collected per index transaction
 SCRATCH_CACHE_KIB = 8 << 10     # page cache of a writer's scratch database (8 MiB)
 INDEX_VERSION = 2               # 2: recipes in pieces, several recipe records per image
@@ -1930,46 +1931,87 @@ class DedupStorageUnit(StorageUnit):
 
     def check(self) -> list[str]:
         """Pool consistency: every referenced chunk present, reference counts right, every
-        pack of the index on disk. Returns the problems found (empty when consistent)."""
-        problems = []
+        blob's pack known and every pack on disk. Returns the problems found (empty when
+        consistent), at most CHECK_LISTED of each kind and then how many more.
+
+        One read snapshot of the index (a server may commit meanwhile), and memory that
+        does not grow with the pool: the references the recipes make are counted in a
+        scratch database in ``<pool>/tmp/`` and compared with the index in SQL."""
+        directory = os.path.join(self.root, "tmp")
+        os.makedirs(directory, exist_ok=True)
+        path = os.path.join(directory, f"check-{os.urandom(4).hex()}.db")
         with self._lock:
             db = self._db
-            counts: collections.Counter[bytes] = collections.Counter()
-            for (ids,) in db.execute("SELECT ids FROM recipes UNION ALL "
+            db.execute("ATTACH DATABASE ? AS chk", (path,))
+            try:
+                for pragma in ("journal_mode=OFF", "synchronous=OFF",
+                               f"cache_size=-{SCRATCH_CACHE_KIB}"):
+                    db.execute("PRAGMA chk." + pragma)
+                db.execute("CREATE TABLE chk.refs (id BLOB PRIMARY KEY, n INTEGER NOT NULL) "
+                           "WITHOUT ROWID")
+                db.execute("BEGIN")
+                try:
+                    return self._check_snapshot(db)
+                finally:
+                    db.execute("COMMIT")         # nothing of the index was written
+            finally:
+                db.execute("DETACH DATABASE chk")
+                for f in (path, path + "-journal"):
+                    try:
+                        os.unlink(f)
+                    except FileNotFoundError:
+                        pass
+
+    def _check_snapshot(self, db: sqlite3.Connection) -> list[str]:
+        """The problems ``check`` reports, inside its read transaction."""
+        pieces = db.cursor()
+        for (ids,) in pieces.execute("SELECT ids FROM recipes UNION ALL "
                                      "SELECT ids FROM recipe_parts"):
-                counts.update(split_ids(bytes(ids)))
-            stored = {cid: (refs, blob) for cid, refs, blob in
-                      db.execute("SELECT id, refs, blob FROM chunks")}
-            blobs = {b: (p, off, st) for b, p, off, st in
-                     db.execute("SELECT id, pack, offset, stored FROM blobs")}
-            packs = {p: (name, size) for p, name, size in
-                     db.execute("SELECT id, name, size FROM packs")}
-            records = db.execute("SELECT location, pack FROM recipe_records").fetchall()
-        for cid, n in counts.items():
-            if cid not in stored:
-                problems.append(f"chunk {cid.hex()[:16]} is referenced but missing")
-            elif stored[cid][0] != n:
-                problems.append(f"chunk {cid.hex()[:16]} has {stored[cid][0]} references "
-                                f"recorded, {n} real")
-        for cid, (refs, blob) in stored.items():
-            if refs > 0 and cid not in counts:
-                problems.append(f"chunk {cid.hex()[:16]} counts {refs} references, has none")
-            if blob not in blobs:
-                problems.append(f"chunk {cid.hex()[:16]} is in blob {blob}, which is missing")
-        for b, (p, off, st) in blobs.items():
-            if p not in packs:
-                problems.append(f"blob {b} is in pack {p}, which is missing")
-        for loc, p in records:
-            if p not in packs:
-                problems.append(f"the recipe record of {loc} is in pack {p}, which is missing")
-        for p, (name, size) in packs.items():
+            db.executemany("INSERT INTO chk.refs(id, n) VALUES (?, 1) "
+                           "ON CONFLICT(id) DO UPDATE SET n = n + 1",
+                           ((ids[i:i + ID_LEN],) for i in range(0, len(ids), ID_LEN)))
+        problems: list[str] = []
+
+        def listed(rows: Iterator[tuple[Any, ...]], say: Any) -> None:
+            """A problem for each row ``say`` names one for (it returns None when fine)."""
+            found = 0
+            for row in rows:
+                problem = say(*row)
+                if problem is not None:
+                    found += 1
+                    if found <= CHECK_LISTED:
+                        problems.append(problem)
+            if found > CHECK_LISTED:
+                problems.append(f"... and {found - CHECK_LISTED} more like the one above")
+
+        def on_disk(name: str, size: int) -> str | None:
             try:
                 actual = os.path.getsize(self._pack_path(name))
             except OSError:
-                problems.append(f"pack file {name} is missing")
-                continue
-            if actual < size:
-                problems.append(f"pack file {name} is shorter than recorded")
+                return f"pack file {name} is missing"
+            return f"pack file {name} is shorter than recorded" if actual < size else None
+
+        listed(db.execute("SELECT r.id FROM chk.refs r WHERE NOT EXISTS "
+                          "(SELECT 1 FROM chunks c WHERE c.id = r.id)"),
+               lambda cid: f"chunk {cid.hex()[:16]} is referenced but missing")
+        listed(db.execute("SELECT r.id, c.refs, r.n FROM chk.refs r JOIN chunks c "
+                          "ON c.id = r.id WHERE c.refs != r.n"),
+               lambda cid, refs, n: f"chunk {cid.hex()[:16]} has {refs} references "
+                                    f"recorded, {n} real")
+        listed(db.execute("SELECT c.id, c.refs FROM chunks c WHERE c.refs > 0 AND NOT EXISTS "
+                          "(SELECT 1 FROM chk.refs r WHERE r.id = c.id)"),
+               lambda cid, refs: f"chunk {cid.hex()[:16]} counts {refs} references, has none")
+        listed(db.execute("SELECT c.id, c.blob FROM chunks c WHERE NOT EXISTS "
+                          "(SELECT 1 FROM blobs b WHERE b.id = c.blob)"),
+               lambda cid, blob: f"chunk {cid.hex()[:16]} is in blob {blob}, which is missing")
+        listed(db.execute("SELECT b.id, b.pack FROM blobs b WHERE NOT EXISTS "
+                          "(SELECT 1 FROM packs p WHERE p.id = b.pack)"),
+               lambda blob, pack: f"blob {blob} is in pack {pack}, which is missing")
+        listed(db.execute("SELECT r.location, r.pack FROM recipe_records r WHERE NOT EXISTS "
+                          "(SELECT 1 FROM packs p WHERE p.id = r.pack)"),
+               lambda loc, pack: f"the recipe record of {loc} is in pack {pack}, which is "
+                                 "missing")
+        listed(db.execute("SELECT name, size FROM packs ORDER BY id"), on_disk)
         return problems
 
     def close(self) -> None:
