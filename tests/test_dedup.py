@@ -452,6 +452,24 @@ def test_pool_check_names_every_kind_of_index_damage(tmp_path, monkeypatch):
     unit.close()
 
 
+def test_pool_check_where_it_cannot_create_its_scratch_file(tmp_path):
+    """An administrator who may read a pool but not write into it still gets a full check:
+    the counting moves to SQLite's own temporary file. (The tests run as root, whom file
+    modes do not stop, so the pool's tmp directory is made impossible to create in: a
+    plain file stands where it should be.)"""
+    root = str(tmp_path)
+    unit = new_unit(root)
+    store(unit, "host_1", [os.urandom(2 * MiB)])
+    tmp = os.path.join(root, "pool", "tmp")
+    os.rmdir(tmp)
+    with open(tmp, "w"):
+        pass
+    assert unit.check() == []
+    unit._db.execute("UPDATE chunks SET refs = refs + 1 WHERE id = (SELECT MIN(id) FROM chunks)")
+    assert [p for p in unit.check() if "references recorded" in p]
+    unit.close()
+
+
 def test_pool_check_memory_does_not_grow_with_the_pool(tmp_path):
     """`pool check` counts references in a scratch database, not in memory: on an index
     of a quarter million chunk references (about 20 GiB of backups) its Python allocations

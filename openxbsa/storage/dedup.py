@@ -1938,8 +1938,14 @@ class DedupStorageUnit(StorageUnit):
         does not grow with the pool: the references the recipes make are counted in a
         scratch database in ``<pool>/tmp/`` and compared with the index in SQL."""
         directory = os.path.join(self.root, "tmp")
-        os.makedirs(directory, exist_ok=True)
-        path = os.path.join(directory, f"check-{os.urandom(4).hex()}.db")
+        try:
+            os.makedirs(directory, exist_ok=True)
+            writable = os.access(directory, os.W_OK)
+        except OSError:
+            writable = False
+        # an administrator allowed to read the pool but not to write it: SQLite's own
+        # temporary file (in TMPDIR) does the counting instead
+        path = os.path.join(directory, f"check-{os.urandom(4).hex()}.db") if writable else ""
         with self._lock:
             db = self._db
             db.execute("ATTACH DATABASE ? AS chk", (path,))
@@ -1956,7 +1962,7 @@ class DedupStorageUnit(StorageUnit):
                     db.execute("COMMIT")         # nothing of the index was written
             finally:
                 db.execute("DETACH DATABASE chk")
-                for f in (path, path + "-journal"):
+                for f in (path, path + "-journal") if path else ():
                     try:
                         os.unlink(f)
                     except FileNotFoundError:
