@@ -95,6 +95,30 @@ def _first_blob(root: str) -> tuple[str, int, int]:
     return pack_path(root, name), offset, size
 
 
+def reseal_first_blob(root: str, unit: DedupStorageUnit, alter) -> None:
+    """Decrypt the pool's first blob, let ``alter(flags, entries, payload)`` change its
+    payload (a bytearray; entries are (chunk ID, length, stored length)), and seal it again
+    under the pool key: the altered blob still authenticates."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from openxbsa.storage.dedup import BLOB_HEAD, FLAG_FRAMES, FRAME_ENTRY, TABLE_ENTRY
+
+    pack, offset, size = _first_blob(root)
+    with open(pack, "r+b") as f:
+        f.seek(offset)
+        record = f.read(size)
+        _magic, flags, nonce, count, _raw_len, _ct_len = BLOB_HEAD.unpack_from(record)
+        entry = FRAME_ENTRY if flags & FLAG_FRAMES else TABLE_ENTRY
+        table_end = BLOB_HEAD.size + count * entry.size
+        rows = [entry.unpack_from(record, BLOB_HEAD.size + i * entry.size) for i in range(count)]
+        entries = rows if flags & FLAG_FRAMES else [(cid, n, n) for cid, n in rows]
+        aead = AESGCM(unit.key.enc_key)
+        payload = bytearray(aead.decrypt(nonce, record[table_end:], record[:table_end]))
+        alter(flags, entries, payload)
+        f.seek(offset + table_end)
+        f.write(aead.encrypt(nonce, bytes(payload), record[:table_end]))
+
+
 def blob_flags(root: str) -> set[int]:
     """The flags of every blob the pool's index lists, read from the packs."""
     from openxbsa.storage.dedup import BLOB_HEAD
@@ -804,10 +828,7 @@ def test_a_chunk_that_does_not_match_its_id_is_refused(tmp_path, monkeypatch, lo
     (a bug, or a forger holding the key) is refused by restore and by verify. The third
     chunk is damaged: with the usual lookahead it is checked with its blob's decode, with
     a lookahead of 2 it is planned after its blob was decoded and checked on its own."""
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
     from openxbsa.storage import dedup
-    from openxbsa.storage.dedup import BLOB_HEAD, TABLE_ENTRY
 
     monkeypatch.setattr(dedup, "LOOKAHEAD", lookahead)
 
@@ -815,20 +836,13 @@ def test_a_chunk_that_does_not_match_its_id_is_refused(tmp_path, monkeypatch, lo
     unit = new_unit(root)
     data = os.urandom(2 * MiB)                             # incompressible: stored raw
     loc, stored, _ = store(unit, "host_1", [data])
-    pack, offset, size = _first_blob(root)
-    with open(pack, "r+b") as f:
-        f.seek(offset)
-        record = f.read(size)
-        magic, flags, nonce, count, raw_len, ct_len = BLOB_HEAD.unpack_from(record)
-        table_end = BLOB_HEAD.size + count * TABLE_ENTRY.size
-        aead = AESGCM(unit.key.enc_key)
-        raw = bytearray(aead.decrypt(nonce, record[table_end:], record[:table_end]))
-        assert count > 3
-        third = sum(TABLE_ENTRY.unpack_from(record, BLOB_HEAD.size + i * TABLE_ENTRY.size)[1]
-                    for i in range(2))
+
+    def damage_third(flags, entries, raw):
+        assert flags == 0 and len(entries) > 3
+        third = sum(n for _cid, n, _stored in entries[:2])
         raw[third + 10] ^= 1                               # the content changes, IDs do not
-        f.seek(offset + table_end)
-        f.write(aead.encrypt(nonce, bytes(raw), record[:table_end]))
+
+    reseal_first_blob(root, unit, damage_third)
     with pytest.raises(MediaReadError, match="does not match its ID"):
         load(unit, loc, stored[0])
     assert "does not match its ID" in unit.verify_object(loc, stored[0])
@@ -894,30 +908,20 @@ def test_a_damaged_compressed_chunk_is_refused(tmp_path):
     """A chunk's zstd frame altered inside a blob that still authenticates (a bug, or a
     forger holding the key): restore and verify refuse it and say why; the chunks before
     it in the same blob still decode."""
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-    from openxbsa.storage.dedup import BLOB_HEAD, FLAG_FRAMES, FRAME_ENTRY
+    from openxbsa.storage.dedup import FLAG_FRAMES
 
     root = str(tmp_path)
     unit = new_unit(root)
     data = text_like(random.Random(3), 3 * MiB)
     loc, stored, _ = store(unit, "host_1", [data])
-    pack, offset, size = _first_blob(root)
-    with open(pack, "r+b") as f:
-        f.seek(offset)
-        record = f.read(size)
-        magic, flags, nonce, count, raw_len, ct_len = BLOB_HEAD.unpack_from(record)
-        assert flags == FLAG_FRAMES and count > 3
-        table_end = BLOB_HEAD.size + count * FRAME_ENTRY.size
-        aead = AESGCM(unit.key.enc_key)
-        payload = bytearray(aead.decrypt(nonce, record[table_end:], record[:table_end]))
-        units = [FRAME_ENTRY.unpack_from(record, BLOB_HEAD.size + i * FRAME_ENTRY.size)
-                 for i in range(count)]
-        third = sum(u[2] for u in units[:2])
-        assert units[2][2] < units[2][1]                   # a zstd frame
-        payload[third + units[2][2] // 2] ^= 0xFF
-        f.seek(offset + table_end)
-        f.write(aead.encrypt(nonce, bytes(payload), record[:table_end]))
+
+    def damage_third_frame(flags, entries, payload):
+        assert flags == FLAG_FRAMES and len(entries) > 3
+        third = sum(st for _cid, _n, st in entries[:2])
+        assert entries[2][2] < entries[2][1]               # a zstd frame
+        payload[third + entries[2][2] // 2] ^= 0xFF
+
+    reseal_first_blob(root, unit, damage_third_frame)
     with pytest.raises(MediaReadError, match="decompression failed|does not match its ID|wrong size"):
         load(unit, loc, stored[0])
     problem = unit.verify_object(loc, stored[0])
