@@ -679,8 +679,8 @@ class DedupImageWriter(ImageWriter):
         if self._failed is not None:
             raise self._failure(self._failed)
 
-    def _failure(self, exc: BaseException) -> OpenXBSAError:
-        return _write_failure(self.unit.name, exc)
+    def _failure(self, exc: BaseException, doing: str = "writing to") -> OpenXBSAError:
+        return _write_failure(self.unit.name, exc, doing)
 
     # -------------------------------------------------------------- cutter thread
     def _cut(self, seg: bytearray, end: int, final: bool) -> None:
@@ -817,7 +817,7 @@ class DedupImageWriter(ImageWriter):
             if ctx.pack_size >= PACK_TARGET:
                 self._close_pack(ctx)
         except OSError as exc:
-            raise self._write_error("writing to", exc) from exc
+            raise self._failure(exc) from exc
         finally:
             raw.release()
             self._contexts.put(ctx)
@@ -881,12 +881,9 @@ class DedupImageWriter(ImageWriter):
         try:
             os.fsync(fd)
         except OSError as exc:
-            raise self._write_error("flushing", exc) from exc
+            raise self._failure(exc, "flushing") from exc
         finally:
             os.close(fd)
-
-    def _write_error(self, doing: str, exc: OSError) -> OpenXBSAError:
-        return _write_failure(self.unit.name, exc, doing)
 
     # -------------------------------------------------------------- commit / abort
     def commit(self) -> None:
@@ -905,7 +902,7 @@ class DedupImageWriter(ImageWriter):
         try:
             self._write_recipe_records()
         except OSError as exc:
-            raise self._write_error("writing to", exc) from exc
+            raise self._failure(exc) from exc
         for ctx in self._all_contexts:          # the sealers are idle: close their packs
             if ctx.pack_fd >= 0:
                 self._close_pack(ctx)
@@ -916,7 +913,7 @@ class DedupImageWriter(ImageWriter):
             for d in {os.path.dirname(self.unit._pack_path(p)) for p in self.packs}:
                 fsync_dir(d)
         except OSError as exc:
-            raise self._write_error("flushing", exc) from exc
+            raise self._failure(exc, "flushing") from exc
         faults.point("dedup:packs_durable")
         self.unit._commit_writer(self)
         self._finish()
@@ -1403,19 +1400,15 @@ class DedupStorageUnit(StorageUnit):
         """A blob's bytes, every chunk checked against its ID."""
         return decoder.decode(*self._read_record(blob_id, fds))
 
-    def _recipe_pieces(self, location: str, seq: int,
-                       first: bytes | None = None) -> Iterator[bytes]:
-        """An object's chunk IDs, piece by piece (each read under the lock on its own);
-        ``first``: its first piece, already read."""
-        if first is None:
-            with self._lock:
-                row = self._db.execute("SELECT ids FROM recipes WHERE location = ? AND "
-                                       "seq = ?", (location, seq)).fetchone()
-            if row is None:
-                raise MediaReadError(f"the dedup pool {self.name} has no chunk list for "
-                                     f"object {seq} of {location}")
-            first = bytes(row[0])
-        yield first
+    def _recipe_pieces(self, location: str, seq: int) -> Iterator[bytes]:
+        """An object's chunk IDs, piece by piece (each read under the lock on its own)."""
+        with self._lock:
+            row = self._db.execute("SELECT ids FROM recipes WHERE location = ? AND seq = ?",
+                                   (location, seq)).fetchone()
+        if row is None:
+            raise MediaReadError(f"the dedup pool {self.name} has no chunk list for object "
+                                 f"{seq} of {location}")
+        yield bytes(row[0])
         part = 1
         while True:
             with self._lock:
@@ -1429,16 +1422,14 @@ class DedupStorageUnit(StorageUnit):
     def _checked_recipe(self, location: str, stored: StoredObject) -> None:
         """Check an object's chunk list against the catalog's record (its size and
         checksum), reading it piece by piece."""
-        with self._lock:
-            row = self._db.execute("SELECT size, ids FROM recipes WHERE location = ? AND "
-                                   "seq = ?", (location, stored.offset)).fetchone()
-        if row is None:
+        size = self.recipe_size(location, stored.offset)
+        if size is None:
             raise MediaReadError(f"the dedup pool {self.name} has no chunk list for object "
                                  f"{stored.offset} of {location}")
         digest = blake3.blake3()
-        for ids in self._recipe_pieces(location, stored.offset, first=bytes(row[1])):
+        for ids in self._recipe_pieces(location, stored.offset):
             digest.update(ids)
-        if int(row[0]) != stored.size or digest.hexdigest() != stored.checksum:
+        if size != stored.size or digest.hexdigest() != stored.checksum:
             raise MediaReadError(f"the chunk list of object {stored.offset} of {location} "
                                  "does not match the catalog")
 
@@ -1962,9 +1953,9 @@ class DedupStorageUnit(StorageUnit):
                     db.execute("COMMIT")         # nothing of the index was written
             finally:
                 db.execute("DETACH DATABASE chk")
-                for f in (path, path + "-journal") if path else ():
+                if path:                         # journal_mode=OFF: no journal beside it
                     try:
-                        os.unlink(f)
+                        os.unlink(path)
                     except FileNotFoundError:
                         pass
 
