@@ -49,6 +49,7 @@ import contextlib
 import fcntl
 import json
 import logging
+import mmap
 import os
 import queue
 import sqlite3
@@ -98,6 +99,7 @@ REWRITE_BELOW = 0.5             # while repacking, rewrite a blob whose live sha
 LOOKUP_BATCH = 500              # chunk IDs per index query
 PART_IDS = 1 << 16              # chunk IDs per stored piece of a recipe (2 MiB, ~5 GiB of data)
 RECORD_TARGET = 4 << 20         # recipe-record payload beyond which a new record is started
+ALIGN = 4096                    # direct I/O: offsets, lengths and buffers in multiples of it
 CHECK_LISTED = 100              # problems of one kind `pool check` lists before counting
 GC_BATCH = 10_000               # unreferenced chunks collected per index transaction
 SCRATCH_CACHE_KIB = 8 << 10     # page cache of a writer's scratch database (8 MiB)
@@ -161,6 +163,109 @@ def _write_all(fd: int, parts: list[bytes | memoryview]) -> None:
             views.pop(0)
         if views and n:
             views[0] = views[0][n:]
+
+
+def _aligned(n: int) -> int:
+    return -(-n // ALIGN) * ALIGN
+
+
+def direct_io_works(directory: str) -> bool:
+    """Whether pack files in ``directory`` can be written and read with direct I/O
+    (O_DIRECT: the kernel moves the bytes between our buffers and the disk, no page cache
+    in between). Measured on this project's 2-vCPU VMs: a buffered write or read of data
+    not in the cache costs 2.3-2.5 CPU-s per GiB in the kernel (allocating page cache from
+    memory the hypervisor has taken back), a direct one 0.05, and a backup does not push a
+    database's working set out of the page cache. A file system that refuses it (tmpfs,
+    some network file systems), or OPENXBSA_DIRECT_IO=off in the server's environment,
+    keeps buffered I/O."""
+    if not hasattr(os, "O_DIRECT") or \
+            os.environ.get("OPENXBSA_DIRECT_IO", "").lower() in ("0", "off", "no", "false"):
+        return False
+    path = os.path.join(directory, f"direct-probe-{os.urandom(4).hex()}")
+    buf = mmap.mmap(-1, ALIGN)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_DIRECT, 0o600)
+    except OSError:                     # refused, or a pool this process may only read
+        buf.close()
+        return False
+    try:
+        return os.write(fd, buf) == ALIGN and os.preadv(fd, [buf], 0) == ALIGN
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+        with contextlib.suppress(FileNotFoundError):    # a starting server's sweep took it
+            os.unlink(path)
+        buf.close()
+
+
+class _PackOutput:
+    """Appends records to one pack file at a time (a sealer's). With direct I/O the bytes
+    go through an aligned staging buffer, kept from file to file: whole ALIGN blocks are
+    written as they fill, the last partial block when the file is finished (padded, then
+    the file cut back to its true length)."""
+
+    def __init__(self, direct: bool) -> None:
+        self.direct = direct
+        self.fd = -1                            # the open pack file, -1 when none
+        self.size = 0                           # bytes appended to it (its true length)
+        self._stage = mmap.mmap(-1, 2 * BLOB_TARGET) if direct else None
+        self._fill = 0                          # staged bytes not yet written
+
+    def start(self, fd: int) -> None:
+        self.fd, self.size, self._fill = fd, 0, 0
+
+    def append(self, parts: list[bytes | memoryview]) -> None:
+        n = sum(len(p) for p in parts)
+        if self._stage is None:
+            _write_all(self.fd, parts)
+            self.size += n
+            return
+        if self._fill + n > len(self._stage):
+            bigger = mmap.mmap(-1, _aligned(self._fill + n))
+            bigger[:self._fill] = self._stage[:self._fill]
+            self._stage.close()
+            self._stage = bigger
+        for p in parts:
+            self._stage[self._fill:self._fill + len(p)] = p
+            self._fill += len(p)
+        self.size += n
+        self._write_blocks(self._fill - self._fill % ALIGN)
+
+    def _write_blocks(self, whole: int) -> None:
+        if not whole:
+            return
+        assert self._stage is not None
+        with memoryview(self._stage) as view:
+            _write_all(self.fd, [view[:whole]])
+        rest = self._fill - whole
+        self._stage[:rest] = self._stage[whole:self._fill]
+        self._fill = rest
+
+    def finish(self) -> int:
+        """Write what is staged; the file descriptor (to be synced and closed). No file is
+        open after, even when this fails."""
+        fd = self.fd
+        try:
+            if self._stage is not None and self._fill:
+                end = _aligned(self._fill)
+                self._stage[self._fill:end] = bytes(end - self._fill)
+                self._fill = end
+                self._write_blocks(end)
+                os.ftruncate(fd, self.size)
+        except BaseException:
+            os.close(fd)
+            raise
+        finally:
+            self.fd, self.size, self._fill = -1, 0, 0
+        return fd
+
+    def discard(self) -> None:
+        """Close the file without writing what is staged (the writer aborts)."""
+        if self.fd >= 0:
+            os.close(self.fd)
+        self.fd, self.size, self._fill = -1, 0, 0
 
 
 def _ids_in(db: sqlite3.Connection, select: str, ids: list[bytes]) -> set[bytes]:
@@ -435,8 +540,7 @@ class _SealContext:
         self.aead = AESGCM(unit.key.enc_key)
         self.out = bytearray(size + 16)
         self.pack = ""                      # name of the open pack file, "" when none
-        self.pack_fd = -1
-        self.pack_size = 0
+        self.pack_out = _PackOutput(unit.direct_io)
 
     def seal(self, raw: memoryview, items: list[tuple[bytes, int]], compress: bool,
              magic: bytes = BLOB_MAGIC) -> tuple[bytes, memoryview]:
@@ -814,7 +918,7 @@ class DedupImageWriter(ImageWriter):
             with self._done_lock:
                 self.stored += record
                 self._placed.append((ctx.pack, offset, record, size, entries))
-            if ctx.pack_size >= PACK_TARGET:
+            if ctx.pack_out.size >= PACK_TARGET:
                 self._close_pack(ctx)
         except OSError as exc:
             raise self._failure(exc) from exc
@@ -851,28 +955,28 @@ class DedupImageWriter(ImageWriter):
     def _append(self, ctx: _SealContext, aad: bytes, sealed: memoryview) -> tuple[int, int]:
         """Append one sealed record to the context's pack (opened first if none is):
         where it starts and its length."""
-        if ctx.pack_fd < 0:
+        if ctx.pack_out.fd < 0:
             self._open_pack(ctx)
-        offset = ctx.pack_size
-        _write_all(ctx.pack_fd, [aad, sealed])
-        ctx.pack_size += len(aad) + len(sealed)
+        offset = ctx.pack_out.size
+        ctx.pack_out.append([aad, sealed])
         return offset, len(aad) + len(sealed)
 
     def _open_pack(self, ctx: _SealContext) -> None:
         name = os.urandom(16).hex()
         path = self.unit._pack_path(name, create_dir=True)
-        ctx.pack_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        direct = os.O_DIRECT if ctx.pack_out.direct else 0
+        ctx.pack_out.start(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | direct, 0o600))
         ctx.pack = name
         with self._done_lock:
             self.packs.append(name)           # before any write: abort finds every file
         header = PACK_MAGIC + self.unit.pool_id
-        _write_all(ctx.pack_fd, [header])
-        ctx.pack_size = len(header)
+        ctx.pack_out.append([header])
         with self._done_lock:
-            self.stored += ctx.pack_size
+            self.stored += len(header)
 
     def _close_pack(self, ctx: _SealContext) -> None:
-        fd, ctx.pack_fd, ctx.pack = ctx.pack_fd, -1, ""
+        ctx.pack = ""
+        fd = ctx.pack_out.finish()
         with self._done_lock:
             self._flushes.append(self._flusher.submit(self._flush_pack, fd))
 
@@ -904,7 +1008,7 @@ class DedupImageWriter(ImageWriter):
         except OSError as exc:
             raise self._failure(exc) from exc
         for ctx in self._all_contexts:          # the sealers are idle: close their packs
-            if ctx.pack_fd >= 0:
+            if ctx.pack_out.fd >= 0:
                 self._close_pack(ctx)
         while self._flushes:
             self._wait(self._flushes)
@@ -929,9 +1033,7 @@ class DedupImageWriter(ImageWriter):
         self._cuts.clear()
         self._seals.clear()
         for ctx in self._all_contexts:
-            if ctx.pack_fd >= 0:
-                os.close(ctx.pack_fd)
-                ctx.pack_fd = -1
+            ctx.pack_out.discard()
         self._flusher.shutdown(wait=True)         # every flushed pack's fd is closed
         self._flushes.clear()
         for name in self.packs:
@@ -1147,6 +1249,8 @@ class DedupStorageUnit(StorageUnit):
         self._dirty = True                    # something may be collectable (start-up: yes)
         self._owner_fd = -1
         self._open_pool()
+        self.direct_io = direct_io_works(os.path.join(self.root, "tmp"))
+        self._read_buffers = threading.local()    # direct reads: each thread's aligned buffer
         self._db: sqlite3.Connection = self._connect() if open_index else None  # type: ignore
 
     def _connect(self) -> sqlite3.Connection:
@@ -1347,7 +1451,8 @@ class DedupStorageUnit(StorageUnit):
         tmp = os.path.join(self.root, "tmp")
         for f in os.listdir(tmp) if os.path.isdir(tmp) else []:
             if os.path.join(tmp, f) not in scratch:
-                os.unlink(os.path.join(tmp, f))
+                with contextlib.suppress(FileNotFoundError):    # its owner removed it
+                    os.unlink(os.path.join(tmp, f))
         for dirpath, _dirs, files in os.walk(os.path.join(self.root, "packs")):
             for f in files:
                 name = f.removesuffix(".pack")
@@ -1382,19 +1487,36 @@ class DedupStorageUnit(StorageUnit):
             fd = fds.get(name)
             if fd is None:                       # opened under the lock: a repack cannot
                 try:                             # remove the file between lookup and open
-                    fd = os.open(self._pack_path(name), os.O_RDONLY)
+                    fd = os.open(self._pack_path(name),
+                                 os.O_RDONLY | (os.O_DIRECT if self.direct_io else 0))
                 except OSError as exc:
                     raise MediaReadError(f"pack {name} of the dedup pool {self.name} cannot "
                                          f"be opened: {exc}") from exc
                 fds[name] = fd
         where = f"dedup pool {self.name}, pack {name}, offset {offset}"
         try:
-            record = os.pread(fd, stored, offset)
+            record = self._pread_direct(fd, stored, offset) if self.direct_io \
+                else os.pread(fd, stored, offset)
         except OSError as exc:
             raise MediaReadError(f"{where}: read failed: {exc}") from exc
         if len(record) != stored:
             raise MediaReadError(f"{where}: the pack file is truncated")
         return record, where
+
+    def _pread_direct(self, fd: int, n: int, offset: int) -> bytes:
+        """``n`` bytes at ``offset`` of a file open for direct I/O: the aligned blocks
+        around them read into this thread's buffer, the bytes copied out (fewer at the end
+        of the file, as pread)."""
+        start = offset - offset % ALIGN
+        span = _aligned(offset + n) - start
+        buf = getattr(self._read_buffers, "buf", None)
+        if buf is None or len(buf) < span:
+            if buf is not None:
+                buf.close()
+            buf = self._read_buffers.buf = mmap.mmap(-1, max(span, 2 * BLOB_TARGET))
+        with memoryview(buf) as view:
+            got = os.preadv(fd, [view[:span]], start)
+        return buf[offset - start:min(got, offset - start + n)]
 
     def _read_blob(self, blob_id: int, fds: dict[str, int], decoder: _Decoder) -> bytes:
         """A blob's bytes, every chunk checked against its ID."""
