@@ -1591,19 +1591,18 @@ def _open_flags(under: str) -> list[int]:
 
 @pytest.mark.parametrize("mode", ["direct", "buffered"])
 def test_pack_files_with_direct_io_or_buffered(tmp_path, monkeypatch, mode):
-    """Where the file system takes it (here: ext4) pack files are written and read with
-    direct I/O, in aligned blocks, the last one padded and the file cut back to its true
-    length; with OPENXBSA_DIRECT_IO=off (or a file system that refuses it) they are
-    buffered. Either way every size round-trips byte for byte, every pack is exactly as
+    """With OPENXBSA_DIRECT_IO=on, where the file system takes it (here: ext4), pack files
+    are written and read with direct I/O, in aligned blocks, the last one padded and the
+    file cut back to its true length; by default they are buffered. Either way every size round-trips byte for byte, every pack is exactly as
     long as the index records, `pool check` finds nothing, and a pool written one way is
     read, and written to, the other way."""
     from openxbsa.storage.dedup import direct_io_works
 
     def set_mode(direct: bool) -> None:
         if direct:
+            monkeypatch.setenv("OPENXBSA_DIRECT_IO", "on")
+        else:                                     # the default
             monkeypatch.delenv("OPENXBSA_DIRECT_IO", raising=False)
-        else:
-            monkeypatch.setenv("OPENXBSA_DIRECT_IO", "off")
 
     root = str(tmp_path)
     direct = mode == "direct"
