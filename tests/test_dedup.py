@@ -1652,6 +1652,43 @@ def test_pack_files_with_direct_io_or_buffered(tmp_path, monkeypatch, mode):
     unit.close()
 
 
+@pytest.mark.parametrize("mode", ["direct", "buffered"])
+def test_a_pack_write_failure_fails_the_backup_as_disk_full(tmp_path, monkeypatch, mode):
+    """A pack write that fails (ENOSPC, injected into os.writev: a full disk cannot be
+    arranged safely on this machine) fails the backup with status 129, with direct I/O as
+    buffered; abort leaves no pack file and no pack file open."""
+    if mode == "direct":
+        monkeypatch.setenv("OPENXBSA_DIRECT_IO", "on")
+    root = str(tmp_path)
+    unit = new_unit(root)
+    assert unit.direct_io is (mode == "direct")
+    real_writev = os.writev
+    calls = []
+
+    def failing_writev(fd: int, buffers) -> int:
+        calls.append(fd)
+        if len(calls) == 40:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_writev(fd, buffers)
+
+    monkeypatch.setattr(os, "writev", failing_writev)
+    w = unit.open_writer("host_1")
+    w.begin_object()
+    with pytest.raises(MediaWriteError) as err:
+        for _ in range(100):
+            w.write(os.urandom(MiB))
+        w.end_object()
+        w.commit()
+    assert err.value.status == 129 and "No space left" in str(err.value)
+    w.abort()
+    monkeypatch.setattr(os, "writev", real_writev)
+    assert len(calls) >= 40
+    assert pack_files(root) == []
+    assert _open_flags(os.path.join(root, "pool", "packs")) == []
+    assert unit.recipe_size(w.location, 0) is None
+    unit.close()
+
+
 def test_aborted_backup_leaves_nothing(dsrv):
     h = init(dsrv)
     assert X.BSABeginTxn(h) == OK
