@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from openxbsa import xbsa as X
 from openxbsa.errors import MediaReadError, MediaWriteError
 from openxbsa.storage.base import StoredObject
-from openxbsa.storage.dedup import DedupStorageUnit
+from openxbsa.storage.dedup import DedupImageWriter, DedupStorageUnit
 from tests.conftest import (
     ServerProc, backup, descriptor, find, init, make_home, query, restore, send_all,
 )
@@ -84,6 +84,35 @@ def pack_files(root: str) -> list[str]:
 
 def pack_path(root: str, name: str) -> str:
     return os.path.join(root, "pool", "packs", name[:2], name + ".pack")
+
+
+def enospc_on_call(monkeypatch, name: str, n: int) -> list[int]:
+    """Make os.<name> fail with ENOSPC on its n-th call (a full disk cannot be arranged
+    safely on this machine); the file descriptors it was called with are listed."""
+    real = getattr(os, name)
+    calls: list[int] = []
+
+    def failing(fd: int, *args):
+        calls.append(fd)
+        if len(calls) == n:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, *args)
+
+    monkeypatch.setattr(os, name, failing)
+    return calls
+
+
+def backup_that_fails(unit: DedupStorageUnit, mib: int) -> tuple[DedupImageWriter, MediaWriteError]:
+    """Back up ``mib`` MiB of random data as one object; the writer and the error it
+    failed with (the test fails if it does not)."""
+    w = unit.open_writer("host_1")
+    w.begin_object()
+    with pytest.raises(MediaWriteError) as err:
+        for _ in range(mib):
+            w.write(os.urandom(MiB))
+        w.end_object()
+        w.commit()
+    return w, err.value
 
 
 def _first_blob(root: str) -> tuple[str, int, int]:
@@ -1527,14 +1556,8 @@ def test_a_full_working_set_fails_the_backup_as_disk_full(tmp_path, monkeypatch)
     monkeypatch.setattr(dedup._Scratch, "__init__", limited)
     root = str(tmp_path)
     unit = new_unit(root)
-    w = unit.open_writer("host_1")
-    w.begin_object()
-    with pytest.raises(MediaWriteError) as err:
-        for _ in range(64):
-            w.write(os.urandom(MiB))
-        w.end_object()
-        w.commit()
-    assert err.value.status == 129 and "working set" in str(err.value)
+    w, err = backup_that_fails(unit, 64)
+    assert err.status == 129 and "working set" in str(err)
     w.abort()
     assert pack_files(root) == [] and os.listdir(os.path.join(root, "pool", "tmp")) == []
     assert unit._writers == set()
@@ -1547,26 +1570,11 @@ def test_a_pack_flush_failure_fails_the_commit_as_disk_full(tmp_path, monkeypatc
     the image never appears and abort leaves no pack behind."""
     root = str(tmp_path)
     unit = new_unit(root)
-    real_fsync = os.fsync
-    calls = []
-
-    def failing_fsync(fd: int) -> None:
-        calls.append(fd)
-        if len(calls) == 2:                       # the second pack's flush fails
-            raise OSError(errno.ENOSPC, "No space left on device")
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", failing_fsync)
-    w = unit.open_writer("host_1")
-    w.begin_object()
-    with pytest.raises(MediaWriteError) as err:
-        for _ in range(100):                      # ~3 packs of random data
-            w.write(os.urandom(MiB))
-        w.end_object()
-        w.commit()
-    assert err.value.status == 129 and "No space left" in str(err.value)
+    enospc_on_call(monkeypatch, "fsync", 2)       # the second pack's flush fails
+    w, err = backup_that_fails(unit, 100)         # ~3 packs of random data
+    assert err.status == 129 and "No space left" in str(err)
     w.abort()
-    monkeypatch.setattr(os, "fsync", real_fsync)
+    monkeypatch.undo()
     assert pack_files(root) == []
     assert unit.recipe_size(w.location, 0) is None
     assert unit._writers == set()
@@ -1662,26 +1670,11 @@ def test_a_pack_write_failure_fails_the_backup_as_disk_full(tmp_path, monkeypatc
     root = str(tmp_path)
     unit = new_unit(root)
     assert unit.direct_io is (mode == "direct")
-    real_writev = os.writev
-    calls = []
-
-    def failing_writev(fd: int, buffers) -> int:
-        calls.append(fd)
-        if len(calls) == 40:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real_writev(fd, buffers)
-
-    monkeypatch.setattr(os, "writev", failing_writev)
-    w = unit.open_writer("host_1")
-    w.begin_object()
-    with pytest.raises(MediaWriteError) as err:
-        for _ in range(100):
-            w.write(os.urandom(MiB))
-        w.end_object()
-        w.commit()
-    assert err.value.status == 129 and "No space left" in str(err.value)
+    calls = enospc_on_call(monkeypatch, "writev", 40)
+    w, err = backup_that_fails(unit, 100)
+    assert err.status == 129 and "No space left" in str(err)
     w.abort()
-    monkeypatch.setattr(os, "writev", real_writev)
+    monkeypatch.undo()
     assert len(calls) >= 40
     assert pack_files(root) == []
     assert _open_flags(os.path.join(root, "pool", "packs")) == []
