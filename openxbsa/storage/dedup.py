@@ -214,11 +214,13 @@ class _PackOutput:
         self.direct = direct
         self.fd = -1                            # the open pack file, -1 when none
         self.size = 0                           # bytes appended to it (its true length)
-        self._stage = mmap.mmap(-1, 2 * BLOB_TARGET) if direct else None
+        self._stage: mmap.mmap | None = None     # direct: made at the first file
         self._fill = 0                          # staged bytes not yet written
 
     def start(self, fd: int) -> None:
         self.fd, self.size, self._fill = fd, 0, 0
+        if self.direct and self._stage is None:
+            self._stage = mmap.mmap(-1, 2 * BLOB_TARGET)
 
     def append(self, parts: list[bytes | memoryview]) -> None:
         n = sum(len(p) for p in parts)
