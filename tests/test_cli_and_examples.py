@@ -80,6 +80,38 @@ def test_bad_cli_arguments_are_clear_errors(server, args):
     assert out.returncode == 2 and ("Error" in out.stderr or "error" in out.stderr)
 
 
+@pytest.mark.parametrize("listen,reason", [
+    ("unix:" + "/tmp/" + "d" * 120 + "/xbsa.sock", "at most 107 bytes"),
+    ("unix:/etc/passwd", "exists and is not a socket"),
+    ("127.0.0.1:99999", "port must be"),
+    ("127.0.0.1:port", "not a number"),
+    ("192.0.2.1:13724", "Cannot assign requested address"),     # not this host's address
+    ("busy", "Address already in use"),
+])
+def test_a_server_that_cannot_listen_says_why(tmp_path, listen, reason):
+    """A --listen the server cannot use ends it with one line naming the address and the
+    reason (exit 1), not a traceback; the passwd file it was pointed at is untouched."""
+    import socket
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    if listen == "busy":
+        listen = f"127.0.0.1:{busy.getsockname()[1]}"
+    before = os.stat("/etc/passwd")
+    try:
+        out = subprocess.run([sys.executable, "-m", "openxbsa.cli.main", "server", "--home",
+                              str(tmp_path / "home"), "--listen", listen],
+                             capture_output=True, text=True, timeout=60)
+    finally:
+        busy.close()
+    assert out.returncode == 1, out.stderr
+    assert "Traceback" not in out.stderr
+    assert f"cannot listen on {listen}" in out.stderr and reason in out.stderr, out.stderr
+    after = os.stat("/etc/passwd")
+    assert (after.st_ino, after.st_size, after.st_mtime) == \
+        (before.st_ino, before.st_size, before.st_mtime)
+
+
 @pytest.mark.parametrize("code,expect", [
     ("196", "backup window closed"), ("0", "successfully completed"), ("50", "client process aborted"),
     ("BSA_RC_NO_MATCH", "Nothing matched"), ("rc:26", "BSA_RC_OBJECT_NOT_FOUND"),

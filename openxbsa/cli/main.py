@@ -51,14 +51,17 @@ def server(home: str, listen: str | None, catalog: str | None, log_level: str) -
     """Run the backup service in the foreground."""
     from openxbsa.server import logs
     from openxbsa.server.config import ServerConfig
-    from openxbsa.server.service import Server, keep_freed_memory
+    from openxbsa.server.service import ListenError, Server, keep_freed_memory
 
     keep_freed_memory()
     config = ServerConfig.load(home, listen, catalog)
     logs.setup(config.home, log_level)
     srv = Server(config)
     srv.recover()
-    srv.bind()
+    try:
+        srv.bind()
+    except ListenError as exc:
+        raise click.ClickException(str(exc)) from None
 
     def _stop(_sig: int, _frame: Any) -> None:
         srv.stop()

@@ -31,6 +31,12 @@ from openxbsa.storage.base import dedup_rate
 
 log = logging.getLogger("openxbsa.server")
 
+UNIX_PATH_MAX = 107                     # sun_path holds 108 bytes with the terminating NUL
+
+
+class ListenError(RuntimeError):
+    """The server cannot listen on the address it was given (the message says why)."""
+
 
 def keep_freed_memory() -> None:
     """Keep freed buffers in the process (glibc): the data path allocates and frees MiB-sized
@@ -279,20 +285,39 @@ class Server:
 
     # ------------------------------------------------------------------ listening
     def bind(self) -> socket.socket:
-        family, addr = wire.parse_address(self.config.listen)
+        """Listen on the configured address; an address that cannot be used raises
+        ConfigError saying which and why (no socket is left open)."""
+        listen = self.config.listen
+        try:
+            family, addr = wire.parse_address(listen)
+        except ValueError as exc:
+            raise ListenError(f"cannot listen on {listen}: {exc}") from None
         sock = socket.socket(family, socket.SOCK_STREAM)
-        if family == socket.AF_UNIX:
-            if os.path.exists(addr):
-                if not stat.S_ISSOCK(os.stat(addr).st_mode):
-                    raise RuntimeError(f"{addr} exists and is not a socket")
-                os.unlink(addr)
-            os.makedirs(os.path.dirname(addr) or ".", exist_ok=True)
-            sock.bind(addr)
-            os.chmod(addr, 0o666)  # every local user may connect; SO_PEERCRED says who they are
-        else:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(addr)
-        sock.listen(128)
+        try:
+            if family == socket.AF_UNIX:
+                if len(os.fsencode(addr)) > UNIX_PATH_MAX:
+                    raise ListenError(
+                        f"cannot listen on {listen}: a Unix socket path is at most "
+                        f"{UNIX_PATH_MAX} bytes, this one is {len(os.fsencode(addr))}")
+                if os.path.exists(addr):
+                    if not stat.S_ISSOCK(os.stat(addr).st_mode):
+                        raise ListenError(
+                            f"cannot listen on {listen}: {addr} exists and is not a socket")
+                    os.unlink(addr)
+                os.makedirs(os.path.dirname(addr) or ".", exist_ok=True)
+                sock.bind(addr)
+                os.chmod(addr, 0o666)  # every local user may connect; SO_PEERCRED says who
+            else:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind(addr)
+            sock.listen(128)
+        except ListenError:
+            sock.close()
+            raise
+        except (OSError, OverflowError) as exc:
+            sock.close()
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise ListenError(f"cannot listen on {listen}: {reason}") from None
         self._listener = sock
         return sock
 
