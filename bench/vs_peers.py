@@ -220,6 +220,8 @@ class Result:
     stream: float = 0.0          # MB/s of the restore as a stream (to /dev/null)
     disk: int = 0                # bytes on disk after all backups
     rss: int = 0                 # peak RSS, bytes
+    restore_sys: float = 0.0     # kernel CPU s per GiB of the process writing the restored
+                                 # file (the XBSA client; restic or borg itself)
     extra: dict = field(default_factory=dict)
 
 
@@ -236,12 +238,19 @@ class OpenXBSA:
                               "--home", self.home], check=True, env=env, stdout=subprocess.DEVNULL)
         subprocess.run(cli + ["policy", "modify", "openxbsa-default", "--stunit", "pool",
                               "--home", self.home], check=True, env=env, stdout=subprocess.DEVNULL)
-        self.address = f"unix:{self.home}/xbsa.sock"
+        # the socket in a short directory of its own: a Unix socket path has at most 107
+        # bytes, and --dir may be deep
+        self.sock_dir = tempfile.mkdtemp(prefix="oxb-")
+        sock = os.path.join(self.sock_dir, "xbsa.sock")
+        self.address = f"unix:{sock}"
         self.proc = subprocess.Popen(cli + ["server", "--home", self.home, "--listen",
                                             self.address, "--log-level", "WARNING"], env=env)
         for _ in range(400):
-            if os.path.exists(f"{self.home}/xbsa.sock"):
+            if os.path.exists(sock):
                 break
+            if self.proc.poll() is not None:
+                shutil.rmtree(self.sock_dir, ignore_errors=True)
+                raise RuntimeError(f"the OpenXBSA server exited with {self.proc.returncode}")
             time.sleep(0.05)
         rc, self.h = X.BSAInit(None, X.BSA_ObjectOwner("bench", ""),
                                ["BSA_API_VERSION=1.1.0", f"BSA_SERVICE_HOST={self.address}"])
@@ -300,6 +309,7 @@ class OpenXBSA:
         rss = _hwm(self.proc.pid)
         self.proc.terminate()
         self.proc.wait()
+        shutil.rmtree(self.sock_dir, ignore_errors=True)
         home_db = [os.path.join(self.home, f) for f in os.listdir(self.home)
                    if f.startswith("catalog.db")]
         return disk_bytes(self.pool, *home_db), rss
@@ -393,7 +403,14 @@ def best_of(a: Result | None, b: Result) -> Result:
         return b
     return Result(ingest=max(a.ingest, b.ingest), restore=max(a.restore, b.restore),
                   stream=max(a.stream, b.stream), disk=max(a.disk, b.disk),
-                  rss=max(a.rss, b.rss))
+                  rss=max(a.rss, b.rss),
+                  restore_sys=(a if a.restore >= b.restore else b).restore_sys)
+
+
+def kernel_seconds() -> float:
+    """System CPU time of this process and of its reaped children (restic, borg)."""
+    t = os.times()
+    return t.system + t.children_system
 
 
 def measure(tool_cls, work: str, inputs: list[str], stage: str) -> Result:
@@ -411,7 +428,9 @@ def measure(tool_cls, work: str, inputs: list[str], stage: str) -> Result:
             os.replace(os.path.join(stage, "input.bin"), path)
         total += os.path.getsize(path)
     target = os.path.join(work, "restored.bin")
+    k0 = kernel_seconds()
     rsec = tool.restore(target)
+    ksec = kernel_seconds() - k0
     if not same_file(target, inputs[-1]):
         raise RuntimeError(f"{tool.name} restored different bytes")
     os.unlink(target)
@@ -419,7 +438,7 @@ def measure(tool_cls, work: str, inputs: list[str], stage: str) -> Result:
     disk, rss = tool.finish()
     size = os.path.getsize(inputs[-1])
     return Result(ingest=total / seconds / 1e6, restore=size / rsec / 1e6, disk=disk, rss=rss,
-                  stream=size / ssec / 1e6)
+                  stream=size / ssec / 1e6, restore_sys=ksec / (size / (1 << 30)))
 
 
 def main() -> None:
@@ -474,7 +493,8 @@ def main() -> None:
                     label = f"{name:9}" if args.repeat == 1 else f"{name:9} #{rep + 1}"
                     print(f"[{kind}] {label} ingest {r.ingest:7.1f} MB/s  restore "
                           f"{r.restore:7.1f} MB/s (stream {r.stream:7.1f})  disk "
-                          f"{r.disk / 1e6:8.1f} MB  peak RSS {r.rss / 1e6:6.1f} MB", flush=True)
+                          f"{r.disk / 1e6:8.1f} MB  peak RSS {r.rss / 1e6:6.1f} MB  "
+                          f"restore kernel {r.restore_sys:4.2f} s/GiB", flush=True)
                     shutil.rmtree(os.path.join(work, f"{kind}-{name}"))
                     results[kind][name] = best_of(results[kind].get(name), r)
             if args.repeat > 1:
@@ -509,7 +529,26 @@ def machine() -> str:
                           if ln.startswith("model name")), model)
     except OSError:
         pass
-    return f"{os.cpu_count()} CPUs ({model}), shared by the client and the server/tool"
+    text = f"{os.cpu_count()} CPUs ({model}), shared by the client and the server/tool"
+    return text + free_page_reporting()
+
+
+def free_page_reporting() -> str:
+    """On a VM whose kernel reports free memory to the host (virtio free page reporting),
+    memory free for a moment goes back to the host and its next first touch faults there:
+    buffered file writes then cost every tool several times the kernel time."""
+    params = "/sys/module/page_reporting/parameters"
+    try:
+        with open(f"{params}/reported_kib") as f:
+            reported = int(f.read())
+        with open(f"{params}/page_reporting_order") as f:
+            order = int(f.read())
+    except (OSError, ValueError):
+        return ""
+    if reported == 0:
+        return ""
+    return (f"; free page reporting on (blocks of {4 << order} KiB, "
+            f"{reported >> 20} GiB handed back to the host so far)")
 
 
 def report(results: dict[str, dict[str, Result]], raw_disk: float) -> None:
@@ -525,6 +564,12 @@ def report(results: dict[str, dict[str, Result]], raw_disk: float) -> None:
             print(f"  {kind:7} vs {name:7} ingest x{ours.ingest / r.ingest:5.2f}   restore "
                   f"x{ours.restore / r.restore:5.2f} (stream x{ours.stream / r.stream:5.2f})"
                   f"   disk x{ours.disk / r.disk:5.3f}")
+        # where a file restore's time goes: on a VM whose page-cache writes fault into the
+        # host, the writer's own kernel time can be most of the wall time, for every tool
+        print(f"  {kind:7} restore into a file, kernel s/GiB of the writing process "
+              f"(wall s/GiB): " + ", ".join(
+                  f"{name} {r.restore_sys:.2f} ({(1 << 30) / 1e6 / r.restore:.2f})"
+                  for name, r in by_tool.items() if r.restore))
         if peers:
             if kind == "random":
                 checks.append((f"{kind}: ingest ahead of both",

@@ -1,0 +1,41 @@
+"""bench/vs_peers runs end to end (issue #6): at a small scale, OpenXBSA only (restic and
+borg are optional peers the bench uses when installed). What is asserted is what the bench
+reports, not how fast anything is: rates measured, every restore checked byte for byte by
+the bench itself, deduplication and compression visible in the bytes on disk, the server's
+memory and the kernel time of the file restores reported."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MiB = 1 << 20
+
+
+def test_vs_peers_measures_every_input_and_reports_the_targets(tmp_path):
+    out = tmp_path / "results.json"
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "bench", "vs_peers.py"), "--scale", "0.02",
+         "--tools", "openxbsa", "--dir", str(tmp_path), "--json", str(out)],
+        capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(out.read_text())["results"]
+    assert set(results) == {"random", "dup", "text", "daily"}
+    ours = {kind: r["openxbsa"] for kind, r in results.items()}
+    for kind, r in ours.items():
+        assert r["ingest"] > 0 and r["restore"] > 0 and r["stream"] > 0, kind
+        assert 0 < r["rss"] < 300e6, kind
+        assert r["restore_sys"] >= 0, kind
+    size = 16 * MiB                                  # 0.02 GiB, in whole 16 MiB blocks
+    assert ours["random"]["disk"] >= size            # nothing to save on random bytes
+    assert ours["text"]["disk"] < size / 2           # compressed
+    assert ours["dup"]["disk"] < 1.2 * size          # (two 8 MiB blocks here, maybe distinct)
+    assert ours["daily"]["disk"] < 3 * size / 4      # seven 4 MiB days, stored about once
+    assert "targets" in proc.stdout
+    assert "server peak RSS < 300 MB" in proc.stdout
+    assert "restore into a file, kernel s/GiB of the writing process" in proc.stdout
+    assert not [n for n in os.listdir(tmp_path) if n.startswith("openxbsa-vs-peers-")], \
+        "the bench left its work directory behind"
