@@ -198,10 +198,53 @@ def test_policy_commands(server):
       "25:00", "1h"], "not a time of day"),
     (["policy", "add", "x", "--stunit", "nowhere"], "storage unit nowhere does not exist"),
     (["expire", "--backupid", "a_1", "-d", "someday"], "not 0, infinity or a date"),
+    (["policy", "add", ""], "not a valid policy name"),
+    (["policy", "add", "two words"], "not a valid policy name"),
+    (["policy", "schedule", "openxbsa-default", "a/b", "--type", "application"],
+     "not a valid schedule name"),
+    (["stu", "add", "../../outside", "--kind", "dedup", "--path", "/tmp/never-made"],
+     "not a valid storage unit name"),
+    (["policy", "add", "x", "--priority", "100000"], "not in the range"),
+    (["jobs", "--jobid", "99999999999999999999999"], "not in the range"),
+    (["logs", "--job", "-1"], "not in the range"),
+    (["config", "export", "/nonexistent-dir/config.toml"], "cannot write"),
 ])
 def test_policy_commands_refuse_bad_input_clearly(server, args, message):
     out = server.cli(*args)
-    assert out.returncode != 0 and message in out.stderr
+    assert out.returncode != 0 and message in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
+    assert not os.path.exists("/tmp/never-made")          # refused before anything is made
+    assert not os.path.exists(os.path.normpath(os.path.join(server.home, "keys",
+                                                            "../../outside.key")))
+
+
+def test_a_configuration_file_with_a_mistake_changes_nothing(server, tmp_path):
+    """config import checks the whole file first: a bad second policy leaves the first
+    uncreated and the policy the file would have replaced as it was."""
+    assert server.cli("policy", "add", "keepme").returncode == 0
+    assert server.cli("policy", "client", "add", "keepme", "h1").returncode == 0
+    before = server.cli("config", "export", "-").stdout
+    bad = tmp_path / "bad.toml"
+    for body, message in [
+        ('[[policy]]\nname = "keepme"\n[[policy]]\nname = "fresh"\nstunit = "nope"\n',
+         "storage unit nope does not exist"),
+        ('[[policy]]\nname = "fresh"\npriority = 99999999999999999999999\n',
+         "priority must be a whole number"),
+        ('[[policy]]\nname = "fresh"\nactive = "no"\n', "active must be a bool"),
+        ('[[policy]]\nname = "fresh"\nclients = [1, 2]\n', "list of non-empty strings"),
+        ('[[policy]]\nname = "fresh"\n[[policy.schedule]]\nname = "s"\nturbo = 1\n',
+         "unknown keys turbo"),
+        ('[[policies]]\nname = "fresh"\n', "unknown top-level keys policies"),
+        ('[[storage_unit]]\nname = "../x"\npath = "/tmp/x"\n', "not a valid storage unit"),
+    ]:
+        bad.write_text(body)
+        out = server.cli("config", "import", str(bad))
+        assert out.returncode == 1 and message in out.stderr, (body, out.stderr)
+        assert "Traceback" not in out.stderr
+        assert server.cli("config", "export", "-").stdout == before, body
+    bad.write_bytes(bytes(range(128, 256)))
+    out = server.cli("config", "import", str(bad))
+    assert out.returncode == 1 and "not valid TOML" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_storage_units_and_configuration_export_import(server, tmp_path):

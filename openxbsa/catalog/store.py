@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import pathlib
+import re
 import secrets
 import time
 from collections.abc import Iterable, Sequence
@@ -40,6 +41,21 @@ JOB_BACKUP, JOB_RESTORE, JOB_IMAGE_DELETE = 0, 2, 17
 DEFAULT_POLICY = "openxbsa-default"
 DEFAULT_SCHEDULE = "Default-Application-Backup"
 DEFAULT_STUNIT = "disk-default"
+# NetBackup's rule for policy, schedule and storage-unit names: letters, digits, period,
+# underscore, plus and minus, not starting with a minus; no spaces (and so no path: a dedup
+# pool's key file is named after its unit)
+_NAME = re.compile(r"[A-Za-z0-9._+][A-Za-z0-9._+-]{0,126}")
+
+
+def check_name(what: str, name: Any) -> str:
+    """``name`` if it is a valid name for a ``what`` (policy, schedule, storage unit);
+    otherwise ValueError saying what a name may hold."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or not name.strip("."):
+        raise ValueError(f"{name!r} is not a valid {what} name: 1 to 127 letters, digits "
+                         "and . _ + - (not starting with -, not only periods)")
+    return name
+
+
 ALWAYS_OPEN = "[[0, 86400], [0, 86400], [0, 86400], [0, 86400], [0, 86400], [0, 86400], [0, 86400]]"
 SCHED_FULL, SCHED_APPLICATION = 0, 2
 
@@ -268,6 +284,7 @@ class Catalog:
                    stunit: str = DEFAULT_STUNIT, active: bool = True,
                    multiple_streams: bool = False) -> None:
         """A DataStore policy, with its Default-Application-Backup schedule as NetBackup adds."""
+        check_name("policy", name)
         with self._writer.begin() as conn:
             if conn.execute(select(storage_units.c.name).where(
                     storage_units.c.name == stunit)).first() is None:
@@ -318,6 +335,7 @@ class Catalog:
 
     def set_schedule(self, policy: str, name: str, *, sched_type: int, retention_level: int,
                      frequency: int, calendar: str, windows: str) -> None:
+        check_name("schedule", name)
         with self._writer.begin() as conn:
             pid = self.policy_id(conn, policy)
             conn.execute(schedules.delete().where(schedules.c.policy_id == pid,
@@ -417,6 +435,8 @@ class Catalog:
 
     def set_storage_unit(self, name: str, *, kind: str, path: str, max_jobs: int,
                          create: bool) -> None:
+        if create:
+            check_name("storage unit", name)
         with self._writer.begin() as conn:
             exists = conn.execute(select(storage_units.c.name).where(
                 storage_units.c.name == name)).first() is not None

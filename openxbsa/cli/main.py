@@ -18,6 +18,8 @@ from openxbsa.wire import default_home
 HOME = click.option("--home", default=default_home, show_default="$OPENXBSA_HOME or ~/.openxbsa",
                     help="The server's home directory (catalog, storage, socket).")
 JSON = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+# a job ID as the catalog stores it (a larger number is refused by click, not by SQLite)
+JOB_ID = click.IntRange(0, 2**63 - 1)
 
 
 def _when(ts: int | None) -> str:
@@ -85,13 +87,13 @@ JOB_COLUMNS = [("jobid", "JobID"), ("type", "Type"), ("state_name", "State"),
 @main.command()
 @HOME
 @JSON
-@click.option("--jobid", "job_ids", multiple=True, type=int, help="Only these jobs.")
-@click.option("--log", "log_job", type=int, default=None, help="Show the log of one job.")
+@click.option("--jobid", "job_ids", multiple=True, type=JOB_ID, help="Only these jobs.")
+@click.option("--log", "log_job", type=JOB_ID, default=None, help="Show the log of one job.")
 @click.option("--summary", is_flag=True, help="Counts by state and status (bpdbjobs -summary).")
-@click.option("--cancel", "cancel", type=int, default=None, help="Stop a queued or active job.")
-@click.option("--restart", "restart", type=int, default=None,
+@click.option("--cancel", "cancel", type=JOB_ID, default=None, help="Stop a queued or active job.")
+@click.option("--restart", "restart", type=JOB_ID, default=None,
               help="Run a finished scheduled run again, as a new job.")
-@click.option("--follow", "follow", type=int, default=None,
+@click.option("--follow", "follow", type=JOB_ID, default=None,
               help="Show a job's progress live until it ends; exit with its status.")
 def jobs(home: str, as_json: bool, job_ids: tuple[int, ...], log_job: int | None,
          summary: bool, cancel: int | None, restart: int | None, follow: int | None) -> None:
@@ -197,7 +199,7 @@ def list_(home: str, as_json: bool, client: str | None, backupid: str | None,
 @main.command()
 @HOME
 @JSON
-@click.option("--job", "job", type=int, default=None, help="Only the lines of this job.")
+@click.option("--job", "job", type=JOB_ID, default=None, help="Only the lines of this job.")
 @click.option("--since", type=click.DateTime(), default=None, help="From this time (UTC).")
 @click.option("--until", type=click.DateTime(), default=None, help="Up to this time (UTC).")
 @click.option("--component", "components", multiple=True,

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from openxbsa.admin import views
-from openxbsa.catalog.store import INFINITY, SCHED_APPLICATION, SCHED_FULL
+from openxbsa.catalog.store import INFINITY, SCHED_APPLICATION, SCHED_FULL, check_name
 from openxbsa.server import schedule
 from openxbsa.wire import default_home
 
@@ -26,6 +26,8 @@ def _guard(fn: Any, *args: Any, **kwargs: Any) -> None:
         fn(*args, **kwargs)
     except KeyError as exc:
         raise click.ClickException(str(exc.args[0])) from None
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @click.group()
@@ -64,8 +66,8 @@ def policy_list(home: str, as_json: bool) -> None:
 @HOME
 @click.argument("name")
 @click.option("--keyword", default="")
-@click.option("--priority", type=int, default=0)
-@click.option("--limit-jobs", type=int, default=0, help="Jobs at once for this policy; 0 = no limit.")
+@click.option("--priority", type=click.IntRange(0, 99999), default=0)
+@click.option("--limit-jobs", type=click.IntRange(0, 999), default=0, help="Jobs at once for this policy; 0 = no limit.")
 @click.option("--stunit", default="disk-default")
 @click.option("--inactive", is_flag=True)
 @click.option("--multiple-streams", is_flag=True)
@@ -82,8 +84,8 @@ def policy_add(home: str, name: str, keyword: str, priority: int, limit_jobs: in
 @HOME
 @click.argument("name")
 @click.option("--keyword", default=None)
-@click.option("--priority", type=int, default=None)
-@click.option("--limit-jobs", type=int, default=None)
+@click.option("--priority", type=click.IntRange(0, 99999), default=None)
+@click.option("--limit-jobs", type=click.IntRange(0, 999), default=None)
 @click.option("--stunit", default=None)
 @click.option("--active/--inactive", default=None)
 def policy_modify(home: str, name: str, **changes: Any) -> None:
@@ -215,6 +217,10 @@ def stu_add(home: str, name: str, path: str, kind: str, max_jobs: int) -> None:
     from openxbsa.errors import OpenXBSAError
     from openxbsa.storage import open_unit
 
+    try:
+        check_name("storage unit", name)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
     row = {"name": name, "kind": kind, "path": os.path.abspath(path)}
     if _catalog(home).storage_unit(name) is not None:
         raise click.ClickException(f"storage unit {name} already exists")
@@ -258,8 +264,11 @@ def config_export(home: str, path: str) -> None:
     if path == "-":
         click.echo(text, nl=False)
     else:
-        with open(path, "w") as f:
-            f.write(text)
+        try:
+            with open(path, "w") as f:
+                f.write(text)
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {path}: {exc.strerror}") from None
         click.echo(f"configuration written to {path}")
 
 
@@ -269,11 +278,13 @@ def config_export(home: str, path: str) -> None:
 def config_import(home: str, path: str) -> None:
     """Create or replace the policies and storage units the file describes."""
     import tomllib
-    with open(path, "rb") as f:
-        try:
+    try:
+        with open(path, "rb") as f:
             data = tomllib.load(f)
-        except tomllib.TOMLDecodeError as exc:
-            raise click.ClickException(f"{path} is not valid TOML: {exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"{path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot read {path}: {exc.strerror}") from None
     try:
         count = import_config(_catalog(home), data)
     except (KeyError, ValueError, TypeError) as exc:
@@ -315,35 +326,121 @@ def export_toml(catalog: Any) -> str:
     return "\n".join(lines)
 
 
+_UNIT_KEYS = {"name", "kind", "path", "max_jobs"}
+_POLICY_KEYS = {"name", "active", "keyword", "priority", "stunit", "limit_jobs",
+                "multiple_streams", "clients", "include", "schedule"}
+_SCHEDULE_KEYS = {"name", "type", "retention_level", "frequency", "calendar", "windows"}
+
+
+def _field(where: str, table: dict[str, Any], key: str, kind: type, default: Any,
+           low: int | None = None, high: int | None = None) -> Any:
+    """``table[key]`` (or ``default``), checked to be a ``kind`` (and in [low, high])."""
+    value = table.get(key, default)
+    if kind is int and (type(value) is not int or not low <= value <= high):
+        raise ValueError(f"{where}: {key} must be a whole number from {low} to {high}")
+    if kind is not int and not isinstance(value, kind):
+        raise ValueError(f"{where}: {key} must be a {kind.__name__}")
+    if kind is list and not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f"{where}: {key} must be a list of non-empty strings")
+    return value
+
+
+def _tables(where: str, data: dict[str, Any], key: str, allowed: set[str]
+            ) -> list[dict[str, Any]]:
+    tables = data.get(key, [])
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise ValueError(f"{where}{key} must be a list of tables ([[{key}]])")
+    for t in tables:
+        unknown = set(t) - allowed
+        if unknown:
+            raise ValueError(f"{where}[[{key}]] {t.get('name', '?')!r}: unknown keys "
+                             f"{', '.join(sorted(unknown))}")
+    return tables
+
+
+def _checked_config(catalog: Any, data: dict[str, Any]
+                    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The storage units and policies of a configuration file, every field checked, with
+    defaults filled in: ValueError names the first problem, before anything changes."""
+    unknown = set(data) - {"storage_unit", "policy"}
+    if unknown:
+        raise ValueError(f"unknown top-level keys {', '.join(sorted(unknown))} "
+                         "(the file has [[storage_unit]] and [[policy]] tables)")
+    units = []
+    for u in _tables("", data, "storage_unit", _UNIT_KEYS):
+        name = check_name("storage unit", u.get("name"))
+        where = f"storage unit {name}"
+        kind = _field(where, u, "kind", str, "disk")
+        if kind not in ("disk", "dedup"):
+            raise ValueError(f"{where}: kind is disk or dedup, not {kind!r}")
+        path = _field(where, u, "path", str, "")
+        if not path:
+            raise ValueError(f"{where}: path is required")
+        units.append({"name": name, "kind": kind, "path": path,
+                      "max_jobs": _field(where, u, "max_jobs", int, 16, 1, 1000)})
+    known_units = {u["name"] for u in catalog.list_storage_units()} | {u["name"] for u in units}
+    policies = []
+    for p in _tables("", data, "policy", _POLICY_KEYS):
+        name = check_name("policy", p.get("name"))
+        where = f"policy {name}"
+        stunit = _field(where, p, "stunit", str, "disk-default")
+        if stunit not in known_units:
+            raise ValueError(f"{where}: storage unit {stunit} does not exist")
+        schedules = []
+        for sch in _tables(f"{where}: ", p, "schedule", _SCHEDULE_KEYS):
+            label = check_name("schedule", sch.get("name"))
+            at = f"{where}, schedule {label}"
+            kind = _field(at, sch, "type", str, "full")
+            if kind not in ("full", "application"):
+                raise ValueError(f"{at}: type is full or application")
+            windows = sch.get("windows", schedule.ALWAYS)
+            if not isinstance(windows, list) or len(windows) != 7 or not all(
+                    isinstance(w, list | tuple) and len(w) == 2
+                    and all(type(x) is int for x in w)
+                    and 0 <= w[0] < 86400 and 0 <= w[1] <= 7 * 86400 for w in windows):
+                raise ValueError(f"{at}: windows need seven [start, duration] pairs of "
+                                 "seconds, Sunday first (start under 86400, at most a week)")
+            calendar = _field(at, sch, "calendar", str, "")
+            if any(d not in schedule.DAYS for d in calendar.split(",") if d):
+                raise ValueError(f"{at}: calendar {calendar!r} names a day that is not "
+                                 "SUN..SAT")
+            schedules.append({
+                "name": label, "sched_type": SCHED_FULL if kind == "full" else SCHED_APPLICATION,
+                "retention_level": _field(at, sch, "retention_level", int, 1, 0, 100),
+                "frequency": _field(at, sch, "frequency", int, 0, 0, 2**31 - 1),
+                "calendar": calendar, "windows": schedule.dump_windows(
+                    [tuple(w) for w in windows])})
+        policies.append({
+            "name": name, "stunit": stunit, "schedules": schedules,
+            "keyword": _field(where, p, "keyword", str, ""),
+            "priority": _field(where, p, "priority", int, 0, 0, 99999),
+            "limit_jobs": _field(where, p, "limit_jobs", int, 0, 0, 999),
+            "active": _field(where, p, "active", bool, True),
+            "multiple_streams": _field(where, p, "multiple_streams", bool, False),
+            "clients": _field(where, p, "clients", list, []),
+            "include": _field(where, p, "include", list, [])})
+    return units, policies
+
+
 def import_config(catalog: Any, data: dict[str, Any]) -> int:
-    for u in data.get("storage_unit", []):
+    """Apply a configuration file: the whole file is checked first, so a mistake anywhere
+    in it changes nothing."""
+    units, policies = _checked_config(catalog, data)
+    for u in units:
         create = catalog.storage_unit(u["name"]) is None
-        catalog.set_storage_unit(u["name"], kind=u.get("kind", "disk"), path=u["path"],
-                                 max_jobs=int(u.get("max_jobs", 16)), create=create)
-    policies = data.get("policy", [])
+        catalog.set_storage_unit(u["name"], kind=u["kind"], path=u["path"],
+                                 max_jobs=u["max_jobs"], create=create)
     existing = {p["name"] for p in catalog.list_policies()}
     for p in policies:
         if p["name"] in existing:
             catalog.delete_policy(p["name"])
-        catalog.add_policy(p["name"], keyword=p.get("keyword", ""), priority=int(p.get("priority", 0)),
-                           limit_jobs=int(p.get("limit_jobs", 0)),
-                           stunit=p.get("stunit", "disk-default"), active=bool(p.get("active", True)),
-                           multiple_streams=bool(p.get("multiple_streams", False)))
-        for host in p.get("clients", []):
+        catalog.add_policy(p["name"], keyword=p["keyword"], priority=p["priority"],
+                           limit_jobs=p["limit_jobs"], stunit=p["stunit"], active=p["active"],
+                           multiple_streams=p["multiple_streams"])
+        for host in p["clients"]:
             catalog.set_policy_client(p["name"], host, True)
-        for script in p.get("include", []):
+        for script in p["include"]:
             catalog.set_policy_include(p["name"], script, True)
-        for sch in p.get("schedule", []):
-            windows = [tuple(w) for w in sch.get("windows", schedule.ALWAYS)]
-            if len(windows) != 7 or any(len(w) != 2 for w in windows):
-                raise ValueError(f"schedule {sch['name']}: windows need seven [start, duration]")
-            kind = sch.get("type", "full")
-            if kind not in ("full", "application"):
-                raise ValueError(f"schedule {sch['name']}: type is full or application")
-            catalog.set_schedule(p["name"], sch["name"],
-                                 sched_type=SCHED_FULL if kind == "full" else SCHED_APPLICATION,
-                                 retention_level=int(sch.get("retention_level", 1)),
-                                 frequency=int(sch.get("frequency", 0)),
-                                 calendar=str(sch.get("calendar", "")),
-                                 windows=schedule.dump_windows(windows))
+        for sch in p["schedules"]:
+            catalog.set_schedule(p["name"], sch.pop("name"), **sch)
     return len(policies)
