@@ -756,11 +756,28 @@ def test_cross_image_dedup_observable_in_stored_bytes(dsrv):
     assert 1.8 < usage["dedup_ratio"] < 2.1
     text = dsrv.cli("pool", "usage").stdout
     assert "dedup ratio" in text and "pool" in text
+
     h = init(dsrv)
     assert restore(h, d1.copyId) == data
     assert restore(h, d2.copyId) == bytes(changed)
     X.BSATerminate(h)
     assert dsrv.cli("pool", "check").returncode == 0
+
+
+def test_usage_of_an_empty_pool_reads_as_nothing_stored(tmp_path):
+    def cli(*args: str) -> str:
+        out = subprocess.run([sys.executable, "-m", "openxbsa.cli.main", *args, "--home",
+                              str(tmp_path / "home")], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    cli("stu", "add", "empty-pool", "--kind", "dedup", "--path", str(tmp_path / "e"))
+    (usage,) = json.loads(cli("pool", "usage", "empty-pool", "--json"))
+    assert usage["images"] == usage["logical_bytes"] == usage["stored_bytes"] == 0
+    assert usage["dedup_ratio"] is None                 # JSON: null, not a made-up ratio
+    text = cli("pool", "usage", "empty-pool")
+    assert "dedup ratio -" in text and "compression -" in text and "space saved -" in text
+    assert "None" not in text
 
 
 def test_identical_data_from_two_clients_is_stored_once(tmp_path_factory):

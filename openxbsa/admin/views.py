@@ -44,7 +44,8 @@ def jobs(catalog: Catalog, job_ids: list[int] | None = None) -> list[dict[str, A
             "try": j["try_count"], "kbytes": j["kbytes"], "files": j["files"],
             "owner": j["owner"], "parentjob": j["parent_job"], "backupid": j["backup_id"],
             "current_object": j["current_object"],
-            "kbpersec": int(j["kbytes"] / elapsed) if elapsed > 0 else 0,
+            # times are whole seconds: a job that moved data within one counts one second
+            "kbpersec": int(j["kbytes"] / max(elapsed, 1)) if j["kbytes"] else 0,
             "queuereason": j.get("queue_reason"),
             **transfer(j),
         })

@@ -378,15 +378,18 @@ def pool_usage(home: str, as_json: bool, name: str | None) -> None:
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
+    def ratio(value: float | None, suffix: str = "x") -> str:
+        return "-" if value is None else f"{value}{suffix}"     # nothing stored yet
+
     for u in report:
         click.echo(f"{u['name']}  ({u['path']})\n"
                    f"  images {u['images']}, objects {u['objects']}, "
                    f"logical {_size(u['logical_bytes'])}\n"
                    f"  unique {_size(u['unique_bytes'])} in {u['chunks']} chunks "
-                   f"(dedup ratio {u['dedup_ratio']}), stored {_size(u['stored_bytes'])} in "
-                   f"{u['packs']} packs (compression {u['compression_ratio']}), "
+                   f"(dedup ratio {ratio(u['dedup_ratio'])}), stored {_size(u['stored_bytes'])} in "
+                   f"{u['packs']} packs (compression {ratio(u['compression_ratio'])}), "
                    f"index {_size(u['index_bytes'])}\n"
-                   f"  space saved {u['space_saved_pct']}%, garbage awaiting collection "
+                   f"  space saved {ratio(u['space_saved_pct'], '%')}, garbage awaiting collection "
                    f"{_size(u['garbage_bytes'])} in {u['garbage_chunks']} chunks")
         if u["images_without_record"]:
             click.echo(f"  {u['images_without_record']} images have no recipe record in the "
