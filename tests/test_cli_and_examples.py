@@ -80,6 +80,37 @@ def test_bad_cli_arguments_are_clear_errors(server, args):
     assert out.returncode == 2 and ("Error" in out.stderr or "error" in out.stderr)
 
 
+@pytest.mark.parametrize("settings,reason", [
+    ("x = [", "is not valid TOML"),
+    ('[access]\nredirected_restore = "false"\n', "redirected_restore must be true or false"),
+    ("[access]\nredirect_restore = true\n", "unknown keys in [access]: redirect_restore"),
+    ("[limits]\nmax_sessions = -5\n", "max_sessions must be a whole number from 1"),
+    ("[scheduler]\ninterval = true\n", "interval must be a number"),
+    ('[features]\nenabled = "DataStore"\n', "enabled must be a list of names"),
+    ("listen = 5\n", "listen must be a non-empty string"),
+    ("verbose = 1\n", "unknown setting 'verbose'"),
+    ('catalog = "nosuchdb://x"\n', "the catalog URL nosuchdb://x cannot be used"),
+    ('catalog = "postgresql+psycopg://u:hunter2@127.0.0.1:1/x"\n',
+     "cannot open the catalog postgresql+psycopg://u:***@127.0.0.1:1/x"),
+])
+def test_a_bad_settings_file_stops_the_server_and_the_commands_with_its_reason(
+        tmp_path, settings, reason):
+    """openxbsa.toml is checked whole: a typo in a key, a quoted boolean (which Python
+    would take as true: "false" turning redirected restores on), a value out of range or a
+    catalog that cannot be opened stops the server, and every command reading the home,
+    with one line naming the file and the key; never a traceback, never a password."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "openxbsa.toml").write_text(settings)
+    for args in (["server", "--listen", f"unix:{tmp_path}/s.sock"], ["jobs"]):
+        out = subprocess.run([sys.executable, "-m", "openxbsa.cli.main", *args, "--home",
+                              str(home)], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 1, (args, out.stderr)
+        assert reason in out.stderr and "Traceback" not in out.stderr, (args, out.stderr)
+        assert "hunter2" not in out.stderr
+    assert not (tmp_path / "s.sock").exists()
+
+
 @pytest.mark.parametrize("listen,reason", [
     ("unix:" + "/tmp/" + "d" * 120 + "/xbsa.sock", "at most 107 bytes"),
     ("unix:/etc/passwd", "exists and is not a socket"),

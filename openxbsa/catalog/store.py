@@ -171,6 +171,14 @@ def _sqlite_setup(engine: Engine) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
+def _safe_url(url: str) -> str:
+    """``url`` with any password hidden, for messages."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return repr(url)
+
+
 class Catalog:
     """The image and job catalog. Thread-safe: each call uses its own pooled connection."""
 
@@ -182,7 +190,11 @@ class Catalog:
             kwargs["poolclass"] = sa.pool.QueuePool
             kwargs["pool_size"] = 16
             kwargs["max_overflow"] = 32
-        self.engine = sa.create_engine(url, **kwargs)
+        try:
+            self.engine = sa.create_engine(url, **kwargs)
+        except (sa.exc.ArgumentError, ImportError) as exc:   # NoSuchModuleError is both
+            raise CatalogError(f"the catalog URL {_safe_url(url)} cannot be used: {exc}") \
+                from None
         if self.engine.dialect.name == "sqlite":
             _sqlite_setup(self.engine)
             self._writer = self.engine.execution_options(begin_mode="IMMEDIATE")
@@ -193,9 +205,15 @@ class Catalog:
     def migrate(self) -> None:
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
-        with self.engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+        try:
+            with self.engine.begin() as conn:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+        except sa.exc.OperationalError as exc:
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            raise CatalogError(f"cannot open the catalog "
+                               f"{self.engine.url.render_as_string(hide_password=True)}: "
+                               f"{reason}") from None
         log.debug("catalog %s is at the newest schema", self.engine.url.render_as_string())
 
     def bootstrap(self, stunit_path: str) -> None:

@@ -36,7 +36,22 @@ def _table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> None:
         click.echo("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip())
 
 
-@click.group()
+class _Commands(click.Group):
+    """The command group: a configuration file or catalog that cannot be used ends any
+    command with one line saying why (they are read by every command)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from openxbsa.errors import CatalogError
+        from openxbsa.server.config import ConfigFileError
+        try:
+            return super().invoke(ctx)
+        except ConfigFileError as exc:
+            raise click.ClickException(str(exc)) from None
+        except CatalogError as exc:
+            raise click.ClickException(exc.message) from None
+
+
+@click.group(cls=_Commands)
 @click.version_option(package_name="openxbsa")
 def main() -> None:
     """OpenXBSA: an XBSA 1.1 backup service with NetBackup's extensions."""

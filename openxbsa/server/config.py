@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import tomllib
 from dataclasses import dataclass
+from typing import Any
 
 
 from openxbsa.wire import default_address, default_home
 
-__all__ = ["ServerConfig", "default_address", "default_home"]
+__all__ = ["ConfigFileError", "ServerConfig", "default_address", "default_home"]
 
 
 @dataclass
@@ -31,31 +32,127 @@ class ServerConfig:
     @classmethod
     def load(cls, home: str, listen: str | None = None, catalog_url: str | None = None
              ) -> ServerConfig:
+        """The settings of ``HOME/openxbsa.toml`` (all optional). A file that is not TOML,
+        an unknown section or key, or a value of the wrong type or out of range raises
+        ConfigFileError naming the key: a typo must not quietly leave, say, redirected
+        restores on or the session limit at its default."""
         home = os.path.abspath(home)
-        settings: dict = {}
         path = os.path.join(home, "openxbsa.toml")
-        if os.path.exists(path):
-            with open(path, "rb") as f:
-                settings = tomllib.load(f)
-        access = settings.get("access", {})
+        settings = _read(path)
+        get = _Settings(path, settings)
+        file_listen, file_catalog = get.text("", "listen"), get.text("", "catalog")
         return cls(
             home=home,
-            listen=listen or settings.get("listen") or default_address(home),
-            catalog_url=catalog_url or settings.get("catalog")
+            listen=listen or file_listen or default_address(home),
+            catalog_url=catalog_url or file_catalog
             or "sqlite:///" + os.path.join(home, "catalog.db"),
-            allow_redirected_restore=bool(access.get("redirected_restore", False)),
-            root_sees_all_users=bool(access.get("root_sees_all_users", True)),
-            features=tuple(str(f) for f in settings.get("features", {}).get(
-                "enabled", ["DataStore"])),
-            scheduler_interval=float(settings.get("scheduler", {}).get("interval", 30.0)),
-            max_jobs_per_client=int(settings.get("scheduler", {}).get("max_jobs_per_client", 1)),
-            backup_attempts=int(settings.get("scheduler", {}).get("backup_attempts", 2)),
-            attempt_period=int(settings.get("scheduler", {}).get("attempt_period", 12 * 3600)),
-            retry_delay=int(settings.get("scheduler", {}).get("retry_delay", 600)),
-            max_sessions=int(settings.get("limits", {}).get("max_sessions", 512)),
-            handshake_timeout=float(settings.get("limits", {}).get("handshake_timeout", 30.0)),
+            allow_redirected_restore=get.flag("access", "redirected_restore", False),
+            root_sees_all_users=get.flag("access", "root_sees_all_users", True),
+            features=get.names("features", "enabled", ("DataStore",)),
+            scheduler_interval=get.number("scheduler", "interval", 30.0, 0.05, 86400),
+            max_jobs_per_client=int(get.number("scheduler", "max_jobs_per_client", 1, 1, 1000,
+                                               whole=True)),
+            backup_attempts=int(get.number("scheduler", "backup_attempts", 2, 1, 100,
+                                           whole=True)),
+            attempt_period=int(get.number("scheduler", "attempt_period", 12 * 3600, 1,
+                                          366 * 86400, whole=True)),
+            retry_delay=int(get.number("scheduler", "retry_delay", 600, 0, 7 * 86400,
+                                       whole=True)),
+            max_sessions=int(get.number("limits", "max_sessions", 512, 1, 100_000,
+                                        whole=True)),
+            handshake_timeout=get.number("limits", "handshake_timeout", 30.0, 0.1, 3600),
         )
 
     @property
     def storage_path(self) -> str:
         return os.path.join(self.home, "storage", "disk-default")
+
+
+class ConfigFileError(ValueError):
+    """openxbsa.toml cannot be used as it is (the message names the file and the key)."""
+
+
+# section ("" for the top level) -> the keys it may hold
+KNOWN = {
+    "": {"listen", "catalog"},
+    "access": {"redirected_restore", "root_sees_all_users"},
+    "features": {"enabled"},
+    "scheduler": {"interval", "max_jobs_per_client", "backup_attempts", "attempt_period",
+                  "retry_delay"},
+    "limits": {"max_sessions", "handshake_timeout"},
+}
+
+
+def _read(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            settings = tomllib.load(f)
+    except FileNotFoundError:
+        return {}
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigFileError(f"{path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigFileError(f"cannot read {path}: {exc.strerror}") from None
+    for key, value in settings.items():
+        if key in KNOWN and key:
+            if not isinstance(value, dict):
+                raise ConfigFileError(f"{path}: [{key}] must be a section")
+            unknown = set(value) - KNOWN[key]
+            if unknown:
+                raise ConfigFileError(f"{path}: unknown keys in [{key}]: "
+                                      f"{', '.join(sorted(unknown))} (known: "
+                                      f"{', '.join(sorted(KNOWN[key]))})")
+        elif key not in KNOWN[""]:
+            raise ConfigFileError(f"{path}: unknown setting {key!r} (sections: "
+                                  f"{', '.join(sorted(k for k in KNOWN if k))}; top-level "
+                                  f"keys: {', '.join(sorted(KNOWN['']))})")
+    return settings
+
+
+class _Settings:
+    """Typed access to the file's values, each checked where it is read."""
+
+    def __init__(self, path: str, settings: dict[str, Any]) -> None:
+        self.path, self.settings = path, settings
+
+    def _value(self, section: str, key: str) -> Any:
+        table = self.settings if not section else self.settings.get(section, {})
+        return table.get(key)
+
+    def _where(self, section: str, key: str) -> str:
+        return f"{self.path}: {f'[{section}] ' if section else ''}{key}"
+
+    def text(self, section: str, key: str) -> str | None:
+        value = self._value(section, key)
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ConfigFileError(f"{self._where(section, key)} must be a non-empty string")
+        return value
+
+    def flag(self, section: str, key: str, default: bool) -> bool:
+        value = self._value(section, key)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise ConfigFileError(f"{self._where(section, key)} must be true or false, "
+                                  f"not {value!r}")
+        return value
+
+    def number(self, section: str, key: str, default: float, low: float, high: float,
+               whole: bool = False) -> float:
+        value = self._value(section, key)
+        if value is None:
+            return default
+        kinds = (int,) if whole else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
+            raise ConfigFileError(f"{self._where(section, key)} must be a "
+                                  f"{'whole ' if whole else ''}number from {low:g} to "
+                                  f"{high:g}, not {value!r}")
+        return value
+
+    def names(self, section: str, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        value = self._value(section, key)
+        if value is None:
+            return default
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise ConfigFileError(f"{self._where(section, key)} must be a list of names")
+        return tuple(value)
