@@ -56,6 +56,28 @@ def check_name(what: str, name: Any) -> str:
     return name
 
 
+# a client is named as NetBackup names hosts: a host name, FQDN or IP address
+_CLIENT = re.compile(r"[A-Za-z0-9_:][A-Za-z0-9._:-]{0,254}")
+
+
+def check_client(name: Any) -> str:
+    """``name`` if it can name a client host; otherwise ValueError."""
+    if not isinstance(name, str) or not _CLIENT.fullmatch(name):
+        raise ValueError(f"{name!r} is not a client name: a host name, FQDN or IP address "
+                         "(letters, digits and . _ : -, at most 255)")
+    return name
+
+
+def check_script(path: Any) -> str:
+    """``path`` if it can be a backup selection (a script the client daemon runs): an
+    absolute path, as NetBackup requires, of printable characters; otherwise ValueError."""
+    if not isinstance(path, str) or not path.startswith("/") or len(path.encode()) > 1023 \
+            or any(ord(c) < 32 or ord(c) == 127 for c in path):
+        raise ValueError(f"{path!r} is not a backup selection: the absolute path of a script "
+                         "on the client (at most 1023 bytes, no control characters)")
+    return path
+
+
 ALWAYS_OPEN = "[[0, 86400], [0, 86400], [0, 86400], [0, 86400], [0, 86400], [0, 86400], [0, 86400]]"
 SCHED_FULL, SCHED_APPLICATION = 0, 2
 
@@ -332,6 +354,8 @@ class Catalog:
             conn.execute(policies.delete().where(policies.c.id == pid))
 
     def set_policy_client(self, policy: str, client: str, present: bool) -> None:
+        if present:
+            check_client(client)
         with self._writer.begin() as conn:
             pid = self.policy_id(conn, policy)
             conn.execute(policy_clients.delete().where(policy_clients.c.policy_id == pid,
@@ -340,6 +364,8 @@ class Catalog:
                 conn.execute(policy_clients.insert().values(policy_id=pid, client=client))
 
     def set_policy_include(self, policy: str, path: str, present: bool) -> None:
+        if present:
+            check_script(path)
         with self._writer.begin() as conn:
             pid = self.policy_id(conn, policy)
             rows = [r[0] for r in conn.execute(

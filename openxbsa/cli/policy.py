@@ -10,7 +10,8 @@ from typing import Any
 import click
 
 from openxbsa.admin import views
-from openxbsa.catalog.store import INFINITY, SCHED_APPLICATION, SCHED_FULL, check_name
+from openxbsa.catalog.store import (INFINITY, SCHED_APPLICATION, SCHED_FULL, check_client,
+                                    check_name, check_script)
 from openxbsa.server import schedule
 from openxbsa.wire import default_home
 
@@ -345,6 +346,13 @@ def _field(where: str, table: dict[str, Any], key: str, kind: type, default: Any
     return value
 
 
+def _checked(where: str, check: Any, value: Any) -> Any:
+    try:
+        return check(value)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
 def _tables(where: str, data: dict[str, Any], key: str, allowed: set[str]
             ) -> list[dict[str, Any]]:
     tables = data.get(key, [])
@@ -417,8 +425,10 @@ def _checked_config(catalog: Any, data: dict[str, Any]
             "limit_jobs": _field(where, p, "limit_jobs", int, 0, 0, 999),
             "active": _field(where, p, "active", bool, True),
             "multiple_streams": _field(where, p, "multiple_streams", bool, False),
-            "clients": _field(where, p, "clients", list, []),
-            "include": _field(where, p, "include", list, [])})
+            "clients": [_checked(where, check_client, c)
+                        for c in _field(where, p, "clients", list, [])],
+            "include": [_checked(where, check_script, c)
+                        for c in _field(where, p, "include", list, [])]})
     return units, policies
 
 
