@@ -68,6 +68,23 @@ def test_tcp_secret_readable_by_others_is_refused(tcp_server, monkeypatch, tmp_p
     assert "chmod 600" in X.BSAGetLastError()[1]
 
 
+def test_a_secret_that_cannot_be_written_leaves_the_old_one_working(tcp_server, monkeypatch,
+                                                                     tmp_path):
+    """`secret issue --out` into a place it cannot write fails before the secret changes:
+    the host's installed secret still authenticates (nothing is revoked for nothing)."""
+    path = issue(tcp_server, "hostK", str(tmp_path / "k.secret"))
+    out = tcp_server.cli("secret", "issue", "hostK", "--out", str(tmp_path / "no-dir" / "x"))
+    assert out.returncode == 1 and "unchanged" in out.stderr and "Traceback" not in out.stderr
+    monkeypatch.setenv("OPENXBSA_SECRET_FILE", path)
+    monkeypatch.setattr(socket, "gethostname", lambda: "hostK")
+    rc, h = X.BSAInit(None, X.BSA_ObjectOwner(), tcp_server.xbsa_env)
+    assert rc == OK, X.BSAGetLastError()[1]
+    X.BSATerminate(h)
+    bad = tcp_server.cli("secret", "issue", 'host"K', "--out", str(tmp_path / "q.secret"))
+    assert bad.returncode == 2 and "not a client name" in bad.stderr
+    assert not (tmp_path / "q.secret").exists()
+
+
 def test_raw_tcp_client_claiming_a_user_is_not_believed(tcp_server):
     from openxbsa import wire
     host, port = tcp_server.address.rsplit(":", 1)

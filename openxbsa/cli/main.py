@@ -292,13 +292,27 @@ def secret() -> None:
 @click.option("--out", "out", default=None, help="Write the client's secret file here (0600).")
 def secret_issue(home: str, host: str, out: str | None) -> None:
     """Issue (or replace) the secret of client HOST."""
-    value = views.issue_secret(views.open_catalog(home), host)
+    from openxbsa.catalog.store import check_client
+    try:
+        check_client(host)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="HOST") from None
+    catalog = views.open_catalog(home)
+    fd = -1
+    if out:
+        # opened before the secret is replaced: a file that cannot be written must not leave
+        # the client with an old secret revoked and the new one nowhere
+        try:
+            fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {out}: {exc.strerror}; the secret of "
+                                       f"{host} is unchanged") from None
+    value = views.issue_secret(catalog, host)
     text = f'host = "{host}"\nsecret = "{value}"\n'
     if out:
-        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(text)
-        os.chmod(out, 0o600)
+            os.fchmod(f.fileno(), 0o600)
         click.echo(f"secret for {host} written to {out}", err=True)
     else:
         sys.stdout.write(text)
