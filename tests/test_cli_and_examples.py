@@ -111,6 +111,38 @@ def test_a_bad_settings_file_stops_the_server_and_the_commands_with_its_reason(
     assert not (tmp_path / "s.sock").exists()
 
 
+@pytest.mark.parametrize("settings,reason", [
+    ("x = [", "is not valid TOML"),
+    ('DB_SCRIPT_PATHS = ["/opt/dbscripts"]\n', "unknown setting 'DB_SCRIPT_PATHS'"),
+    ("DB_SCRIPT_PATH = 5\n", "DB_SCRIPT_PATH must be a list of absolute paths"),
+    ('DB_SCRIPT_PATH = ["scripts"]\n', "'scripts' is not an absolute path"),
+    ('default_script_dir = "db_ext"\n', "'db_ext' is not an absolute path"),
+    ('DB_SCRIPT_PATH = ["/a"]\ndb_script_path = ["/b"]\n', "give one"),
+])
+def test_a_bad_client_configuration_stops_the_client_daemon_with_its_reason(
+        tmp_path, settings, reason):
+    """The client configuration says where scripts may run from: the daemon refuses a
+    file it cannot read exactly, naming it, before it connects anywhere."""
+    config = tmp_path / "client.toml"
+    config.write_text(settings + 'server = "unix:/nonexistent/xbsa.sock"\n')
+    out = subprocess.run([sys.executable, "-m", "openxbsa.cli.main", "clientd", "--config",
+                          str(config)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and reason in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr and "connection" not in out.stderr
+
+
+def test_a_good_client_configuration_is_read_as_written(tmp_path):
+    from openxbsa.clientd.daemon import DEFAULT_SCRIPT_DIR, ClientConfig
+    config = tmp_path / "client.toml"
+    config.write_text('DB_SCRIPT_PATH = "/opt/dbscripts"\nserver = "backup1:13724"\n')
+    c = ClientConfig.load(str(config), None)
+    assert (c.server, c.default_script_dir, c.db_script_path) == \
+        ("backup1:13724", DEFAULT_SCRIPT_DIR, ["/opt/dbscripts"])
+    assert ClientConfig.load(str(config), "unix:/x").server == "unix:/x"
+    missing = ClientConfig.load(str(tmp_path / "none.toml"), "unix:/x")
+    assert missing.db_script_path == [] and missing.default_script_dir == DEFAULT_SCRIPT_DIR
+
+
 @pytest.mark.parametrize("listen,reason", [
     ("unix:" + "/tmp/" + "d" * 120 + "/xbsa.sock", "at most 107 bytes"),
     ("unix:/etc/passwd", "exists and is not a socket"),

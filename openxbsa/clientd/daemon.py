@@ -14,7 +14,6 @@ import queue
 import signal
 import subprocess
 import threading
-import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,15 +35,28 @@ class ClientConfig:
 
     @classmethod
     def load(cls, path: str | None, server: str | None) -> ClientConfig:
-        data: dict[str, Any] = {}
+        """The client configuration (all optional). It names the authorized script
+        locations, so it is checked whole: an unknown key, a wrong type or a relative
+        location raises ConfigFileError rather than being skipped."""
+        from openxbsa.server.config import ConfigFileError, Settings, read_settings
         path = path or DEFAULT_CONFIG
-        if os.path.exists(path):
-            with open(path, "rb") as f:
-                data = tomllib.load(f)
-        entries = data.get("DB_SCRIPT_PATH", data.get("db_script_path", []))
-        return cls(server=server or data.get("server") or wire.default_address(),
-                   default_script_dir=data.get("default_script_dir", DEFAULT_SCRIPT_DIR),
-                   db_script_path=[entries] if isinstance(entries, str) else list(entries))
+        data = read_settings(path, {"": {"server", "default_script_dir", "DB_SCRIPT_PATH",
+                                         "db_script_path"}})
+        if "DB_SCRIPT_PATH" in data and "db_script_path" in data:
+            raise ConfigFileError(f"{path}: DB_SCRIPT_PATH and db_script_path are the same "
+                                  "setting; give one")
+        get = Settings(path, data)
+        key = "db_script_path" if "db_script_path" in data else "DB_SCRIPT_PATH"
+        if isinstance(data.get(key), str):              # one location, as bp.conf writes it
+            data[key] = [data[key]]
+        locations = get.names("", key, (), what="absolute paths")
+        default_dir = get.text("", "default_script_dir") or DEFAULT_SCRIPT_DIR
+        for where in (*locations, default_dir):
+            if not os.path.isabs(where):
+                raise ConfigFileError(f"{path}: {where!r} is not an absolute path (script "
+                                      "locations must be)")
+        return cls(server=server or get.text("", "server") or wire.default_address(),
+                   default_script_dir=default_dir, db_script_path=list(locations))
 
 
 _RUN_ENDED = object()   # told to a run's cancel watcher when the run ended by itself

@@ -10,7 +10,8 @@ from typing import Any
 
 from openxbsa.wire import default_address, default_home
 
-__all__ = ["ConfigFileError", "ServerConfig", "default_address", "default_home"]
+__all__ = ["ConfigFileError", "ServerConfig", "Settings", "default_address", "default_home",
+           "read_settings"]
 
 
 @dataclass
@@ -38,8 +39,8 @@ class ServerConfig:
         restores on or the session limit at its default."""
         home = os.path.abspath(home)
         path = os.path.join(home, "openxbsa.toml")
-        settings = _read(path)
-        get = _Settings(path, settings)
+        settings = read_settings(path, KNOWN)
+        get = Settings(path, settings)
         file_listen, file_catalog = get.text("", "listen"), get.text("", "catalog")
         return cls(
             home=home,
@@ -83,7 +84,9 @@ KNOWN = {
 }
 
 
-def _read(path: str) -> dict[str, Any]:
+def read_settings(path: str, known: dict[str, set[str]]) -> dict[str, Any]:
+    """A TOML settings file whose sections and keys must be among ``known`` (section ""
+    for the top level); {} when there is no file; ConfigFileError otherwise."""
     try:
         with open(path, "rb") as f:
             settings = tomllib.load(f)
@@ -94,22 +97,22 @@ def _read(path: str) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigFileError(f"cannot read {path}: {exc.strerror}") from None
     for key, value in settings.items():
-        if key in KNOWN and key:
+        if key in known and key:
             if not isinstance(value, dict):
                 raise ConfigFileError(f"{path}: [{key}] must be a section")
-            unknown = set(value) - KNOWN[key]
+            unknown = set(value) - known[key]
             if unknown:
                 raise ConfigFileError(f"{path}: unknown keys in [{key}]: "
                                       f"{', '.join(sorted(unknown))} (known: "
-                                      f"{', '.join(sorted(KNOWN[key]))})")
-        elif key not in KNOWN[""]:
-            raise ConfigFileError(f"{path}: unknown setting {key!r} (sections: "
-                                  f"{', '.join(sorted(k for k in KNOWN if k))}; top-level "
-                                  f"keys: {', '.join(sorted(KNOWN['']))})")
+                                      f"{', '.join(sorted(known[key]))})")
+        elif key not in known.get("", set()):
+            sections = ", ".join(sorted(k for k in known if k)) or "none"
+            raise ConfigFileError(f"{path}: unknown setting {key!r} (sections: {sections}; "
+                                  f"top-level keys: {', '.join(sorted(known.get('', ())))})")
     return settings
 
 
-class _Settings:
+class Settings:
     """Typed access to the file's values, each checked where it is read."""
 
     def __init__(self, path: str, settings: dict[str, Any]) -> None:
@@ -149,10 +152,11 @@ class _Settings:
                                   f"{high:g}, not {value!r}")
         return value
 
-    def names(self, section: str, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    def names(self, section: str, key: str, default: tuple[str, ...],
+              what: str = "names") -> tuple[str, ...]:
         value = self._value(section, key)
         if value is None:
             return default
         if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            raise ConfigFileError(f"{self._where(section, key)} must be a list of names")
+            raise ConfigFileError(f"{self._where(section, key)} must be a list of {what}")
         return tuple(value)
