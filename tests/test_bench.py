@@ -22,7 +22,10 @@ def test_vs_peers_measures_every_input_and_reports_the_targets(tmp_path):
          "--tools", "openxbsa", "--dir", str(tmp_path), "--json", str(out)],
         capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    results = json.loads(out.read_text())["results"]
+    report = json.loads(out.read_text())
+    assert report["raw_disk_mbps"] > 0 and report["raw_disk_cold_mbps"] > 0
+    assert "random  ingest / raw disk write" in proc.stdout
+    results = report["results"]
     assert set(results) == {"random", "dup", "text", "daily"}
     ours = {kind: r["openxbsa"] for kind, r in results.items()}
     for kind, r in ours.items():
