@@ -50,7 +50,7 @@ class ServerConfig:
             allow_redirected_restore=get.flag("access", "redirected_restore", False),
             root_sees_all_users=get.flag("access", "root_sees_all_users", True),
             features=get.names("features", "enabled", ("DataStore",)),
-            scheduler_interval=get.number("scheduler", "interval", 30.0, 0.05, 86400),
+            scheduler_interval=get.number("scheduler", "interval", 30.0, 0.01, 86400),
             max_jobs_per_client=int(get.number("scheduler", "max_jobs_per_client", 1, 1, 1000,
                                                whole=True)),
             backup_attempts=int(get.number("scheduler", "backup_attempts", 2, 1, 100,
