@@ -85,6 +85,20 @@ def test_a_secret_that_cannot_be_written_leaves_the_old_one_working(tcp_server, 
     assert not (tmp_path / "q.secret").exists()
 
 
+@pytest.mark.parametrize("content", [b"host = \"hostA\"\nsecret = ", bytes(range(128, 256)),
+                                     b"host = 5\nsecret = \"x\"\n"])
+def test_a_damaged_secret_file_is_an_authentication_failure(tcp_server, monkeypatch, tmp_path,
+                                                           content):
+    path = tmp_path / "damaged.secret"
+    path.write_bytes(content)
+    os.chmod(path, 0o600)
+    monkeypatch.setenv("OPENXBSA_SECRET_FILE", str(path))
+    rc, h = X.BSAInit(None, X.BSA_ObjectOwner(), tcp_server.xbsa_env)
+    assert rc == X.BSA_RC_AUTHENTICATION_FAILURE and h is None
+    message = X.BSAGetLastError()[1]
+    assert str(path) in message and "internal error" not in message
+
+
 def test_raw_tcp_client_claiming_a_user_is_not_believed(tcp_server):
     from openxbsa import wire
     host, port = tcp_server.address.rsplit(":", 1)

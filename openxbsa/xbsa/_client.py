@@ -37,8 +37,14 @@ def load_host_secret(path: str | None = None) -> tuple[str, str]:
                         "'openxbsa secret issue HOST' on the server") from None
     if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise AuthError(f"host secret {path} is readable by others; chmod 600 it")
-    with open(path, "rb") as f:
-        data = tomllib.load(f)
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise AuthError(f"host secret {path} cannot be read: {exc.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise AuthError(f"host secret {path} is not a secret file ({exc}); issue a new one "
+                        "with 'openxbsa secret issue HOST' on the server") from None
     host, secret = data.get("host"), data.get("secret")
     if not isinstance(host, str) or not isinstance(secret, str):
         raise AuthError(f"host secret {path} lacks host or secret")
