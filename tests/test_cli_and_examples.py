@@ -305,6 +305,7 @@ def test_a_configuration_file_with_a_mistake_changes_nothing(server, tmp_path):
          "unknown keys turbo"),
         ('[[policies]]\nname = "fresh"\n', "unknown top-level keys policies"),
         ('[[storage_unit]]\nname = "../x"\npath = "/tmp/x"\n', "not a valid storage unit"),
+        ('[[storage_unit]]\nname = "u"\npath = "rel/dir"\n', "must be an absolute directory"),
     ]:
         bad.write_text(body)
         out = server.cli("config", "import", str(bad))

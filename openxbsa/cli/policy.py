@@ -382,8 +382,8 @@ def _checked_config(catalog: Any, data: dict[str, Any]
         if kind not in ("disk", "dedup"):
             raise ValueError(f"{where}: kind is disk or dedup, not {kind!r}")
         path = _field(where, u, "path", str, "")
-        if not path:
-            raise ValueError(f"{where}: path is required")
+        if not path.startswith("/"):
+            raise ValueError(f"{where}: path must be an absolute directory, not {path!r}")
         units.append({"name": name, "kind": kind, "path": path,
                       "max_jobs": _field(where, u, "max_jobs", int, 16, 1, 1000)})
     known_units = {u["name"] for u in catalog.list_storage_units()} | {u["name"] for u in units}
