@@ -371,6 +371,34 @@ def test_follow_a_job_until_it_ends_and_exit_with_its_status(server):
     assert "Active" in out and f"job {job_id} ended with status 1" in out
 
 
+def test_a_large_damaged_object_fails_its_restore_at_the_end(server):
+    """Above 8 MiB the disk unit checks a restore on a thread of its own while the bytes go
+    out by sendfile: a damaged byte near the end still fails the restore, and only then."""
+    from openxbsa import xbsa as X
+    from tests.conftest import backup, init
+    data = os.urandom(20 << 20)
+    h = init(server)
+    d = backup(h, "/cli/large", data, buf_len=1 << 20)
+    image = json.loads(server.cli("images", "--json").stdout)[0]
+    path = os.path.join(server.home, "storage", "disk-default", image["client"],
+                        image["backupid"] + ".img")
+    with open(path, "r+b") as f:
+        f.seek(len(data) - 10)
+        f.write(bytes([data[-10] ^ 0xFF]))
+    assert X.BSABeginTxn(h) == 0
+    assert X.BSAGetObject(h, X.BSA_ObjectDescriptor(copyId=d.copyId), X.BSA_DataBlock32()) == 0
+    block = X.BSA_DataBlock32(1 << 20, 0, 0, 0, 0, bytearray(1 << 20))
+    got = 0
+    while (rc := X.BSAGetData(h, block)) == X.BSA_RC_SUCCESS:
+        got += block.numBytes
+    got += block.numBytes
+    assert rc == X.BSA_RC_ABORT_SYSTEM_ERROR and "checksum mismatch" in X.BSAGetLastError()[1]
+    assert got == len(data)                # every byte came, then the verdict
+    X.BSAEndData(h)
+    X.BSAEndTxn(h, X.BSA_Vote_ABORT)
+    X.BSATerminate(h)
+
+
 def test_verify_reports_exactly_the_damaged_objects(server):
     from openxbsa import xbsa as X
     from tests.conftest import descriptor, init, send_all
@@ -398,3 +426,27 @@ def test_verify_reports_exactly_the_damaged_objects(server):
     assert (job["jobtype"], job["status"]) == (3, 85)
     assert "/cli/v/b" in server.cli("jobs", "--log", str(job["jobid"])).stdout
     assert server.cli("verify", "--backupid", "nope_1").returncode == 1
+
+    # a restore of the damaged object fails at its end rather than pass the bytes as good;
+    # the intact one restores as before
+    copies = {o["path"]: o["copyid"] for o in json.loads(
+        server.cli("list", "--json", "/cli/v/*").stdout)}
+    h = init(server)
+    for path, expect_ok in (("/cli/v/a", True), ("/cli/v/b", False)):
+        assert X.BSABeginTxn(h) == 0
+        assert X.BSAGetObject(h, X.BSA_ObjectDescriptor(copyId=copies[path]),
+                              X.BSA_DataBlock32()) == 0
+        block = X.BSA_DataBlock32(1 << 20, 0, 0, 0, 0, bytearray(1 << 20))
+        while (rc := X.BSAGetData(h, block)) == X.BSA_RC_SUCCESS:
+            pass
+        if expect_ok:
+            assert rc == X.BSA_RC_NO_MORE_DATA and bytes(block.bufferPtr[:5000]) == b"a" * 5000
+        else:
+            assert rc == X.BSA_RC_ABORT_SYSTEM_ERROR
+            assert "checksum mismatch" in X.BSAGetLastError()[1]
+            assert X.NBBSAGetServerError(h)[1] == 85
+        X.BSAEndData(h)
+        X.BSAEndTxn(h, X.BSA_Vote_ABORT)
+    X.BSATerminate(h)
+    restore_job = json.loads(server.cli("jobs", "--json").stdout)[0]
+    assert (restore_job["type"], restore_job["status"]) == ("Restore", 85)

@@ -55,6 +55,7 @@ def send_object(channel: wire.Channel, reader: ObjectReader,
         part = min(remaining, wire.STREAM_FRAME)
         if zc is not None:
             channel.sendfile(zc[0], zc[1] + sent, part)
+            reader.sent(part)
         else:
             views = reader.read_views(part)
             if sum(len(v) for v in views) != part:
@@ -62,6 +63,7 @@ def send_object(channel: wire.Channel, reader: ObjectReader,
             channel.send_data_views(views)
         sent += part
         remaining -= part
+    reader.finish()                 # before the end-of-data frame says the object is good
     return True
 
 

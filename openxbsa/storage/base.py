@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import blake3
 
-from openxbsa.errors import MediaWriteError
+from openxbsa.errors import MediaReadError, MediaWriteError
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -114,6 +114,13 @@ class ObjectReader(ABC):
         """(file descriptor, offset) for os.sendfile, or None when the kind cannot."""
         return None
 
+    def sent(self, n: int) -> None:
+        """The next ``n`` bytes went out by zero-copy (a kind that checks what it sends
+        reads them back meanwhile)."""
+
+    def finish(self) -> None:
+        """All of the object was sent; raise MediaReadError if it was not what was stored."""
+
     @abstractmethod
     def close(self) -> None:
         """Release the reader."""
@@ -161,6 +168,8 @@ class StorageUnit(ABC):
             digest = blake3.blake3()
             while chunk := reader.read(1 << 20):
                 digest.update(chunk)
+        except MediaReadError as exc:            # a reader that checks as it reads
+            return exc.message
         finally:
             reader.close()
         if digest.hexdigest() != stored.checksum:
