@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import blake3
 
-from openxbsa.errors import MediaReadError, MediaWriteError
+from openxbsa.errors import MediaWriteError
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -168,8 +168,6 @@ class StorageUnit(ABC):
             digest = blake3.blake3()
             while chunk := reader.read(1 << 20):
                 digest.update(chunk)
-        except MediaReadError as exc:            # a reader that checks as it reads
-            return exc.message
         finally:
             reader.close()
         if digest.hexdigest() != stored.checksum:
