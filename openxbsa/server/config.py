@@ -51,16 +51,11 @@ class ServerConfig:
             root_sees_all_users=get.flag("access", "root_sees_all_users", True),
             features=get.names("features", "enabled", ("DataStore",)),
             scheduler_interval=get.number("scheduler", "interval", 30.0, 0.01, 86400),
-            max_jobs_per_client=int(get.number("scheduler", "max_jobs_per_client", 1, 1, 1000,
-                                               whole=True)),
-            backup_attempts=int(get.number("scheduler", "backup_attempts", 2, 1, 100,
-                                           whole=True)),
-            attempt_period=int(get.number("scheduler", "attempt_period", 12 * 3600, 1,
-                                          366 * 86400, whole=True)),
-            retry_delay=int(get.number("scheduler", "retry_delay", 600, 0, 7 * 86400,
-                                       whole=True)),
-            max_sessions=int(get.number("limits", "max_sessions", 512, 1, 100_000,
-                                        whole=True)),
+            max_jobs_per_client=get.count("scheduler", "max_jobs_per_client", 1, 1, 1000),
+            backup_attempts=get.count("scheduler", "backup_attempts", 2, 1, 100),
+            attempt_period=get.count("scheduler", "attempt_period", 12 * 3600, 1, 366 * 86400),
+            retry_delay=get.count("scheduler", "retry_delay", 600, 0, 7 * 86400),
+            max_sessions=get.count("limits", "max_sessions", 512, 1, 100_000),
             handshake_timeout=get.number("limits", "handshake_timeout", 30.0, 0.1, 3600),
         )
 
@@ -140,16 +135,20 @@ class Settings:
                                   f"not {value!r}")
         return value
 
-    def number(self, section: str, key: str, default: float, low: float, high: float,
-               whole: bool = False) -> float:
+    def number(self, section: str, key: str, default: float, low: float, high: float) -> float:
+        return self._ranged(section, key, default, low, high, (int, float), "number")
+
+    def count(self, section: str, key: str, default: int, low: int, high: int) -> int:
+        return int(self._ranged(section, key, default, low, high, (int,), "whole number"))
+
+    def _ranged(self, section: str, key: str, default: float, low: float, high: float,
+                kinds: tuple[type, ...], what: str) -> float:
         value = self._value(section, key)
         if value is None:
             return default
-        kinds = (int,) if whole else (int, float)
         if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
-            raise ConfigFileError(f"{self._where(section, key)} must be a "
-                                  f"{'whole ' if whole else ''}number from {low:g} to "
-                                  f"{high:g}, not {value!r}")
+            raise ConfigFileError(f"{self._where(section, key)} must be a {what} from "
+                                  f"{low:g} to {high:g}, not {value!r}")
         return value
 
     def names(self, section: str, key: str, default: tuple[str, ...],

@@ -286,7 +286,7 @@ class Server:
     # ------------------------------------------------------------------ listening
     def bind(self) -> socket.socket:
         """Listen on the configured address; an address that cannot be used raises
-        ConfigError saying which and why (no socket is left open)."""
+        ListenError saying which and why (no socket is left open)."""
         listen = self.config.listen
         try:
             family, addr = wire.parse_address(listen)
