@@ -445,6 +445,31 @@ def test_deleting_the_most_recent_copy_promotes_the_previous_one(h):
     assert [d.copyId for d in found] == [first.copyId]
 
 
+def test_deleting_each_match_while_walking_the_query(h):
+    """Greenplum's NetBackup delete helper: one transaction, BSAQueryObject on a wildcard,
+    BSADeleteObject on each match, BSAGetNextQueryObject for the next; the deletes must not
+    disturb the cursor, and take effect together at the commit (then the older copy of a
+    name, not matched as MOST_RECENT before, becomes the most recent)."""
+    base = unique("walkdel")
+    older = backup(h, f"{base}/d1", b"old")
+    newest = {name: backup(h, f"{base}/{name}", name.encode()) for name in ("d1", "d2", "d3")}
+    assert X.BSABeginTxn(h) == OK
+    d = X.BSA_ObjectDescriptor()
+    walked = []
+    rc = X.BSAQueryObject(h, query(f"{base}/*", status=X.BSA_ObjectStatus_MOST_RECENT), d)
+    while rc == OK:
+        walked.append(d.copyId)
+        assert X.BSADeleteObject(h, d.copyId) == OK
+        d = X.BSA_ObjectDescriptor()
+        rc = X.BSAGetNextQueryObject(h, d)
+    assert rc == X.BSA_RC_NO_MORE_DATA
+    assert sorted(walked) == sorted(o.copyId for o in newest.values())
+    assert X.BSAEndTxn(h, X.BSA_Vote_COMMIT) == OK
+    _, left = find(h, query(f"{base}/*", status=X.BSA_ObjectStatus_MOST_RECENT))
+    assert [o.copyId for o in left] == [older.copyId]
+    assert restore(h, older.copyId) == b"old"
+
+
 def test_wildcards(h):
     base = unique("wild")
     for name in ("a1", "a2", "b1", "a10"):
