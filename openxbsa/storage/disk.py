@@ -153,16 +153,15 @@ class DiskObjectReader(ObjectReader):
     def sent(self, n: int) -> None:
         if self._hash is None:
             return
+        pos, self._checked = self._checked, self._checked + n
         if self.size <= self.INLINE:      # a thread would cost a small object more
-            self._hash_range(self._checked, n)
-            self._checked += n
+            self._hash_range(pos, n)
             return
         if self._checker is None:
             self._checker = ThreadPoolExecutor(1, thread_name_prefix="disk-check")
         while len(self._checks) >= self.QUEUED:
             self._checks.popleft().result()
-        self._checks.append(self._checker.submit(self._hash_range, self._checked, n))
-        self._checked += n
+        self._checks.append(self._checker.submit(self._hash_range, pos, n))
 
     def _hash_range(self, pos: int, n: int) -> None:
         """Checker thread: hash bytes pos..pos+n of the object (one thread: in order)."""
