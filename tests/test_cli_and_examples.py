@@ -297,7 +297,7 @@ def test_a_configuration_file_with_a_mistake_changes_nothing(server, tmp_path):
          "storage unit nope does not exist"),
         ('[[policy]]\nname = "fresh"\npriority = 99999999999999999999999\n',
          "priority must be a whole number"),
-        ('[[policy]]\nname = "fresh"\nactive = "no"\n', "active must be a bool"),
+        ('[[policy]]\nname = "fresh"\nactive = "no"\n', "active must be true or false"),
         ('[[policy]]\nname = "fresh"\nclients = [1, 2]\n', "list of non-empty strings"),
         ('[[policy]]\nname = "fresh"\nclients = ["db host"]\n', "is not a client name"),
         ('[[policy]]\nname = "fresh"\ninclude = ["run.sh"]\n', "absolute path"),

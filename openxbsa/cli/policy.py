@@ -13,6 +13,7 @@ from openxbsa.admin import views
 from openxbsa.catalog.store import (INFINITY, SCHED_APPLICATION, SCHED_FULL, check_client,
                                     check_name, check_script)
 from openxbsa.server import schedule
+from openxbsa.server.config import ConfigFileError, Fields, load_toml
 from openxbsa.wire import default_home
 
 HOME = click.option("--home", default=default_home, show_default="$OPENXBSA_HOME or ~/.openxbsa")
@@ -278,13 +279,11 @@ def config_export(home: str, path: str) -> None:
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
 def config_import(home: str, path: str) -> None:
     """Create or replace the policies and storage units the file describes."""
-    import tomllib
     try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise click.ClickException(f"{path} is not valid TOML: {exc}") from None
-    except OSError as exc:
+        data = load_toml(path)
+    except ConfigFileError as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:              # gone since click checked that it exists
         raise click.ClickException(f"cannot read {path}: {exc.strerror}") from None
     try:
         count = import_config(_catalog(home), data)
@@ -333,37 +332,11 @@ _POLICY_KEYS = {"name", "active", "keyword", "priority", "stunit", "limit_jobs",
 _SCHEDULE_KEYS = {"name", "type", "retention_level", "frequency", "calendar", "windows"}
 
 
-def _field(where: str, table: dict[str, Any], key: str, kind: type, default: Any,
-           low: int | None = None, high: int | None = None) -> Any:
-    """``table[key]`` (or ``default``), checked to be a ``kind`` (and in [low, high])."""
-    value = table.get(key, default)
-    if kind is int and (type(value) is not int or not low <= value <= high):
-        raise ValueError(f"{where}: {key} must be a whole number from {low} to {high}")
-    if kind is not int and not isinstance(value, kind):
-        raise ValueError(f"{where}: {key} must be a {kind.__name__}")
-    if kind is list and not all(isinstance(v, str) and v for v in value):
-        raise ValueError(f"{where}: {key} must be a list of non-empty strings")
-    return value
-
-
 def _checked(where: str, check: Any, value: Any) -> Any:
     try:
         return check(value)
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from None
-
-
-def _tables(where: str, data: dict[str, Any], key: str, allowed: set[str]
-            ) -> list[dict[str, Any]]:
-    tables = data.get(key, [])
-    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
-        raise ValueError(f"{where}{key} must be a list of tables ([[{key}]])")
-    for t in tables:
-        unknown = set(t) - allowed
-        if unknown:
-            raise ValueError(f"{where}[[{key}]] {t.get('name', '?')!r}: unknown keys "
-                             f"{', '.join(sorted(unknown))}")
-    return tables
 
 
 def _checked_config(catalog: Any, data: dict[str, Any]
@@ -374,31 +347,35 @@ def _checked_config(catalog: Any, data: dict[str, Any]
     if unknown:
         raise ValueError(f"unknown top-level keys {', '.join(sorted(unknown))} "
                          "(the file has [[storage_unit]] and [[policy]] tables)")
+    top = Fields("", data)
     units = []
-    for u in _tables("", data, "storage_unit", _UNIT_KEYS):
+    for u in top.tables("storage_unit", _UNIT_KEYS):
         name = check_name("storage unit", u.get("name"))
-        where = f"storage unit {name}"
-        kind = _field(where, u, "kind", str, "disk")
+        get = Fields(f"storage unit {name}: ", u)
+        kind = get.text("kind", "disk")
         if kind not in ("disk", "dedup"):
-            raise ValueError(f"{where}: kind is disk or dedup, not {kind!r}")
-        path = _field(where, u, "path", str, "")
+            raise ValueError(f"storage unit {name}: kind is disk or dedup, not {kind!r}")
+        path = get.text("path", "", empty=True)
         if not path.startswith("/"):
-            raise ValueError(f"{where}: path must be an absolute directory, not {path!r}")
+            raise ValueError(f"storage unit {name}: path must be an absolute directory, "
+                             f"not {path!r}")
         units.append({"name": name, "kind": kind, "path": path,
-                      "max_jobs": _field(where, u, "max_jobs", int, 16, 1, 1000)})
+                      "max_jobs": get.count("max_jobs", 16, 1, 1000)})
     known_units = {u["name"] for u in catalog.list_storage_units()} | {u["name"] for u in units}
     policies = []
-    for p in _tables("", data, "policy", _POLICY_KEYS):
+    for p in top.tables("policy", _POLICY_KEYS):
         name = check_name("policy", p.get("name"))
         where = f"policy {name}"
-        stunit = _field(where, p, "stunit", str, "disk-default")
+        get = Fields(f"{where}: ", p)
+        stunit = get.text("stunit", "disk-default")
         if stunit not in known_units:
             raise ValueError(f"{where}: storage unit {stunit} does not exist")
         schedules = []
-        for sch in _tables(f"{where}: ", p, "schedule", _SCHEDULE_KEYS):
+        for sch in get.tables("schedule", _SCHEDULE_KEYS):
             label = check_name("schedule", sch.get("name"))
             at = f"{where}, schedule {label}"
-            kind = _field(at, sch, "type", str, "full")
+            sget = Fields(f"{at}: ", sch)
+            kind = sget.text("type", "full")
             if kind not in ("full", "application"):
                 raise ValueError(f"{at}: type is full or application")
             windows = sch.get("windows", schedule.ALWAYS)
@@ -408,27 +385,27 @@ def _checked_config(catalog: Any, data: dict[str, Any]
                     and 0 <= w[0] < 86400 and 0 <= w[1] <= 7 * 86400 for w in windows):
                 raise ValueError(f"{at}: windows need seven [start, duration] pairs of "
                                  "seconds, Sunday first (start under 86400, at most a week)")
-            calendar = _field(at, sch, "calendar", str, "")
+            calendar = sget.text("calendar", "", empty=True)
             if any(d not in schedule.DAYS for d in calendar.split(",") if d):
                 raise ValueError(f"{at}: calendar {calendar!r} names a day that is not "
                                  "SUN..SAT")
             schedules.append({
                 "name": label, "sched_type": SCHED_FULL if kind == "full" else SCHED_APPLICATION,
-                "retention_level": _field(at, sch, "retention_level", int, 1, 0, 100),
-                "frequency": _field(at, sch, "frequency", int, 0, 0, 2**31 - 1),
+                "retention_level": sget.count("retention_level", 1, 0, 100),
+                "frequency": sget.count("frequency", 0, 0, 2**31 - 1),
                 "calendar": calendar, "windows": schedule.dump_windows(
                     [tuple(w) for w in windows])})
         policies.append({
             "name": name, "stunit": stunit, "schedules": schedules,
-            "keyword": _field(where, p, "keyword", str, ""),
-            "priority": _field(where, p, "priority", int, 0, 0, 99999),
-            "limit_jobs": _field(where, p, "limit_jobs", int, 0, 0, 999),
-            "active": _field(where, p, "active", bool, True),
-            "multiple_streams": _field(where, p, "multiple_streams", bool, False),
+            "keyword": get.text("keyword", "", empty=True),
+            "priority": get.count("priority", 0, 0, 99999),
+            "limit_jobs": get.count("limit_jobs", 0, 0, 999),
+            "active": get.flag("active", True),
+            "multiple_streams": get.flag("multiple_streams", False),
             "clients": [_checked(where, check_client, c)
-                        for c in _field(where, p, "clients", list, [])],
+                        for c in get.names("clients", what="non-empty strings")],
             "include": [_checked(where, check_script, c)
-                        for c in _field(where, p, "include", list, [])]})
+                        for c in get.names("include", what="non-empty strings")]})
     return units, policies
 
 

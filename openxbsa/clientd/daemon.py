@@ -45,17 +45,17 @@ class ClientConfig:
         if "DB_SCRIPT_PATH" in data and "db_script_path" in data:
             raise ConfigFileError(f"{path}: DB_SCRIPT_PATH and db_script_path are the same "
                                   "setting; give one")
-        get = Settings(path, data)
+        get = Settings(path, data).section("")
         key = "db_script_path" if "db_script_path" in data else "DB_SCRIPT_PATH"
         if isinstance(data.get(key), str):              # one location, as bp.conf writes it
             data[key] = [data[key]]
-        locations = get.names("", key, (), what="absolute paths")
-        default_dir = get.text("", "default_script_dir") or DEFAULT_SCRIPT_DIR
+        locations = get.names(key, what="absolute paths")
+        default_dir = get.text("default_script_dir") or DEFAULT_SCRIPT_DIR
         for where in (*locations, default_dir):
             if not os.path.isabs(where):
                 raise ConfigFileError(f"{path}: {where!r} is not an absolute path (script "
                                       "locations must be)")
-        return cls(server=server or get.text("", "server") or wire.default_address(),
+        return cls(server=server or get.text("server") or wire.default_address(),
                    default_script_dir=default_dir, db_script_path=list(locations))
 
 

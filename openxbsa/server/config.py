@@ -10,8 +10,8 @@ from typing import Any
 
 from openxbsa.wire import default_address, default_home
 
-__all__ = ["ConfigFileError", "ServerConfig", "Settings", "default_address", "default_home",
-           "read_settings"]
+__all__ = ["ConfigFileError", "Fields", "ServerConfig", "Settings", "default_address",
+           "default_home", "load_toml", "read_settings"]
 
 
 @dataclass
@@ -39,24 +39,25 @@ class ServerConfig:
         restores on or the session limit at its default."""
         home = os.path.abspath(home)
         path = os.path.join(home, "openxbsa.toml")
-        settings = read_settings(path, KNOWN)
-        get = Settings(path, settings)
-        file_listen, file_catalog = get.text("", "listen"), get.text("", "catalog")
+        get = Settings(path, read_settings(path, KNOWN)).section
+        access, scheduler, limits = get("access"), get("scheduler"), get("limits")
+        # both read (and so checked) even when the command line overrides them
+        file_listen, file_catalog = get("").text("listen"), get("").text("catalog")
         return cls(
             home=home,
             listen=listen or file_listen or default_address(home),
             catalog_url=catalog_url or file_catalog
             or "sqlite:///" + os.path.join(home, "catalog.db"),
-            allow_redirected_restore=get.flag("access", "redirected_restore", False),
-            root_sees_all_users=get.flag("access", "root_sees_all_users", True),
-            features=get.names("features", "enabled", ("DataStore",)),
-            scheduler_interval=get.number("scheduler", "interval", 30.0, 0.01, 86400),
-            max_jobs_per_client=get.count("scheduler", "max_jobs_per_client", 1, 1, 1000),
-            backup_attempts=get.count("scheduler", "backup_attempts", 2, 1, 100),
-            attempt_period=get.count("scheduler", "attempt_period", 12 * 3600, 1, 366 * 86400),
-            retry_delay=get.count("scheduler", "retry_delay", 600, 0, 7 * 86400),
-            max_sessions=get.count("limits", "max_sessions", 512, 1, 100_000),
-            handshake_timeout=get.number("limits", "handshake_timeout", 30.0, 0.1, 3600),
+            allow_redirected_restore=access.flag("redirected_restore", False),
+            root_sees_all_users=access.flag("root_sees_all_users", True),
+            features=get("features").names("enabled", ("DataStore",)),
+            scheduler_interval=scheduler.number("interval", 30.0, 0.01, 86400),
+            max_jobs_per_client=scheduler.count("max_jobs_per_client", 1, 1, 1000),
+            backup_attempts=scheduler.count("backup_attempts", 2, 1, 100),
+            attempt_period=scheduler.count("attempt_period", 12 * 3600, 1, 366 * 86400),
+            retry_delay=scheduler.count("retry_delay", 600, 0, 7 * 86400),
+            max_sessions=limits.count("max_sessions", 512, 1, 100_000),
+            handshake_timeout=limits.number("handshake_timeout", 30.0, 0.1, 3600),
         )
 
     @property
@@ -79,18 +80,27 @@ KNOWN = {
 }
 
 
-def read_settings(path: str, known: dict[str, set[str]]) -> dict[str, Any]:
-    """A TOML settings file whose sections and keys must be among ``known`` (section ""
-    for the top level); {} when there is no file; ConfigFileError otherwise."""
+def load_toml(path: str) -> dict[str, Any]:
+    """The TOML file at ``path``; ConfigFileError when it cannot be read or parsed (a missing
+    file raises FileNotFoundError, which callers treat as they see fit)."""
     try:
         with open(path, "rb") as f:
-            settings = tomllib.load(f)
+            return tomllib.load(f)
     except FileNotFoundError:
-        return {}
+        raise
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigFileError(f"{path} is not valid TOML: {exc}") from None
     except OSError as exc:
         raise ConfigFileError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def read_settings(path: str, known: dict[str, set[str]]) -> dict[str, Any]:
+    """A TOML settings file whose sections and keys must be among ``known`` (section ""
+    for the top level); {} when there is no file; ConfigFileError otherwise."""
+    try:
+        settings = load_toml(path)
+    except FileNotFoundError:
+        return {}
     for key, value in settings.items():
         if key in known and key:
             if not isinstance(value, dict):
@@ -107,55 +117,79 @@ def read_settings(path: str, known: dict[str, set[str]]) -> dict[str, Any]:
     return settings
 
 
+class Fields:
+    """Typed access to the values of one TOML table, each checked where it is read: a value
+    of the wrong type or out of range raises ConfigFileError that names ``where`` (the file
+    and section, or the policy or storage unit of a configuration file) and the key."""
+
+    def __init__(self, where: str, table: dict[str, Any]) -> None:
+        self.where, self.table = where, table
+
+    def _bad(self, key: str, must: str) -> ConfigFileError:
+        return ConfigFileError(f"{self.where}{key} must be {must}")
+
+    def text(self, key: str, default: str | None = None, empty: bool = False) -> str | None:
+        value = self.table.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, str) or not (value or empty):
+            raise self._bad(key, "a string" if empty else "a non-empty string")
+        return value
+
+    def flag(self, key: str, default: bool) -> bool:
+        value = self.table.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise self._bad(key, f"true or false, not {value!r}")
+        return value
+
+    def number(self, key: str, default: float, low: float, high: float) -> float:
+        return self._ranged(key, default, low, high, (int, float), "number")
+
+    def count(self, key: str, default: int, low: int, high: int) -> int:
+        return int(self._ranged(key, default, low, high, (int,), "whole number"))
+
+    def _ranged(self, key: str, default: float, low: float, high: float,
+                kinds: tuple[type, ...], what: str) -> float:
+        value = self.table.get(key)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
+            raise self._bad(key, f"a {what} from {low:g} to {high:g}, not {value!r}")
+        return value
+
+    def names(self, key: str, default: tuple[str, ...] = (),
+              what: str = "names") -> tuple[str, ...]:
+        value = self.table.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise self._bad(key, f"a list of {what}")
+        return tuple(value)
+
+    def tables(self, key: str, allowed: set[str]) -> list[dict[str, Any]]:
+        """The array of tables ``[[key]]`` (none when absent), each holding only keys of
+        ``allowed``."""
+        tables = self.table.get(key, [])
+        if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+            raise self._bad(key, f"a list of tables ([[{key}]])")
+        for t in tables:
+            unknown = set(t) - allowed
+            if unknown:
+                raise ConfigFileError(f"{self.where}[[{key}]] {t.get('name', '?')!r}: unknown "
+                                      f"keys {', '.join(sorted(unknown))}")
+        return tables
+
+
 class Settings:
-    """Typed access to the file's values, each checked where it is read."""
+    """The sections of a settings file read by ``read_settings``."""
 
     def __init__(self, path: str, settings: dict[str, Any]) -> None:
         self.path, self.settings = path, settings
 
-    def _value(self, section: str, key: str) -> Any:
-        table = self.settings if not section else self.settings.get(section, {})
-        return table.get(key)
-
-    def _where(self, section: str, key: str) -> str:
-        return f"{self.path}: {f'[{section}] ' if section else ''}{key}"
-
-    def text(self, section: str, key: str) -> str | None:
-        value = self._value(section, key)
-        if value is not None and (not isinstance(value, str) or not value):
-            raise ConfigFileError(f"{self._where(section, key)} must be a non-empty string")
-        return value
-
-    def flag(self, section: str, key: str, default: bool) -> bool:
-        value = self._value(section, key)
-        if value is None:
-            return default
-        if not isinstance(value, bool):
-            raise ConfigFileError(f"{self._where(section, key)} must be true or false, "
-                                  f"not {value!r}")
-        return value
-
-    def number(self, section: str, key: str, default: float, low: float, high: float) -> float:
-        return self._ranged(section, key, default, low, high, (int, float), "number")
-
-    def count(self, section: str, key: str, default: int, low: int, high: int) -> int:
-        return int(self._ranged(section, key, default, low, high, (int,), "whole number"))
-
-    def _ranged(self, section: str, key: str, default: float, low: float, high: float,
-                kinds: tuple[type, ...], what: str) -> float:
-        value = self._value(section, key)
-        if value is None:
-            return default
-        if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
-            raise ConfigFileError(f"{self._where(section, key)} must be a {what} from "
-                                  f"{low:g} to {high:g}, not {value!r}")
-        return value
-
-    def names(self, section: str, key: str, default: tuple[str, ...],
-              what: str = "names") -> tuple[str, ...]:
-        value = self._value(section, key)
-        if value is None:
-            return default
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            raise ConfigFileError(f"{self._where(section, key)} must be a list of {what}")
-        return tuple(value)
+    def section(self, name: str) -> Fields:
+        """The section ``[name]`` ("" for the top-level keys)."""
+        if not name:
+            return Fields(f"{self.path}: ", self.settings)
+        return Fields(f"{self.path}: [{name}] ", self.settings.get(name, {}))
