@@ -188,6 +188,22 @@ def test_eight_c_processes_in_parallel(cbuild, server: ServerProc):
     assert all(j["status"] == 0 for j in par)
 
 
+def test_threads_take_turns_with_the_one_session(cbuild, server: ServerProc):
+    """Six threads of one C program want a session at once. C425 allows one per address
+    space: the library must refuse the others with INVALID_CALL_SEQUENCE (never hand out a
+    second session, which would cross the threads' transactions) until it is terminated,
+    and each thread's session, taken in turn, backs up, queries and restores its own
+    object byte-exact."""
+    out = run(cbuild["threads"], server.address, "6", timeout=300)
+    assert out.returncode == 0, out.stderr.decode()
+    word, threads, refused = out.stdout.decode().split()
+    assert (word, threads) == ("ok", "6") and int(refused) > 0
+    jobs = json.loads(server.cli("jobs", "--json").stdout)
+    mine = [j for j in jobs if (j["current_object"] or "").startswith("/stream")]
+    assert sorted(j["type"] for j in mine) == ["Backup"] * 6 + ["Restore"] * 6
+    assert all(j["status"] == 0 for j in mine)
+
+
 VALGRIND = ["valgrind", "-q", "--error-exitcode=99",
             f"--suppressions={os.path.join(ROOT, 'tests', 'c', 'python-embedded.supp')}"]
 
