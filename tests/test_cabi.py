@@ -204,6 +204,18 @@ def test_threads_take_turns_with_the_one_session(cbuild, server: ServerProc):
     assert all(j["status"] == 0 for j in mine)
 
 
+def test_a_c_agent_that_forks_mid_object_keeps_both_backups_intact(cbuild, server: ServerProc):
+    """A C program forks with half an object sent; the child (which runs no Python fork
+    hook) opens its own session and backs up; the parent then finishes, commits and reads
+    back exactly its 2000 bytes. Before the library dropped the child's copy of the
+    parent's connection unsent, the child's BSAInit sent the parent's buffered bytes a
+    second time and the parent committed 3000."""
+    out = run(cbuild["forks"], server.address, "/c/forks", timeout=120)
+    assert out.returncode == 0 and out.stdout == b"ok\n", out.stderr.decode()
+    rows = run(cbuild["xbsa_query"], "/c/forks/*", server.address).stdout.decode()
+    assert "/c/forks/child" in rows and "/c/forks/parent" in rows
+
+
 VALGRIND = ["valgrind", "-q", "--error-exitcode=99",
             f"--suppressions={os.path.join(ROOT, 'tests', 'c', 'python-embedded.supp')}"]
 

@@ -748,3 +748,80 @@ def test_objects_recorded_during_a_long_transaction_stay_invisible_and_go_with_a
         left = conn.execute(sa.select(sa.func.count()).select_from(objects)
                             .where(objects.c.path_name.like(f"{base}/%"))).scalar()
     assert left == 0
+
+
+FORK_SCRIPT = r"""
+import json, os, sys
+from openxbsa import xbsa as X
+env = ["BSA_API_VERSION=1.1.0", "BSA_SERVICE_HOST=" + sys.argv[1]]
+name = sys.argv[2]
+
+def create(h, path, size):
+    d = X.BSA_ObjectDescriptor(objectName=X.BSA_ObjectName("/fork", path), copyType=3,
+                               objectType=2, resourceType="fork", estimatedSize=size)
+    block = X.BSA_DataBlock32()
+    assert X.BSACreateObject(h, d, block) == 0, X.BSAGetLastError()
+    return d, block
+
+def send(h, block, data):
+    block.bufferLen = block.numBytes = len(data)
+    block.bufferPtr = data
+    return X.BSASendData(h, block)
+
+rc, h = X.BSAInit(None, X.BSA_ObjectOwner("fork", ""), env)
+assert rc == 0 and X.BSABeginTxn(h) == 0
+parent, block = create(h, name + "/parent", 2000)
+assert send(h, block, b"A" * 1000) == 0
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:                                  # the child ends normally: no os._exit
+    seen = {"parent_handle_send": send(h, block, b"X" * 1000),
+            "parent_handle_terminate": X.BSATerminate(h)}
+    rc, mine = X.BSAInit(None, X.BSA_ObjectOwner("fork", ""), env)
+    seen["own_init"] = rc
+    X.BSABeginTxn(mine)
+    d, b = create(mine, name + "/child", 500)
+    seen["own_send"] = send(mine, b, b"C" * 500)
+    seen["own_commit"] = X.BSAEndData(mine) + X.BSAEndTxn(mine, X.BSA_Vote_COMMIT)
+    seen["own_terminate"] = X.BSATerminate(mine)
+    os.write(w, json.dumps(seen).encode())
+    sys.exit(0)
+os.close(w)
+os.waitpid(pid, 0)
+child = json.loads(os.read(r, 4096))
+rcs = [send(h, block, b"B" * 1000), X.BSAEndData(h), X.BSAEndTxn(h, X.BSA_Vote_COMMIT)]
+print(json.dumps({"child": child, "parent": rcs, "error": X.BSAGetLastError()[1],
+                  "copyId": parent.copyId}))
+X.BSATerminate(h)
+"""
+
+
+def test_a_forked_child_cannot_use_the_parents_session_but_may_open_its_own(server, tmp_path):
+    """After fork the child shares the parent's connection but not its session: its calls
+    on the parent's handle answer INVALID_HANDLE and send nothing, it opens a session of
+    its own (C425's one per process holds per process), and when it ends the parent's
+    object — half sent before the fork, half after — commits byte-exact."""
+    import json
+    import subprocess
+    import sys
+    name = unique("fork")
+    script = tmp_path / "fork.py"
+    script.write_text(FORK_SCRIPT)
+    out = subprocess.run([sys.executable, str(script), server.address, name],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert got["child"] == {"parent_handle_send": X.BSA_RC_INVALID_HANDLE,
+                            "parent_handle_terminate": X.BSA_RC_INVALID_HANDLE,
+                            "own_init": OK, "own_send": OK, "own_commit": OK,
+                            "own_terminate": OK}
+    assert got["parent"] == [OK, OK, OK], got["error"]
+    h = init(server, owner=("fork", ""))
+    try:
+        assert restore(h, got["copyId"]) == b"A" * 1000 + b"B" * 1000
+        rc, found = find(h, query(name + "/*", "/fork"))
+        assert rc == OK
+        assert sorted(d.objectName.pathName for d in found) == [name + "/child",
+                                                                name + "/parent"]
+    finally:
+        X.BSATerminate(h)

@@ -30,6 +30,7 @@ MAX_CONTROL = 1 << 20      # a control message larger than this is hostile
 MAX_DATA_FRAME = 8 << 20   # data frames are at most this large
 STREAM_FRAME = 1 << 20     # frame size the server uses when streaming a restore
 SOCKET_BUFFER = 1 << 20
+WRITE_BUFFER = 256 * 1024  # small frames gather here until a flush
 IOV_MAX = 1024             # pieces one sendmsg takes (Linux's UIO_MAXIOV)
 
 
@@ -67,12 +68,17 @@ def tune(sock: socket.socket) -> None:
 
 
 class Channel:
-    """Buffered frame I/O over one connected stream socket."""
+    """Buffered frame I/O over one connected stream socket.
+
+    Outgoing bytes gather in a buffer of the channel's own, sent only by ``flush`` (or when
+    it fills), never by garbage collection: a process forked from a client shares the
+    socket, and must be able to drop its copy (``abandon``) without sending the parent's
+    unflushed frames a second time."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.rfile: io.BufferedReader = sock.makefile("rb", buffering=256 * 1024)  # type: ignore[assignment]
-        self.wfile: io.BufferedWriter = sock.makefile("wb", buffering=256 * 1024)  # type: ignore[assignment]
+        self._out = bytearray()
 
     # ---- reading
     def read_exact(self, n: int) -> bytes:
@@ -116,29 +122,18 @@ class Channel:
             n -= len(chunk)
 
     # ---- writing
-    def send_message(self, ftype: int, obj: dict[str, Any], flush: bool = True) -> None:
-        payload = pack(obj)
-        self.wfile.write(HEADER.pack(ftype, len(payload)))
-        self.wfile.write(payload)
-        if flush:
-            self.wfile.flush()
+    def _write(self, data: bytes | bytearray | memoryview) -> None:
+        if len(self._out) + len(data) <= WRITE_BUFFER:
+            self._out += data
+        elif len(data) < WRITE_BUFFER:
+            self.flush()
+            self._out += data
+        else:                            # a large frame body leaves at once, with what waits
+            self._send_all([memoryview(bytes(self._out)), memoryview(data)])
+            self._out.clear()
 
-    def send_data(self, data: bytes | bytearray | memoryview) -> None:
-        view = memoryview(data)
-        while len(view):
-            part = view[:MAX_DATA_FRAME]
-            self.wfile.write(HEADER.pack(DATA, len(part)))
-            self.wfile.write(part)
-            view = view[len(part):]
-
-    def send_data_views(self, views: list[memoryview]) -> None:
-        """One DATA frame made of ``views`` (at most MAX_DATA_FRAME bytes in all), gathered
-        by the kernel from where they lie: no copy into one buffer first."""
-        total = sum(len(v) for v in views)
-        if total > MAX_DATA_FRAME:
-            raise ValueError("a DATA frame larger than MAX_DATA_FRAME")
-        self.wfile.flush()
-        parts = [memoryview(HEADER.pack(DATA, total)), *views]
+    def _send_all(self, parts: list[memoryview]) -> None:
+        """Send every byte of ``parts`` with gathering sendmsg calls."""
         while parts:
             n = self.sock.sendmsg(parts[:IOV_MAX])
             while parts and n >= len(parts[0]):
@@ -147,12 +142,36 @@ class Channel:
             if parts and n:
                 parts[0] = parts[0][n:]
 
+    def send_message(self, ftype: int, obj: dict[str, Any], flush: bool = True) -> None:
+        payload = pack(obj)
+        self._write(HEADER.pack(ftype, len(payload)))
+        self._write(payload)
+        if flush:
+            self.flush()
+
+    def send_data(self, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data)
+        while len(view):
+            part = view[:MAX_DATA_FRAME]
+            self._write(HEADER.pack(DATA, len(part)))
+            self._write(part)
+            view = view[len(part):]
+
+    def send_data_views(self, views: list[memoryview]) -> None:
+        """One DATA frame made of ``views`` (at most MAX_DATA_FRAME bytes in all), gathered
+        by the kernel from where they lie: no copy into one buffer first."""
+        total = sum(len(v) for v in views)
+        if total > MAX_DATA_FRAME:
+            raise ValueError("a DATA frame larger than MAX_DATA_FRAME")
+        self.flush()
+        self._send_all([memoryview(HEADER.pack(DATA, total)), *views])
+
     def sendfile(self, fd: int, offset: int, count: int) -> None:
         """Send ``count`` bytes of file ``fd`` from ``offset`` as DATA frames, zero-copy."""
         while count:
             part = min(count, STREAM_FRAME)
-            self.wfile.write(HEADER.pack(DATA, part))
-            self.wfile.flush()
+            self._write(HEADER.pack(DATA, part))
+            self.flush()
             sent_total = 0
             while sent_total < part:
                 sent = os.sendfile(self.sock.fileno(), fd, offset + sent_total, part - sent_total)
@@ -163,14 +182,27 @@ class Channel:
             count -= part
 
     def flush(self) -> None:
-        self.wfile.flush()
+        if self._out:
+            self.sock.sendall(self._out)
+            self._out.clear()
 
     def close(self) -> None:
-        for f in (self.wfile, self.rfile):
-            try:
-                f.close()
-            except Exception:
-                pass
+        try:
+            self.flush()
+        except OSError:
+            pass
+        self.abandon()
+
+    def abandon(self) -> None:
+        """Drop this process's hold on the connection without sending anything more (what
+        is buffered is discarded): what a forked child does with its parent's session.
+        Closing the descriptor does not end the connection while another process holds
+        it."""
+        self._out.clear()
+        try:
+            self.rfile.close()
+        except Exception:
+            pass
         try:
             self.sock.close()
         except OSError:

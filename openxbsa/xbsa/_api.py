@@ -95,6 +95,24 @@ class _Process:
     next_handle = 1
 
 
+def _drop_inherited() -> None:
+    """In a forked child the parent's session is not ours: drop our copy of its connection,
+    sending nothing — no second copy of the parent's unflushed frames, and the server still
+    sees the connection end when the parent's does."""
+    s = _Process.session
+    if s is not None and s.pid != os.getpid():
+        _Process.session = None
+        s.conn.abandon()
+
+
+def _after_fork_in_child() -> None:
+    _Process.lock = threading.RLock()   # the thread that held it at the fork is not here
+    _drop_inherited()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _set_error(message: str) -> None:
     _Process.last_error = message
 
@@ -245,6 +263,7 @@ def BSAInit(token: Any, owner: BSA_ObjectOwner | None, env: Any) -> tuple[int, i
     if _Process.session is not None and _Process.session.pid == os.getpid():
         return _fail(C.BSA_RC_INVALID_CALL_SEQUENCE,
                      "a session is already open in this process (C425 allows one)"), None
+    _drop_inherited()     # a C program's fork() runs no Python fork hook
     if token is not None and not isinstance(token, (str, bytes, bytearray)):
         return _fail(C.BSA_RC_INVALID_ENV, "the security token must be a string or None"), None
     bsa_owner, app_owner = _text(getattr(owner, "bsa_ObjectOwner", None)), _text(

@@ -161,3 +161,7 @@ class Connection:
 
     def close(self) -> None:
         self.channel.close()
+
+    def abandon(self) -> None:
+        """Let go of a connection inherited through fork, sending nothing on it."""
+        self.channel.abandon()

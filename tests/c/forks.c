@@ -1,0 +1,119 @@
+/* A C agent that forks while its session is open, in the middle of sending an object (as
+ * agents that start workers do): the child opens a session of its own and backs up an
+ * object; the parent then finishes its object, commits it and reads it back. Each must be
+ * intact — the child must send nothing on the parent's connection.
+ *     forks SERVICE PATH  -> "ok", or the failing call; exit 1 */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "xbsa.h"
+#include "nbbsa.h"
+
+static char *env[3] = {"BSA_API_VERSION=1.1.0", NULL, NULL};
+
+#define CHECK(call) do { int rc_ = (call); if (rc_ != BSA_RC_SUCCESS) { \
+        fprintf(stderr, "%s returned %d\n", #call, rc_); exit(1); } } while (0)
+
+static BSA_Handle init(void) {
+    BSA_Handle h = 0;
+    BSA_ObjectOwner owner;
+    memset(&owner, 0, sizeof owner);
+    strcpy(owner.bsa_ObjectOwner, "forks");
+    CHECK(BSAInit(&h, NULL, &owner, env));
+    return h;
+}
+
+static void create(BSA_Handle h, BSA_ObjectDescriptor *d, const char *path, unsigned size) {
+    BSA_DataBlock32 block;
+    memset(d, 0, sizeof *d);
+    strcpy(d->objectOwner.bsa_ObjectOwner, "XBSA Client");   /* as the sample query asks */
+    strcpy(d->objectOwner.app_ObjectOwner, "XBSA App");
+    snprintf(d->objectName.pathName, sizeof d->objectName.pathName, "%s", path);
+    strcpy(d->resourceType, "Stream");
+    d->copyType = BSA_CopyType_BACKUP;
+    d->objectType = BSA_ObjectType_FILE;
+    d->estimatedSize.right = size;
+    memset(&block, 0, sizeof block);
+    CHECK(BSACreateObject(h, d, &block));
+}
+
+static void send_bytes(BSA_Handle h, char byte, unsigned n) {
+    BSA_DataBlock32 block;
+    char *buf = malloc(n);
+    memset(buf, byte, n);
+    memset(&block, 0, sizeof block);
+    block.bufferLen = block.numBytes = n;
+    block.bufferPtr = buf;
+    CHECK(BSASendData(h, &block));
+    free(buf);
+}
+
+int main(int argc, char **argv) {
+    static char host[1100], path[900], got[4096];
+    BSA_ObjectDescriptor desc, child_desc;
+    BSA_DataBlock32 block;
+    BSA_Handle h, mine;
+    unsigned total = 0, i;
+    int status, rc;
+    pid_t pid;
+    if (argc != 3) { fprintf(stderr, "usage: %s SERVICE PATH\n", argv[0]); return 2; }
+    snprintf(host, sizeof host, "BSA_SERVICE_HOST=%s", argv[1]);
+    env[1] = host;
+    h = init();
+    CHECK(BSABeginTxn(h));
+    snprintf(path, sizeof path, "%s/parent", argv[2]);
+    create(h, &desc, path, 2000);
+    send_bytes(h, 'A', 1000);
+    pid = fork();
+    if (pid < 0) { perror("fork"); return 1; }
+    if (pid == 0) {
+        if (BSATerminate(h) != BSA_RC_INVALID_HANDLE) {     /* not the child's session */
+            fprintf(stderr, "the child could end the parent's session\n");
+            _exit(1);
+        }
+        mine = init();
+        CHECK(BSABeginTxn(mine));
+        snprintf(path, sizeof path, "%s/child", argv[2]);
+        create(mine, &child_desc, path, 500);
+        send_bytes(mine, 'C', 500);
+        CHECK(BSAEndData(mine));
+        CHECK(BSAEndTxn(mine, BSA_Vote_COMMIT));
+        CHECK(BSATerminate(mine));
+        exit(0);
+    }
+    if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        fprintf(stderr, "the child failed\n");
+        return 1;
+    }
+    send_bytes(h, 'B', 1000);
+    CHECK(BSAEndData(h));
+    CHECK(BSAEndTxn(h, BSA_Vote_COMMIT));
+    CHECK(BSABeginTxn(h));
+    memset(&block, 0, sizeof block);
+    CHECK(BSAGetObject(h, &desc, &block));
+    for (;;) {
+        block.bufferLen = sizeof got - total;
+        block.bufferPtr = got + total;
+        rc = BSAGetData(h, &block);
+        total += block.numBytes;
+        if (rc == BSA_RC_NO_MORE_DATA) break;
+        if (rc != BSA_RC_SUCCESS || total == sizeof got) {
+            fprintf(stderr, "BSAGetData returned %d after %u bytes\n", rc, total);
+            return 1;
+        }
+    }
+    CHECK(BSAEndData(h));
+    CHECK(BSAEndTxn(h, BSA_Vote_COMMIT));
+    CHECK(BSATerminate(h));
+    for (i = 0; i < total; i++)
+        if (got[i] != (i < 1000 ? 'A' : 'B')) break;
+    if (total != 2000 || i != total) {
+        fprintf(stderr, "the parent's object came back as %u bytes, wrong from byte %u\n",
+                total, i);
+        return 1;
+    }
+    printf("ok\n");
+    return 0;
+}
