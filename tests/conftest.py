@@ -239,6 +239,7 @@ def cbuild(tmp_path_factory) -> dict[str, str]:
     cc(os.path.join(REPO, "tests", "c", "calls.c"), "calls", ("-Wno-discarded-qualifiers",))
     cc(os.path.join(REPO, "tests", "c", "threads.c"), "threads", ("-pthread",))
     cc(os.path.join(REPO, "tests", "c", "forks.c"), "forks")
+    cc(os.path.join(REPO, "tests", "c", "signals.c"), "signals")
     # a program linked by the other name, as NetBackup-era makefiles do (-lxbsa)
     target = os.path.join(out, "query_lxbsa")
     subprocess.run(["gcc", "-I", os.path.join(out, "include"), "-o", target,

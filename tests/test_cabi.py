@@ -216,6 +216,16 @@ def test_a_c_agent_that_forks_mid_object_keeps_both_backups_intact(cbuild, serve
     assert "/c/forks/child" in rows and "/c/forks/parent" in rows
 
 
+def test_interrupting_signals_do_not_break_a_transfer(cbuild, server: ServerProc):
+    """A C agent's SIGALRM every 0.5 ms (handler without SA_RESTART) interrupts the
+    library's reads and writes a thousand times over: the 64 MiB object still goes out and
+    comes back byte-exact, every call answering SUCCESS."""
+    out = run(cbuild["signals"], server.address, timeout=300)
+    assert out.returncode == 0, out.stderr.decode()
+    words = out.stdout.decode().split()
+    assert words[:3] == ["ok", str(64 << 20), "bytes,"] and int(words[3]) > 10
+
+
 VALGRIND = ["valgrind", "-q", "--error-exitcode=99",
             f"--suppressions={os.path.join(ROOT, 'tests', 'c', 'python-embedded.supp')}"]
 
