@@ -216,6 +216,35 @@ def test_a_c_agent_that_forks_mid_object_keeps_both_backups_intact(cbuild, serve
     assert "/c/forks/child" in rows and "/c/forks/parent" in rows
 
 
+def test_a_parent_that_dies_mid_object_ends_its_job_though_its_child_lives(
+        cbuild, server: ServerProc):
+    """A C agent forks a helper that never calls the library, then dies with half an
+    object sent. The child's copy of the connection must not keep the session alive: the
+    server sees the connection end, fails the job and keeps nothing, while the child still
+    runs. (The library's fork handler turns the child's copy into /dev/null.)"""
+    import signal
+    import time
+    before = max((j["jobid"] for j in json.loads(server.cli("jobs", "--json").stdout)),
+                 default=0)
+    out = run(cbuild["forks"], server.address, "/c/crash", "crash", timeout=60)
+    assert out.returncode == 3, out.stderr.decode()
+    child = int(out.stdout.decode())
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            jobs = [j for j in json.loads(server.cli("jobs", "--json").stdout)
+                    if j["jobid"] > before and j["type"] == "Backup"]
+            if jobs and jobs[0]["state_name"] == "Done" or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert os.path.exists(f"/proc/{child}"), "the helper child should still be running"
+        assert jobs and jobs[0]["state_name"] == "Done" and jobs[0]["status"] != 0, jobs
+        query = run(cbuild["xbsa_query"], "/c/crash/*", server.address)
+        assert "/c/crash/parent" not in query.stdout.decode()
+    finally:
+        os.kill(child, signal.SIGKILL)
+
+
 def test_interrupting_signals_do_not_break_a_transfer(cbuild, server: ServerProc):
     """A C agent's SIGALRM every 0.5 ms (handler without SA_RESTART) interrupts the
     library's reads and writes a thousand times over: the 64 MiB object still goes out and

@@ -63,6 +63,33 @@ typedef struct {
 } NBBSA_JOB_INFO;
 void *calloc(size_t, size_t);
 void free(void *);
+void oxb_watch_connection(int fd);
+"""
+
+# C, because a C program's fork() runs no Python: the child lets go of its copy of the
+# session's connection at once (the descriptor becomes /dev/null, so nothing it does
+# reaches the server and the server sees the connection end when the parent's does).
+FORK_GUARD = """
+#include <fcntl.h>
+#include <pthread.h>
+#include <unistd.h>
+static int oxb_connection_fd = -1;
+static void oxb_in_child(void) {
+    if (oxb_connection_fd >= 0) {
+        int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (null >= 0) {
+            dup3(null, oxb_connection_fd, O_CLOEXEC);
+            close(null);
+        }
+        oxb_connection_fd = -1;
+    }
+}
+static void oxb_watch_connection(int fd) {
+    static int registered;
+    if (!registered)
+        registered = pthread_atfork(NULL, NULL, oxb_in_child) == 0;
+    oxb_connection_fd = fd;
+}
 """
 
 def prototypes() -> dict[str, str]:
@@ -94,7 +121,9 @@ def build(out: str) -> pathlib.Path:
     ffi.cdef(TYPES)
     ffi.embedding_api("\n".join(prototypes().values()))
     libdir = sysconfig.get_config_var("LIBDIR") or ""
-    ffi.set_source("_openxbsa_cabi", '#include <stdlib.h>\n#include "xbsa.h"\n#include "nbbsa.h"\n',
+    ffi.set_source("_openxbsa_cabi",
+                   '#include <stdlib.h>\n#include "xbsa.h"\n#include "nbbsa.h"\n'
+                   + FORK_GUARD,
                    include_dirs=[str(INCLUDE)],
                    extra_link_args=[f"-Wl,-rpath,{libdir}"] if libdir else [])
     path = [p for p in sys.path if p] + [str(ROOT)]

@@ -13,7 +13,7 @@ import datetime as dt
 from typing import Any
 
 from openxbsa import xbsa as X
-from openxbsa.xbsa import _api
+from openxbsa.xbsa import _api, _client
 
 RC_NULL = X.BSA_RC_NULL_ARGUMENT
 ENV_SLOT = 256          # bytes we may write into each BSAGetEnvironment buffer
@@ -21,6 +21,7 @@ MAX_ENV_ENTRIES = 4096  # a C array must end at NULL well before this
 
 
 def install(ffi: Any, lib: Any) -> None:
+    _client.watch_connection = lib.oxb_watch_connection   # for the child of a C fork()
     utc_name = ffi.new("char[]", b"UTC")
     keep = [utc_name]   # noqa: F841 - lives as long as the library
 

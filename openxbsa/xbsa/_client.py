@@ -7,6 +7,7 @@ import pwd
 import socket
 import stat
 import tomllib
+from collections.abc import Callable
 from typing import Any
 
 from openxbsa import wire
@@ -60,6 +61,11 @@ def os_user() -> tuple[int, str]:
         return uid, str(uid)
 
 
+# Set by the C library (openxbsa.cabi.glue): told each connection's descriptor once it is
+# up and -1 once it is closed, so that its fork handler can drop a child's copy.
+watch_connection: Callable[[int], None] | None = None
+
+
 class Connection:
     def __init__(self, address: str) -> None:
         family, addr = wire.parse_address(address)
@@ -76,6 +82,8 @@ class Connection:
         if self.hello.get("hello") != wire.PROTOCOL_VERSION:
             self.close()
             raise wire.ProtocolError("the server speaks another protocol version")
+        if watch_connection is not None:
+            watch_connection(sock.fileno())
         # restore stream state
         self.frame_left = 0
         self.stream_done = True
@@ -160,8 +168,14 @@ class Connection:
                 self._next_frame()
 
     def close(self) -> None:
+        self._unwatch()
         self.channel.close()
 
     def abandon(self) -> None:
         """Let go of a connection inherited through fork, sending nothing on it."""
+        self._unwatch()
         self.channel.abandon()
+
+    def _unwatch(self) -> None:
+        if watch_connection is not None:
+            watch_connection(-1)

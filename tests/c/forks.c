@@ -2,7 +2,10 @@
  * agents that start workers do): the child opens a session of its own and backs up an
  * object; the parent then finishes its object, commits it and reads it back. Each must be
  * intact — the child must send nothing on the parent's connection.
- *     forks SERVICE PATH  -> "ok", or the failing call; exit 1 */
+ *     forks SERVICE PATH  -> "ok", or the failing call; exit 1
+ * With a third argument, "crash": the child only sleeps (it never calls the library) and
+ * the parent dies at once, mid-object; the child prints its PID. The server must see the
+ * parent's connection end although the child still holds a copy of it. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,7 +61,10 @@ int main(int argc, char **argv) {
     unsigned total = 0, i;
     int status, rc;
     pid_t pid;
-    if (argc != 3) { fprintf(stderr, "usage: %s SERVICE PATH\n", argv[0]); return 2; }
+    if (argc != 3 && (argc != 4 || strcmp(argv[3], "crash") != 0)) {
+        fprintf(stderr, "usage: %s SERVICE PATH [crash]\n", argv[0]);
+        return 2;
+    }
     snprintf(host, sizeof host, "BSA_SERVICE_HOST=%s", argv[1]);
     env[1] = host;
     h = init();
@@ -68,6 +74,17 @@ int main(int argc, char **argv) {
     send_bytes(h, 'A', 1000);
     pid = fork();
     if (pid < 0) { perror("fork"); return 1; }
+    if (argc == 4) {                  /* crash: a helper child lives on, the parent dies */
+        if (pid == 0) {
+            close(STDOUT_FILENO);     /* whoever reads the parent's output is not kept */
+            close(STDERR_FILENO);
+            sleep(60);
+            _exit(0);
+        }
+        printf("%d\n", (int)pid);
+        fflush(stdout);
+        _exit(3);
+    }
     if (pid == 0) {
         if (BSATerminate(h) != BSA_RC_INVALID_HANDLE) {     /* not the child's session */
             fprintf(stderr, "the child could end the parent's session\n");
