@@ -351,14 +351,14 @@ def _checked_config(catalog: Any, data: dict[str, Any]
     units = []
     for u in top.tables("storage_unit", _UNIT_KEYS):
         name = check_name("storage unit", u.get("name"))
-        get = Fields(f"storage unit {name}: ", u)
+        where = f"storage unit {name}"
+        get = Fields(f"{where}: ", u)
         kind = get.text("kind", "disk")
         if kind not in ("disk", "dedup"):
-            raise ValueError(f"storage unit {name}: kind is disk or dedup, not {kind!r}")
+            raise ValueError(f"{where}: kind is disk or dedup, not {kind!r}")
         path = get.text("path", "", empty=True)
         if not path.startswith("/"):
-            raise ValueError(f"storage unit {name}: path must be an absolute directory, "
-                             f"not {path!r}")
+            raise ValueError(f"{where}: path must be an absolute directory, not {path!r}")
         units.append({"name": name, "kind": kind, "path": path,
                       "max_jobs": get.count("max_jobs", 16, 1, 1000)})
     known_units = {u["name"] for u in catalog.list_storage_units()} | {u["name"] for u in units}

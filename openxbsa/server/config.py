@@ -40,9 +40,9 @@ class ServerConfig:
         home = os.path.abspath(home)
         path = os.path.join(home, "openxbsa.toml")
         get = Settings(path, read_settings(path, KNOWN)).section
-        access, scheduler, limits = get("access"), get("scheduler"), get("limits")
+        top, access, scheduler, limits = get(""), get("access"), get("scheduler"), get("limits")
         # both read (and so checked) even when the command line overrides them
-        file_listen, file_catalog = get("").text("listen"), get("").text("catalog")
+        file_listen, file_catalog = top.text("listen"), top.text("catalog")
         return cls(
             home=home,
             listen=listen or file_listen or default_address(home),
