@@ -7,8 +7,10 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -222,8 +224,6 @@ def test_a_parent_that_dies_mid_object_ends_its_job_though_its_child_lives(
     object sent. The child's copy of the connection must not keep the session alive: the
     server sees the connection end, fails the job and keeps nothing, while the child still
     runs. (The library's fork handler turns the child's copy into /dev/null.)"""
-    import signal
-    import time
     before = max((j["jobid"] for j in json.loads(server.cli("jobs", "--json").stdout)),
                  default=0)
     out = run(cbuild["forks"], server.address, "/c/crash", "crash", timeout=60)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
+import subprocess
+import sys
 import time
 
 import pytest
@@ -326,7 +329,6 @@ def test_conditional_vote_commits_with_partial_success(server, h):
     assert X.BSAEndData(h) == OK
     assert X.BSAEndTxn(h, X.NBBSA_Vote_CONDITIONAL) == OK
     assert restore(h, d.copyId) == b"ok"
-    import json
     jobs = json.loads(server.cli("jobs", "--json").stdout)
     assert any(j["status"] == 1 and j["type"] == "Backup" for j in jobs)
 
@@ -379,7 +381,6 @@ def test_query_then_restore_then_query_in_one_transaction(h):
 
 # ------------------------------------------------------------------ images and jobs
 def test_one_image_per_backup_transaction_with_a_netbackup_backup_id(server, h):
-    import json
     assert X.BSABeginTxn(h) == OK
     for i in range(3):
         assert X.BSACreateObject(h, descriptor(unique(f"img{i}"), 1), X.BSA_DataBlock32()) == OK
@@ -398,7 +399,6 @@ def test_one_image_per_backup_transaction_with_a_netbackup_backup_id(server, h):
 
 
 def test_backup_ids_are_unique_within_a_second(server, h):
-    import json
     for i in range(3):
         backup(h, unique(f"same-second{i}"), b"x")
     ids = [i["backupid"] for i in json.loads(server.cli("images", "--json").stdout)]
@@ -406,7 +406,6 @@ def test_backup_ids_are_unique_within_a_second(server, h):
 
 
 def test_every_restore_is_a_job(server, h):
-    import json
     d = backup(h, unique("restore-job"), b"r" * 3000)
     restore(h, d.copyId)
     jobs = json.loads(server.cli("jobs", "--json").stdout)
@@ -610,7 +609,6 @@ def test_delete_takes_effect_at_commit_and_abort_keeps_the_object(h):
 
 
 def test_delete_one_object_of_a_multi_object_image_reclaims_its_space(server, h):
-    import json
     big, small = os.urandom(4 << 20), os.urandom(1000)
     assert X.BSABeginTxn(h) == OK
     a, b = descriptor(unique("big"), len(big)), descriptor(unique("small"), len(small))
@@ -681,7 +679,6 @@ def test_many_objects_in_one_transaction_keep_service_assigned_fields(h):
 
 
 def test_backup_ids_stay_in_creation_order_after_deletes(server, h):
-    import json
     first = backup(h, unique("order-a"), b"a")
     backup(h, unique("order-b"), b"b")
     assert X.BSABeginTxn(h) == OK
@@ -711,7 +708,6 @@ def test_service_host_may_be_a_bare_host_name_as_netbackup_agents_write_it(serve
 
 
 def test_a_running_backup_records_its_progress(server, h):
-    import json
     assert X.BSABeginTxn(h) == OK
     for i in range(3):
         assert X.BSACreateObject(h, descriptor(f"/sem/progress/{i}", 1), X.BSA_DataBlock32()) == OK
@@ -730,7 +726,6 @@ def test_a_running_backup_records_its_progress(server, h):
 
 
 def test_objects_recorded_during_a_long_transaction_stay_invisible_and_go_with_an_abort(server, h):
-    import json
     base = unique("flushed")
     assert X.BSABeginTxn(h) == OK
     block = X.BSA_DataBlock32()
@@ -801,9 +796,6 @@ def test_a_forked_child_cannot_use_the_parents_session_but_may_open_its_own(serv
     on the parent's handle answer INVALID_HANDLE and send nothing, it opens a session of
     its own (C425's one per process holds per process), and when it ends the parent's
     object — half sent before the fork, half after — commits byte-exact."""
-    import json
-    import subprocess
-    import sys
     name = unique("fork")
     script = tmp_path / "fork.py"
     script.write_text(FORK_SCRIPT)

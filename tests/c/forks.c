@@ -6,32 +6,17 @@
  * With a third argument, "crash": the child only sleeps (it never calls the library) and
  * the parent dies at once, mid-object; the child prints its PID. The server must see the
  * parent's connection end although the child still holds a copy of it. */
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include "xbsa.h"
-#include "nbbsa.h"
+#include "../../examples/c/common.h"     /* sample_init, sample_fail */
 
-static char *env[3] = {"BSA_API_VERSION=1.1.0", NULL, NULL};
-
-#define CHECK(call) do { int rc_ = (call); if (rc_ != BSA_RC_SUCCESS) { \
-        fprintf(stderr, "%s returned %d\n", #call, rc_); exit(1); } } while (0)
-
-static BSA_Handle init(void) {
-    BSA_Handle h = 0;
-    BSA_ObjectOwner owner;
-    memset(&owner, 0, sizeof owner);
-    strcpy(owner.bsa_ObjectOwner, "forks");
-    CHECK(BSAInit(&h, NULL, &owner, env));
-    return h;
-}
+#define CHECK(call) do { int rc_ = (call); \
+        if (rc_ != BSA_RC_SUCCESS) sample_fail(#call, rc_, 0, 0); } while (0)
 
 static void create(BSA_Handle h, BSA_ObjectDescriptor *d, const char *path, unsigned size) {
     BSA_DataBlock32 block;
     memset(d, 0, sizeof *d);
-    strcpy(d->objectOwner.bsa_ObjectOwner, "XBSA Client");   /* as the sample query asks */
+    strcpy(d->objectOwner.bsa_ObjectOwner, "XBSA Client");   /* sample_init's owner */
     strcpy(d->objectOwner.app_ObjectOwner, "XBSA App");
     snprintf(d->objectName.pathName, sizeof d->objectName.pathName, "%s", path);
     strcpy(d->resourceType, "Stream");
@@ -54,7 +39,7 @@ static void send_bytes(BSA_Handle h, char byte, unsigned n) {
 }
 
 int main(int argc, char **argv) {
-    static char host[1100], path[900], got[4096];
+    static char path[900], got[4096];
     BSA_ObjectDescriptor desc, child_desc;
     BSA_DataBlock32 block;
     BSA_Handle h, mine;
@@ -65,9 +50,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: %s SERVICE PATH [crash]\n", argv[0]);
         return 2;
     }
-    snprintf(host, sizeof host, "BSA_SERVICE_HOST=%s", argv[1]);
-    env[1] = host;
-    h = init();
+    h = sample_init(argv[1]);
     CHECK(BSABeginTxn(h));
     snprintf(path, sizeof path, "%s/parent", argv[2]);
     create(h, &desc, path, 2000);
@@ -90,7 +73,7 @@ int main(int argc, char **argv) {
             fprintf(stderr, "the child could end the parent's session\n");
             _exit(1);
         }
-        mine = init();
+        mine = sample_init(argv[1]);
         CHECK(BSABeginTxn(mine));
         snprintf(path, sizeof path, "%s/child", argv[2]);
         create(mine, &child_desc, path, 500);
