@@ -13,13 +13,15 @@ if "$PY" -m pip --version >/dev/null 2>&1; then
 else
     PIP=("$PYTHON" -m pip --python "$PY")
 fi
-# The tests (not the demo) compile C with gcc, check the samples with valgrind and run a
-# real PostgreSQL: Debian packages, installed when missing (as root).
+# The tests (not the demo) compile C with gcc, check the samples with valgrind, run a
+# real PostgreSQL and take a network namespace's loopback down (iproute2's ip; unshare and
+# nsenter are util-linux, always there): Debian packages, installed when missing (as root).
 install_test_packages() {
     local missing=""
     command -v gcc >/dev/null 2>&1 || missing="$missing gcc libc6-dev"
     command -v valgrind >/dev/null 2>&1 || missing="$missing valgrind"
     ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$missing postgresql"
+    command -v ip >/dev/null 2>&1 || missing="$missing iproute2"
     [ -n "$missing" ] || return 0
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null

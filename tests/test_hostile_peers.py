@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import socket
 import struct
+import subprocess
+import sys
+import time
 
 import msgpack
 import pytest
@@ -13,7 +18,7 @@ from hypothesis import strategies as st
 
 from openxbsa import wire
 from openxbsa import xbsa as X
-from tests.conftest import backup, init, restore
+from tests.conftest import ServerProc, backup, init, make_home, restore
 
 
 def connect(server) -> socket.socket:
@@ -180,7 +185,6 @@ def strict_server(tmp_path_factory):
 
 
 def test_a_peer_that_never_completes_bsainit_is_dropped(strict_server):
-    import time
     s = connect(strict_server)
     hello(s)
     start = time.time()
@@ -191,7 +195,6 @@ def test_a_peer_that_never_completes_bsainit_is_dropped(strict_server):
 
 
 def test_sessions_beyond_the_limit_are_refused_and_the_others_go_on(strict_server):
-    import time
     held = []
     for _ in range(3):
         s = connect(strict_server)
@@ -208,3 +211,140 @@ def test_sessions_beyond_the_limit_are_refused_and_the_others_go_on(strict_serve
         s.close()
     time.sleep(0.5)
     still_serving(strict_server)
+
+
+# ------------------------------------------------------------ a TCP peer that stops answering
+# A client host that loses power, or a network that goes down between it and the server,
+# sends no FIN: without keepalive the server would wait on that session for ever, its job
+# Active, and the client on its server the same. To take the network away for real the
+# server runs alone in a network namespace of its own (its own loopback); `ip link set lo
+# down` there stops every packet, as a pulled cable does. That needs root, as CI has.
+
+NETNS_PORT = 1556                      # PBX's port; the namespace is ours alone
+
+
+def _netns_cmd(pid: int, *cmd: str) -> list[str]:
+    return ["nsenter", f"--net=/proc/{pid}/ns/net", "--", *cmd]
+
+
+PEER_CLIENT = r"""
+import os, sys, time
+from openxbsa import xbsa as X
+mode, path, size, pace = sys.argv[1], sys.argv[2], int(sys.argv[3]) << 20, float(sys.argv[4])
+env = ["BSA_API_VERSION=1.1.0", "BSA_SERVICE_HOST=127.0.0.1:%d"]
+rc, h = X.BSAInit(None, X.BSA_ObjectOwner(), env)
+assert rc == 0, X.BSAGetLastError()
+block = X.BSA_DataBlock32(bufferLen=65536)
+buf = bytearray(os.urandom(65536))
+assert X.BSABeginTxn(h) == 0
+if mode == "restore":
+    q = X.BSA_QueryDescriptor(objectName=X.BSA_ObjectName("", path),
+                              copyType=X.BSA_CopyType_ANY, objectType=X.BSA_ObjectType_ANY,
+                              objectStatus=X.BSA_ObjectStatus_MOST_RECENT)
+    d = X.BSA_ObjectDescriptor()
+    assert X.BSAQueryObject(h, q, d) == 0, X.BSAGetLastError()
+    assert X.BSAGetObject(h, d, block) == 0, X.BSAGetLastError()
+else:
+    d = X.BSA_ObjectDescriptor(objectName=X.BSA_ObjectName("", path), estimatedSize=size,
+                               copyType=X.BSA_CopyType_BACKUP, objectType=X.BSA_ObjectType_FILE,
+                               resourceType="test stream")
+    assert X.BSACreateObject(h, d, block) == 0, X.BSAGetLastError()
+print("streaming", flush=True)
+moved, rc = 0, 0
+while moved < size and rc == 0:
+    block.bufferLen, block.bufferPtr, block.numBytes = 65536, buf, 65536
+    rc = X.BSAGetData(h, block) if mode == "restore" else X.BSASendData(h, block)
+    moved += block.numBytes
+    time.sleep(pace)                   # slow enough that the network goes mid-object
+if rc in (0, X.BSA_RC_NO_MORE_DATA) and moved == size:
+    rc = X.BSAEndData(h) or X.BSAEndTxn(h, X.BSA_Vote_COMMIT) or X.BSATerminate(h)
+print("rc", rc, X.BSAGetLastError()[1], flush=True)
+""" % NETNS_PORT
+
+
+@pytest.fixture
+def netns_server(tmp_path_factory):
+    """A TCP server (peer_timeout 3 s) alone in a new network namespace, and a host secret
+    for clients started in it (_peer_client)."""
+    if os.geteuid() != 0 or not all(map(shutil.which, ("unshare", "nsenter", "ip"))):
+        pytest.skip("needs root and util-linux's unshare/nsenter (a network namespace)")
+    home = make_home(tmp_path_factory)
+    with open(os.path.join(home, "openxbsa.toml"), "w") as f:
+        f.write("[limits]\npeer_timeout = 3\n")
+    srv = ServerProc(home=home, address=f"127.0.0.1:{NETNS_PORT}")
+    log = open(os.path.join(home, "server.log"), "ab")
+    srv.proc = subprocess.Popen(
+        ["unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$0" "$@"',
+         sys.executable, "-m", "openxbsa.cli.main", "server", "--home", home,
+         "--listen", srv.address, "--log-level", "INFO"], stdout=log, stderr=subprocess.STDOUT)
+    log.close()                        # the server has its own copy
+    deadline = time.monotonic() + 30
+    while subprocess.run(_netns_cmd(srv.proc.pid, "bash", "-c",
+                                    f"echo > /dev/tcp/127.0.0.1/{NETNS_PORT}"),
+                         stderr=subprocess.DEVNULL).returncode != 0:
+        assert srv.proc.poll() is None and time.monotonic() < deadline, "server did not start"
+        time.sleep(0.1)
+    secret = os.path.join(home, "client.secret")
+    out = srv.cli("secret", "issue", "netns-client", "--out", secret)
+    assert out.returncode == 0, out.stderr
+    srv.env = {"OPENXBSA_SECRET_FILE": secret, "OPENXBSA_PEER_TIMEOUT": "3",
+               "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
+    yield srv
+    srv.stop()
+
+
+def _peer_client(srv, mode: str, path: str, mib: int = 8, pace: float = 0):
+    """A client process in the server's network namespace moving one object of ``mib``
+    MiB, ``pace`` seconds between its 64 KiB buffers; it prints "streaming" once the data
+    flows, then "rc N" and BSAGetLastError's text when it is done or a call fails."""
+    return subprocess.Popen(_netns_cmd(srv.proc.pid, sys.executable, "-c", PEER_CLIENT, mode, path,
+                                       str(mib), str(pace)),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, **srv.env))
+
+
+@pytest.mark.parametrize("mode", ["backup", "restore"])
+def test_a_peer_whose_network_goes_down_fails_its_job_and_the_server_goes_on(netns_server, mode):
+    """The network goes down mid-object (the server waiting for data in a backup, sending it
+    in a restore): within about peer_timeout both sides give up — the client's call returns
+    BSA_RC_ABORT_SYSTEM_ERROR, the server fails the job with status 41 (network connection
+    timed out) and keeps nothing of a backup — and once the network is back the same server
+    serves the next session."""
+    srv = netns_server
+    path = f"/netns/{mode}"
+    if mode == "restore":                                  # something to restore first
+        first = _peer_client(srv, "backup", path, mib=64)
+        out, err = first.communicate(timeout=300)
+        assert "rc 0" in out, (out, err)
+        jobs_before = json.loads(srv.cli("jobs", "--json").stdout)
+        assert [j["status"] for j in jobs_before] == [0], jobs_before
+    before = max((j["jobid"] for j in json.loads(srv.cli("jobs", "--json").stdout)), default=0)
+    client = _peer_client(srv, mode, path, mib=64, pace=0.005)
+    try:
+        assert client.stdout.readline().strip() == "streaming", client.stderr.read()
+        time.sleep(1)                                      # a second of data on the way
+        link = _netns_cmd(srv.proc.pid, "ip", "link", "set", "lo")
+        subprocess.run([*link, "down"], check=True)
+        cut = time.monotonic()
+        out, err = client.communicate(timeout=60)          # before the fix: never
+        assert out.startswith("rc 3 ") and "timed out" in out, (out, err)   # ABORT_SYSTEM_ERROR
+        deadline = cut + 60
+        while True:
+            job = [j for j in json.loads(srv.cli("jobs", "--json").stdout) if j["jobid"] > before]
+            if job and job[0]["state_name"] == "Done" or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        # 41, network connection timed out; a restore from disk sends with sendfile(2), whose
+        # error Linux reports as EPIPE whatever the cause: 40, network connection broken
+        expected = {41} if mode == "backup" else {40, 41}
+        assert job and job[0]["state_name"] == "Done" and job[0]["status"] in expected, job
+        assert time.monotonic() - cut < 30                 # about peer_timeout, not minutes
+        subprocess.run([*link, "up"], check=True)
+        again = _peer_client(srv, "backup", "/netns/after")
+        out, err = again.communicate(timeout=300)
+        assert "rc 0" in out, (out, err)
+        images = json.loads(srv.cli("images", "--json").stdout)
+        assert len(images) == (2 if mode == "restore" else 1), images   # nothing of the cut one
+    finally:
+        if client.poll() is None:
+            client.kill()

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 
-from openxbsa.wire import default_address, default_home
+from openxbsa.wire import PEER_TIMEOUT, default_address, default_home
 
 __all__ = ["ConfigFileError", "Fields", "ServerConfig", "Settings", "default_address",
            "default_home", "load_toml", "read_settings"]
@@ -29,6 +29,7 @@ class ServerConfig:
     retry_delay: int = 600                       # job retry delay, seconds
     max_sessions: int = 512                      # connections served at once
     handshake_timeout: float = 30.0              # seconds a peer has to complete BSAInit
+    peer_timeout: float = PEER_TIMEOUT           # seconds a TCP peer may stop answering
 
     @classmethod
     def load(cls, home: str, listen: str | None = None, catalog_url: str | None = None
@@ -58,6 +59,7 @@ class ServerConfig:
             retry_delay=scheduler.count("retry_delay", 600, 0, 7 * 86400),
             max_sessions=limits.count("max_sessions", 512, 1, 100_000),
             handshake_timeout=limits.number("handshake_timeout", 30.0, 0.1, 3600),
+            peer_timeout=limits.number("peer_timeout", PEER_TIMEOUT, 1, 86400),
         )
 
     @property
@@ -76,7 +78,7 @@ KNOWN = {
     "features": {"enabled"},
     "scheduler": {"interval", "max_jobs_per_client", "backup_attempts", "attempt_period",
                   "retry_delay"},
-    "limits": {"max_sessions", "handshake_timeout"},
+    "limits": {"max_sessions", "handshake_timeout", "peer_timeout"},
 }
 
 

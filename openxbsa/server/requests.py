@@ -45,6 +45,7 @@ ST_APP_ABORT = 6       # the backup failed to back up the requested files
 ST_RESTORE_FAIL = 5    # the restore failed to recover the requested files
 ST_CLIENT_GONE = 50    # client process aborted
 ST_NET_BROKEN = 40     # network connection broken
+ST_NET_TIMEOUT = 41    # network connection timed out
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,10 @@ class Session:
             self._serve()
         except wire.ConnectionClosed:
             self._abandon(ST_CLIENT_GONE, "the client closed the connection during the job")
-        except (ConnectionError, TimeoutError, OSError) as exc:
+        except TimeoutError as exc:
+            # the peer stopped answering (see wire.tune), or never completed BSAInit
+            self._abandon(ST_NET_TIMEOUT, f"network connection timed out: {exc}")
+        except OSError as exc:
             self._abandon(ST_NET_BROKEN, f"network connection broken: {exc}")
         except wire.ProtocolError as exc:
             log.warning("protocol error from %s: %s", self.address, exc)
@@ -694,8 +698,9 @@ class Session:
         if rs is not None:
             if rs.reader is not None:
                 rs.reader.close()
-            if rs.own_job:
-                self.server.jobs.finish(rs.job_id, ST_RESTORE_FAIL, why)
+            if rs.own_job:      # the network's own status where it failed, as for a backup
+                self.server.jobs.finish(rs.job_id, abort_status if abort_status in
+                                        (ST_NET_BROKEN, ST_NET_TIMEOUT) else ST_RESTORE_FAIL, why)
         if self.multi is not None:
             self._finish_multi()
         if bk is not None:

@@ -333,7 +333,7 @@ class Server:
                 if self._stopping.is_set():
                     break
                 raise
-            wire.tune(conn)
+            wire.tune(conn, self.config.peer_timeout)
             name = addr if isinstance(addr, str) and addr else (
                 f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) else "local")
             if len(self._threads) >= self.config.max_sessions:

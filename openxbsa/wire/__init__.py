@@ -56,15 +56,50 @@ def unpack(payload: bytes) -> dict[str, Any]:
     return obj
 
 
-def tune(sock: socket.socket) -> None:
-    """Large kernel buffers: the data path moves megabytes per call."""
+PEER_TIMEOUT = 120.0       # seconds a TCP peer may stop answering before its session fails
+
+
+def tune(sock: socket.socket, peer_timeout: float | None = PEER_TIMEOUT) -> None:
+    """Large kernel buffers: the data path moves megabytes per call. On TCP, a peer that
+    stops answering — its host lost power, the network between went down — is given up
+    after about ``peer_timeout`` seconds instead of never: keepalive probes find it while
+    the session idles or waits for data, and TCP_USER_TIMEOUT while bytes we sent wait for
+    its acknowledgement. A live peer answers both from its kernel, however long the
+    application on it stays quiet. (A Unix socket needs neither: the kernel tells of a dead
+    peer at once.)"""
     for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
         try:
             sock.setsockopt(socket.SOL_SOCKET, opt, 4 * SOCKET_BUFFER)
         except OSError:
             pass
-    if sock.family in (socket.AF_INET, socket.AF_INET6):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if not peer_timeout:
+        return
+    idle = max(1, int(peer_timeout / 3))              # quiet this long: start probing,
+    interval = max(1, int(peer_timeout / 9))          # six probes over the rest
+    for level, opt, value in (
+            (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
+            (socket.IPPROTO_TCP, getattr(socket, "TCP_KEEPIDLE", None), idle),
+            (socket.IPPROTO_TCP, getattr(socket, "TCP_KEEPINTVL", None), interval),
+            (socket.IPPROTO_TCP, getattr(socket, "TCP_KEEPCNT", None), 6),
+            (socket.IPPROTO_TCP, getattr(socket, "TCP_USER_TIMEOUT", None),
+             int(peer_timeout * 1000))):
+        if opt is not None:                           # not every platform has them all
+            sock.setsockopt(level, opt, value)
+
+
+def peer_timeout_from_env() -> float | None:
+    """The client's ``peer_timeout``: $OPENXBSA_PEER_TIMEOUT seconds, 1 to 86400 (0: wait
+    for ever); PEER_TIMEOUT when unset or anything else."""
+    try:
+        value = float(os.environ.get("OPENXBSA_PEER_TIMEOUT", PEER_TIMEOUT))
+    except ValueError:
+        return PEER_TIMEOUT
+    if value == 0:
+        return None
+    return value if 1 <= value <= 86400 else PEER_TIMEOUT
 
 
 class Channel:

@@ -75,7 +75,7 @@ class Connection:
         except OSError:
             sock.close()
             raise
-        wire.tune(sock)
+        wire.tune(sock, wire.peer_timeout_from_env())
         self.family = family
         self.channel = wire.Channel(sock)
         self.hello = self.channel.read_message(wire.REP)
