@@ -28,9 +28,10 @@ class Postgres:
         if self._as_postgres:
             shutil.chown(self.dir, "postgres", "postgres")
         self._run(["initdb", "-D", self.data, "-U", "postgres", "-A", "trust", "--no-sync"])
+        self.options = ["-k", self.sock, "-p", str(self.port), "-c", "listen_addresses=",
+                        "-c", "fsync=off"]
         self.proc = subprocess.Popen(
-            self._cmd(["postgres", "-D", self.data, "-k", self.sock, "-p", str(self.port),
-                       "-c", "listen_addresses=", "-c", "fsync=off"]),
+            self._cmd(["postgres", "-D", self.data, *self.options]),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 30
         while not os.path.exists(os.path.join(self.sock, f".s.PGSQL.{self.port}")):
@@ -52,7 +53,17 @@ class Postgres:
         self._run(["createdb", "-h", self.sock, "-p", str(self.port), "-U", "postgres", name])
         return f"postgresql+psycopg://postgres@/{name}?host={self.sock}&port={self.port}"
 
+    def pg_ctl(self, action: str) -> None:
+        """``pg_ctl restart``, ``stop`` or ``start`` on this server (fast shutdown; waits)."""
+        self._run(["pg_ctl", "-D", self.data, "-m", "fast", "-w",
+                   "-l", os.path.join(self.dir, "pg_ctl.log"),
+                   "-o", " ".join(self.options),
+                   action])
+
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(30)
+        if os.path.exists(os.path.join(self.data, "postmaster.pid")):   # pg_ctl started it
+            subprocess.run(self._cmd(["pg_ctl", "-D", self.data, "-m", "immediate", "stop"]),
+                           capture_output=True)
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -31,3 +31,38 @@ def test_the_server_really_uses_postgresql(server):
     from openxbsa.admin.views import open_catalog
     assert open_catalog(server.home).engine.dialect.name == "postgresql"
     assert json.loads(server.cli("policy", "list", "--json").stdout)[0]["name"] == "openxbsa-default"
+
+
+def test_a_catalog_database_that_restarts_or_goes_down_costs_no_backup(tmp_path_factory):
+    """PostgreSQL restarted under a running server (maintenance, a failover): the next
+    backup works, on new connections. PostgreSQL down: the call that needs the catalog
+    fails with BSA_RC_ABORT_SYSTEM_ERROR saying why (status 220, database system error),
+    nothing is half-kept, and once PostgreSQL is back a new session backs up and restores."""
+    from openxbsa import xbsa as X
+    from tests.conftest import backup, find, init, query, restore
+    pg = Postgres()                    # its own: it is taken down here
+    srv = configured_server(tmp_path_factory, f'catalog = "{pg.new_database()}"\n')
+    try:
+        h = init(srv)
+        first = backup(h, "/pg/before", b"a" * 100_000)
+        pg.pg_ctl("restart")
+        second = backup(h, "/pg/after-restart", b"b" * 100_000)   # not on a stale connection
+        assert restore(h, first.copyId) == b"a" * 100_000
+        pg.pg_ctl("stop")
+        assert X.BSABeginTxn(h) == X.BSA_RC_SUCCESS
+        d = X.BSA_ObjectDescriptor(objectName=X.BSA_ObjectName("", "/pg/while-down"),
+                                   estimatedSize=10, copyType=X.BSA_CopyType_BACKUP,
+                                   objectType=X.BSA_ObjectType_FILE, resourceType="test")
+        assert X.BSACreateObject(h, d, X.BSA_DataBlock32()) == X.BSA_RC_ABORT_SYSTEM_ERROR
+        assert "catalog database cannot be used" in X.BSAGetLastError()[1]
+        assert X.BSAEndTxn(h, X.BSA_Vote_ABORT) == X.BSA_RC_SUCCESS
+        X.BSATerminate(h)
+        pg.pg_ctl("start")
+        h = init(srv)
+        assert restore(h, second.copyId) == b"b" * 100_000
+        assert find(h, query("/pg/while-down"))[0] == X.BSA_RC_NO_MATCH
+        backup(h, "/pg/after-start", b"c" * 10)
+        X.BSATerminate(h)
+    finally:
+        srv.stop()
+        pg.stop()

@@ -193,6 +193,16 @@ def _sqlite_setup(engine: Engine) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
+def unavailable(exc: BaseException) -> CatalogError | None:
+    """If ``exc`` says the catalog's database cannot be used now (its server down or
+    restarting, the network to it gone, SQLite locked past its timeout) rather than a bug:
+    that as a CatalogError (status 220) in one line, for the application."""
+    if not isinstance(exc, sa.exc.OperationalError):
+        return None
+    cause = str(exc.orig or exc).strip().splitlines() or ["unknown error"]
+    return CatalogError(f"the catalog database cannot be used: {cause[0]}")
+
+
 def _safe_url(url: str) -> str:
     """``url`` with any password hidden, for messages."""
     try:
@@ -212,6 +222,8 @@ class Catalog:
             kwargs["poolclass"] = sa.pool.QueuePool
             kwargs["pool_size"] = 16
             kwargs["max_overflow"] = 32
+        else:       # a database server restarted under us: reconnect, not fail the next call
+            kwargs["pool_pre_ping"] = True
         try:
             self.engine = sa.create_engine(url, **kwargs)
         except (sa.exc.ArgumentError, ImportError) as exc:   # NoSuchModuleError is both

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from openxbsa import errors, wire
-from openxbsa.catalog.store import JOB_IMAGE_DELETE, JOB_RESTORE, ObjectRow, QueryFilter, Scope
+from openxbsa.catalog.store import (
+    JOB_IMAGE_DELETE, JOB_RESTORE, ObjectRow, QueryFilter, Scope, unavailable,
+)
 from openxbsa.media.stream import Receiver, peer_has_spoken, send_object
 from openxbsa.server import logs
 from openxbsa.storage.base import ImageWriter, ObjectReader, StoredObject
@@ -144,9 +146,15 @@ class Session:
             log.warning("protocol error from %s: %s", self.address, exc)
             self._reply_error(errors.InvalidRequest(str(exc)))
             self._abandon(ST_NET_BROKEN, f"protocol violation by the client: {exc}")
-        except Exception:  # a bug must cost one session, never the server
-            log.exception("session %s failed", self.address)
-            self._abandon(130, "internal error in the session; see the server log")
+        except Exception as exc:  # a bug must cost one session, never the server
+            down = unavailable(exc)
+            if down is None:
+                log.exception("session %s failed", self.address)
+                self._abandon(130, "internal error in the session; see the server log")
+            else:   # the session ends, but the application's next call learns why
+                log.error("session %s ended: %s", self.address, down.message)
+                self._reply_error(down)
+                self._abandon(down.status, down.message)
         finally:
             self.channel.close()
 

@@ -402,7 +402,9 @@ def BSAEndTxn(bsaHandle: int, vote: int) -> int:
     s.multi_list, s.multi_active = [], False
     if rc == C.BSA_RC_SUCCESS and vote != C.BSA_Vote_ABORT and (was in (B_OBJ, R_OBJ) or doomed):
         return _fail(C.BSA_RC_TRANSACTION_ABORTED, "the transaction had to be aborted")
-    if rc == C.BSA_RC_ABORT_SYSTEM_ERROR and s.broken and vote != C.BSA_Vote_ABORT:
+    if rc == C.BSA_RC_ABORT_SYSTEM_ERROR and s.broken:
+        if vote == C.BSA_Vote_ABORT:    # the server nullifies a lost session's transaction
+            return C.BSA_RC_SUCCESS
         return _fail(C.BSA_RC_TRANSACTION_ABORTED, "the connection was lost during commit; "
                                                    "the transaction was not committed")
     return rc
