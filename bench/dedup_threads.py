@@ -30,7 +30,7 @@ import vs_peers as V  # noqa: E402  (its input generators and OpenXBSA driver)
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def thread_times(pid: int) -> dict[int, tuple[float, float]]:
+def thread_times(pid: int) -> dict[int, tuple[float, float, int]]:
     out = {}
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
@@ -38,7 +38,7 @@ def thread_times(pid: int) -> dict[int, tuple[float, float]]:
                 fields = f.read().rsplit(")", 1)[1].split()
         except OSError:
             continue                               # the thread ended meanwhile
-        out[int(tid)] = (int(fields[11]) / TICK, int(fields[12]) / TICK)
+        out[int(tid)] = (int(fields[11]) / TICK, int(fields[12]) / TICK, int(fields[7]))
     return out
 
 
@@ -76,11 +76,12 @@ def report(label: str, seconds: float, size: int, before: dict, after: dict,
           f"  client CPU {client:5.2f} s")
     total = 0.0
     for tid in sorted(after):
-        u0, s0 = before.get(tid, (0.0, 0.0))
-        u, s = after[tid][0] - u0, after[tid][1] - s0
+        u0, s0, f0 = before.get(tid, (0.0, 0.0, 0))
+        u, s, f = after[tid][0] - u0, after[tid][1] - s0, after[tid][2] - f0
         if u + s >= 0.02:
             total += u + s
-            print(f"         thread {tid}: user {u:5.2f} s  sys {s:5.2f} s")
+            print(f"         thread {tid}: user {u:5.2f} s  sys {s:5.2f} s"
+                  f"  page faults {f:7d}")
     print(f"         server CPU {total:5.2f} s of {2 * seconds:5.2f} s on 2 CPUs")
 
 
