@@ -64,6 +64,30 @@ def check_after_restart(srv: ServerProc, copy_id: int, data: bytes, lost_path: s
                                for j in interrupted)
 
 
+def commit_stopped_at(srv: ServerProc, point: str, path: str, payload: bytes,
+                      **env: str) -> tuple[int, X.BSA_ObjectDescriptor, threading.Thread, list[int]]:
+    """Restart the server armed with the fault ``point`` (see openxbsa.server.faults), back
+    up ``payload`` at ``path`` and commit on a thread; return once the server has stopped
+    at the point: the handle, the descriptor, the thread and where it puts BSAEndTxn's rc."""
+    srv.stop()
+    marker = os.path.join(srv.home, "fault.reached")
+    srv.start({"OPENXBSA_FAULT": point, "OPENXBSA_FAULT_FILE": marker, **env})
+    h = init(srv)
+    assert X.BSABeginTxn(h) == OK
+    d = descriptor(path, len(payload))
+    assert X.BSACreateObject(h, d, X.BSA_DataBlock32()) == OK
+    send_all(h, payload)
+    assert X.BSAEndData(h) == OK
+    result: list[int] = []
+    t = threading.Thread(target=lambda: result.append(X.BSAEndTxn(h, X.BSA_Vote_COMMIT)))
+    t.start()
+    deadline = time.time() + 30
+    while not os.path.exists(marker) and time.time() < deadline:
+        time.sleep(0.02)
+    assert os.path.exists(marker), "the server never reached the crash point"
+    return h, d, t, result
+
+
 def test_server_killed_mid_object(srv):
     copy_id, data = committed_baseline(srv)
     h = init(srv)
@@ -84,26 +108,72 @@ def test_server_killed_mid_object(srv):
     assert any(j["status"] == 130 for j in jobs(srv))
 
 
+def test_server_stopped_mid_object_ends_its_jobs_before_it_exits(srv):
+    """SIGTERM (systemctl stop, an administrator) while a backup is mid-object and another
+    session idles: the server ends both sessions before it exits, so its catalog, read
+    while it is down, shows the backup's job Done with status 150 and nothing Active; the
+    application's commit is refused; after a restart nothing of it is visible and the
+    committed backup restores."""
+    copy_id, data = committed_baseline(srv)
+    idle = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time
+        from openxbsa import xbsa as X
+        rc, h = X.BSAInit(None, X.BSA_ObjectOwner(), {srv.xbsa_env!r})
+        print(rc, flush=True)
+        time.sleep(600)
+        """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert idle.stdout.readline().strip() == "0"
+        h = init(srv)
+        assert X.BSABeginTxn(h) == OK
+        assert X.BSACreateObject(h, descriptor("/crash/stopped", 10 << 20),
+                                 X.BSA_DataBlock32()) == OK
+        send_all(h, os.urandom(4 << 20))
+        time.sleep(0.3)
+        started = time.monotonic()
+        srv.stop()                                        # SIGTERM, then waits for the exit
+        assert srv.proc.returncode == 0 and time.monotonic() - started < 9
+        backups = [j for j in jobs(srv) if j["type"] == "Backup"]
+        assert [j["state_name"] for j in backups] == ["Done", "Done"], backups
+        stopped = max(backups, key=lambda j: j["jobid"])
+        assert stopped["status"] == 150, stopped
+        log = json.loads(srv.cli("jobs", "--log", str(stopped["jobid"]), "--json").stdout)
+        assert any("server was stopped" in line["message"] for line in log), log
+        X.BSAEndData(h)
+        assert X.BSAEndTxn(h, X.BSA_Vote_COMMIT) == X.BSA_RC_TRANSACTION_ABORTED
+        X.BSATerminate(h)
+    finally:
+        idle.kill()
+    srv.start()
+    h = init(srv)
+    assert find(h, query("/crash/stopped"))[0] == X.BSA_RC_NO_MATCH
+    assert restore(h, copy_id) == data
+    X.BSATerminate(h)
+
+
+def test_a_commit_under_way_when_the_server_is_stopped_completes_and_says_so(srv):
+    """SIGTERM while a commit is between its storage flush and its catalog transaction:
+    the stopping server lets it finish and answer, so the application is told SUCCESS for a
+    backup that is indeed kept (not TRANSACTION_ABORTED for one that was committed)."""
+    payload = os.urandom(1 << 20)
+    h, d, t, result = commit_stopped_at(srv, "commit:before_catalog", "/crash/committing",
+                                        payload, OPENXBSA_FAULT_SECONDS="2")
+    srv.stop()
+    t.join(30)
+    assert result == [OK]
+    X.BSATerminate(h)
+    assert [j["status"] for j in jobs(srv) if j["type"] == "Backup"] == [0]
+    srv.start()
+    h = init(srv)
+    assert restore(h, d.copyId) == payload
+    X.BSATerminate(h)
+
+
 @pytest.mark.parametrize("point", ["commit:before_catalog", "commit:after_catalog"])
 def test_server_killed_mid_commit(srv, point):
     copy_id, data = committed_baseline(srv)
-    srv.stop()
-    marker = os.path.join(srv.home, "fault.reached")
-    srv.start({"OPENXBSA_FAULT": point, "OPENXBSA_FAULT_FILE": marker})
     payload = os.urandom(2 << 20)
-    h = init(srv)
-    assert X.BSABeginTxn(h) == OK
-    d = descriptor("/crash/mid-commit", len(payload))
-    assert X.BSACreateObject(h, d, X.BSA_DataBlock32()) == OK
-    send_all(h, payload)
-    assert X.BSAEndData(h) == OK
-    result: list[int] = []
-    t = threading.Thread(target=lambda: result.append(X.BSAEndTxn(h, X.BSA_Vote_COMMIT)))
-    t.start()
-    deadline = time.time() + 30
-    while not os.path.exists(marker) and time.time() < deadline:
-        time.sleep(0.02)
-    assert os.path.exists(marker), "the server never reached the crash point"
+    h, d, t, result = commit_stopped_at(srv, point, "/crash/mid-commit", payload)
     srv.kill()
     t.join(30)
     assert result == [X.BSA_RC_TRANSACTION_ABORTED]   # the client cannot know: it says so

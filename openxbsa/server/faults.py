@@ -1,8 +1,8 @@
 """Crash points for the crash-consistency tests.
 
 When $OPENXBSA_FAULT names a point, the server stops there (writes $OPENXBSA_FAULT_FILE and
-sleeps) so a test can kill it with SIGKILL at exactly that step. Unset, a point costs one
-dictionary lookup.
+sleeps, an hour or $OPENXBSA_FAULT_SECONDS) so a test can kill it with SIGKILL, or stop it
+with SIGTERM, at exactly that step. Unset, a point costs one dictionary lookup.
 """
 
 from __future__ import annotations
@@ -19,4 +19,4 @@ def point(name: str) -> None:
         if marker:
             with open(marker, "w") as f:
                 f.write(name)
-        time.sleep(3600)
+        time.sleep(float(os.environ.get("OPENXBSA_FAULT_SECONDS", 3600)))

@@ -119,7 +119,7 @@ class Session:
         self.multi: MultiState | None = None
         self.last_job = 0
         self.doomed: errors.OpenXBSAError | None = None
-        self.cancelled = False
+        self.cancelled = ""         # why an administrator ended the session, if one did
         self.nonce = secrets.token_hex(16)
         self._frame_buffer: memoryview | None = None
 
@@ -719,19 +719,21 @@ class Session:
         if deletes and vote != VOTE_ABORT:
             self.server.delete_objects(deletes)
 
-    def cancel(self) -> None:
-        """An administrator stops this session's job: end the connection; the transaction
-        is nullified and the job ends with status 150."""
-        self.cancelled = True
+    def cancel(self, why: str = "termination requested by the administrator",
+               how: int = socket.SHUT_RDWR) -> None:
+        """An administrator stops this session's job: end the connection (``how``); the
+        transaction is nullified and the job ends with status 150. SHUT_RD ends it at its
+        next read and lets a reply under way (a commit's) still reach the client."""
+        self.cancelled = why
         try:
-            self.channel.sock.shutdown(socket.SHUT_RDWR)
+            self.channel.sock.shutdown(how)
         except OSError:
             pass
 
     def _abandon(self, status: int, why: str) -> None:
         """The connection is gone: whatever the transaction did is nullified."""
         if self.cancelled:
-            status, why = 150, "termination requested by the administrator"
+            status, why = 150, self.cancelled
         if self.state != S1:
             try:
                 self._end_transaction(VOTE_ABORT, status, why)

@@ -17,6 +17,7 @@ import socket
 import stat
 import struct
 import threading
+import time
 from typing import Any
 
 from openxbsa import errors, wire
@@ -32,6 +33,7 @@ from openxbsa.storage.base import dedup_rate
 log = logging.getLogger("openxbsa.server")
 
 UNIX_PATH_MAX = 107                     # sun_path holds 108 bytes with the terminating NUL
+DRAIN_GRACE = 10.0                      # seconds a stopping server waits for its sessions
 
 
 class ListenError(RuntimeError):
@@ -345,6 +347,22 @@ class Server:
             t = threading.Thread(target=self._run_session, args=(conn, name), daemon=True)
             self._threads.add(t)
             t.start()
+        self._drain()
+
+    def _drain(self, grace: float = DRAIN_GRACE) -> None:
+        """The server is stopping: end every session as an administrator's cancel would
+        (its transaction nullified, its job Done with status 150) and wait for them, up to
+        ``grace`` seconds, so that a stopped server leaves no job Active in its catalog.
+        Each session ends at its next read, so a commit under way still answers."""
+        sessions = list(self._sessions)
+        for session in sessions:
+            session.cancel("the server was stopped while this job was active; nothing of "
+                           "it was kept", socket.SHUT_RD)
+        deadline = time.monotonic() + grace
+        for t in list(self._threads):
+            t.join(max(0.0, deadline - time.monotonic()))
+        if sessions:
+            log.info("stopped: %d sessions ended", len(sessions))
 
     @staticmethod
     def _refuse(conn: socket.socket, why: str) -> None:
