@@ -430,6 +430,25 @@ class Catalog:
                 out.append(item)
         return out
 
+    def clean_jobs(self, before: int) -> int:
+        """Remove the finished jobs that ended before ``before`` (UNIX seconds), with their
+        logs, as bpdbjobs -clean does; returns how many. Kept whatever their age: jobs not
+        yet done, and the newest successful run of each (policy, schedule, client), which
+        a schedule's frequency counts from."""
+        newest = (select(func.max(jobs.c.job_id))
+                  .where(jobs.c.scheduled.is_(True), jobs.c.parent_job.is_(None),
+                         jobs.c.status.in_([0, 1]))
+                  .group_by(jobs.c.policy, jobs.c.schedule, jobs.c.client))
+        with self._writer.begin() as conn:
+            old = [r[0] for r in conn.execute(select(jobs.c.job_id).where(
+                jobs.c.state == JOB_DONE, jobs.c.ended < before,
+                jobs.c.job_id.notin_(newest.scalar_subquery())))]
+            for i in range(0, len(old), 500):
+                part = old[i:i + 500]
+                conn.execute(job_events.delete().where(job_events.c.job_id.in_(part)))
+                conn.execute(jobs.delete().where(jobs.c.job_id.in_(part)))
+        return len(old)
+
     def last_success(self, policy: str, schedule: str, client: str) -> int | None:
         """When the newest successful scheduled run of (policy, schedule, client) started."""
         with self.engine.connect() as conn:

@@ -7,12 +7,14 @@ import json
 import os
 import signal
 import sys
+import time
 from typing import Any
 
 import click
 
 from openxbsa.admin import views
 from openxbsa.errors import OpenXBSAError
+from openxbsa.server.config import KEEP_JOBS_HOURS
 from openxbsa.wire import default_home
 
 HOME = click.option("--home", default=default_home, show_default="$OPENXBSA_HOME or ~/.openxbsa",
@@ -105,15 +107,26 @@ JOB_COLUMNS = [("jobid", "JobID"), ("type", "Type"), ("state_name", "State"),
 @click.option("--jobid", "job_ids", multiple=True, type=JOB_ID, help="Only these jobs.")
 @click.option("--log", "log_job", type=JOB_ID, default=None, help="Show the log of one job.")
 @click.option("--summary", is_flag=True, help="Counts by state and status (bpdbjobs -summary).")
+@click.option("--clean", is_flag=True,
+              help="Remove finished jobs older than --keep-hours, with their logs (bpdbjobs "
+                   "-clean); the newest successful run of each schedule and client stays.")
+@click.option("--keep-hours", type=click.IntRange(0, 87600), default=KEEP_JOBS_HOURS,
+              show_default=True,
+              help="With --clean: how long finished jobs are kept.")
 @click.option("--cancel", "cancel", type=JOB_ID, default=None, help="Stop a queued or active job.")
 @click.option("--restart", "restart", type=JOB_ID, default=None,
               help="Run a finished scheduled run again, as a new job.")
 @click.option("--follow", "follow", type=JOB_ID, default=None,
               help="Show a job's progress live until it ends; exit with its status.")
 def jobs(home: str, as_json: bool, job_ids: tuple[int, ...], log_job: int | None,
-         summary: bool, cancel: int | None, restart: int | None, follow: int | None) -> None:
+         summary: bool, clean: bool, keep_hours: int, cancel: int | None, restart: int | None,
+         follow: int | None) -> None:
     """The job database, like bpdbjobs."""
     catalog = views.open_catalog(home)
+    if clean:
+        removed = catalog.clean_jobs(int(time.time()) - keep_hours * 3600)
+        click.echo(f"{removed} finished jobs older than {keep_hours} hours removed")
+        return
     if follow is not None:
         _follow(catalog, follow)
         return
@@ -150,7 +163,6 @@ def jobs(home: str, as_json: bool, job_ids: tuple[int, ...], log_job: int | None
 def _follow(catalog: Any, job_id: int) -> None:
     """A live progress line (state, objects, kilobytes, rate, current object) until the job
     ends; the exit code is its status, as bpbackup -w gives (252 for codes above 255)."""
-    import time
 
     spinner = "|/-\\"
     tick = 0

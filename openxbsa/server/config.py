@@ -10,6 +10,8 @@ from typing import Any
 
 from openxbsa.wire import PEER_TIMEOUT, default_address, default_home
 
+KEEP_JOBS_HOURS = 78        # NetBackup's KEEP_JOBS_HOURS default
+
 __all__ = ["ConfigFileError", "Fields", "ServerConfig", "Settings", "default_address",
            "default_home", "load_toml", "read_settings"]
 
@@ -27,6 +29,7 @@ class ServerConfig:
     backup_attempts: int = 2                     # schedule backup attempts ...
     attempt_period: int = 12 * 3600              # ... per this many seconds
     retry_delay: int = 600                       # job retry delay, seconds
+    keep_jobs_hours: int = KEEP_JOBS_HOURS       # finished jobs kept this long (bpdbjobs -clean)
     max_sessions: int = 512                      # connections served at once
     handshake_timeout: float = 30.0              # seconds a peer has to complete BSAInit
     peer_timeout: float = PEER_TIMEOUT           # seconds a TCP peer may stop answering
@@ -57,6 +60,7 @@ class ServerConfig:
             backup_attempts=scheduler.count("backup_attempts", 2, 1, 100),
             attempt_period=scheduler.count("attempt_period", 12 * 3600, 1, 366 * 86400),
             retry_delay=scheduler.count("retry_delay", 600, 0, 7 * 86400),
+            keep_jobs_hours=scheduler.count("keep_jobs_hours", KEEP_JOBS_HOURS, 1, 87600),
             max_sessions=limits.count("max_sessions", 512, 1, 100_000),
             handshake_timeout=limits.number("handshake_timeout", 30.0, 0.1, 3600),
             peer_timeout=limits.number("peer_timeout", PEER_TIMEOUT, 1, 86400),
@@ -77,7 +81,7 @@ KNOWN = {
     "access": {"redirected_restore", "root_sees_all_users"},
     "features": {"enabled"},
     "scheduler": {"interval", "max_jobs_per_client", "backup_attempts", "attempt_period",
-                  "retry_delay"},
+                  "retry_delay", "keep_jobs_hours"},
     "limits": {"max_sessions", "handshake_timeout", "peer_timeout"},
 }
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from openxbsa.catalog.store import JOB_ACTIVE, JOB_BACKUP, JOB_IMAGE_DELETE, JOB_QUEUED, SCHED_FULL
 from openxbsa.server import schedule
+from openxbsa.server.config import KEEP_JOBS_HOURS
 
 if TYPE_CHECKING:
     from openxbsa.server.service import Server
@@ -45,7 +46,8 @@ class ClientLink:
 
 class Scheduler:
     def __init__(self, server: Server, interval: float, max_jobs_per_client: int,
-                 attempts: int = 2, attempt_period: int = 12 * 3600, retry_delay: int = 600) -> None:
+                 attempts: int = 2, attempt_period: int = 12 * 3600, retry_delay: int = 600,
+                 keep_jobs_hours: int = KEEP_JOBS_HOURS) -> None:
         self.server = server
         self.catalog = server.catalog
         self.interval = interval
@@ -53,6 +55,8 @@ class Scheduler:
         self.attempts = attempts              # NetBackup: 2 tries ...
         self.attempt_period = attempt_period  # ... per 12 hours
         self.retry_delay = retry_delay        # job retry delay: 10 minutes
+        self.keep_jobs_hours = keep_jobs_hours  # finished jobs kept (KEEP_JOBS_HOURS)
+        self._cleaned = 0.0                   # when the job database was last cleaned
         self.links: dict[str, ClientLink] = {}
         self.lock = threading.Lock()
         self._stop = threading.Event()
@@ -102,6 +106,7 @@ class Scheduler:
     def tick(self, now: dt.datetime) -> None:
         self.cancel()
         self.expire(now)
+        self.clean_jobs(now)
         self.server.maintain()
         self.plan(now)
         self.dispatch(now)
@@ -146,6 +151,19 @@ class Scheduler:
             elif self.server.cancel_session(job_id):
                 continue
             self.server.jobs.finish(job_id, 150, "cancelled by the administrator")
+
+    def clean_jobs(self, now: dt.datetime) -> None:
+        """Once an hour, forget finished jobs older than keep_jobs_hours (and than the
+        attempt period, whose failed runs count against a schedule's attempts)."""
+        stamp = now.timestamp()
+        if stamp - self._cleaned < 3600:
+            return
+        self._cleaned = stamp
+        keep = max(self.keep_jobs_hours * 3600, self.attempt_period)
+        removed = self.catalog.clean_jobs(int(stamp) - keep)
+        if removed:
+            log.info("%d finished jobs older than %d hours removed from the job database",
+                     removed, keep // 3600)
 
     # ------------------------------------------------------------------ 1. expire
     def expire(self, now: dt.datetime) -> None:

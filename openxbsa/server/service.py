@@ -109,7 +109,7 @@ class Server:
         self.jobs = JobManager(self.catalog, self.hostname)
         self.scheduler = Scheduler(self, config.scheduler_interval, config.max_jobs_per_client,
                                    config.backup_attempts, config.attempt_period,
-                                   config.retry_delay)
+                                   config.retry_delay, config.keep_jobs_hours)
         self._units: dict[str, StorageUnit] = {}
         self.units = UnitSlots(self.catalog)
         self._units_lock = threading.Lock()
