@@ -466,42 +466,42 @@ def test_finished_jobs_are_cleaned_after_keep_hours_by_the_command_and_by_the_se
     from tests.conftest import backup, configured_server, descriptor, init, send_all
     settings = "[scheduler]\nkeep_jobs_hours = 2\nattempt_period = 3600\ninterval = {}\n"
     srv = configured_server(tmp_path_factory, settings.format(86400))   # the command's turn
-    h = init(srv)
-    for i in range(4):
-        backup(h, f"/clean/{i}", b"x" * 1000)          # jobs 1-4
-    assert X.BSABeginTxn(h) == X.BSA_RC_SUCCESS           # job 5: still running
-    assert X.BSACreateObject(h, descriptor("/clean/running", 10), X.BSA_DataBlock32()) == 0
-    send_all(h, b"y" * 5, buf_len=5)
-    db = sqlite3.connect(os.path.join(srv.home, "catalog.db"))
-    day = 86400
-    with db:                                              # 1, 2: three days old; 3 likewise,
-        db.execute("UPDATE jobs SET started = started - ?, ended = ended - ? "  # and a
-                   "WHERE job_id IN (1, 2, 3)", (3 * day, 3 * day))          # scheduled run
-        db.execute("UPDATE jobs SET scheduled = 1 WHERE job_id = 3")
-    assert sum(1 for _ in db.execute("SELECT 1 FROM job_events WHERE job_id IN (1, 2)")) > 0
-
-    def left() -> list[int]:
-        return sorted(j["jobid"] for j in json.loads(srv.cli("jobs", "--json").stdout))
-
-    out = srv.cli("jobs", "--clean", "--keep-hours", "48")
-    assert out.returncode == 0 and out.stdout.strip().startswith("2 finished jobs"), out
-    assert left() == [3, 4, 5]
-    assert list(db.execute("SELECT job_id FROM job_events WHERE job_id IN (1, 2)")) == []
-    assert json.loads(srv.cli("jobs", "--log", "4", "--json").stdout)      # logs of kept jobs
-    send_all(h, b"y" * 5, buf_len=5)
-    assert X.BSAEndData(h) == 0 and X.BSAEndTxn(h, X.BSA_Vote_COMMIT) == 0   # job 5 done
-    X.BSATerminate(h)
-
-    srv.stop()                                            # the server's own hourly clean:
-    with db:                                              # at its first scheduler tick
-        db.execute("UPDATE jobs SET ended = ended - ? WHERE job_id = 4", (3 * 3600,))
-        db.execute("UPDATE jobs SET started = started - ?, ended = ended - ?, scheduled = 1 "
-                   "WHERE job_id = 5", (day, day))        # now the newest scheduled run
-    db.close()
-    with open(os.path.join(srv.home, "openxbsa.toml"), "w") as f:
-        f.write(settings.format(0.2))
-    srv.start()
     try:
+        h = init(srv)
+        for i in range(4):
+            backup(h, f"/clean/{i}", b"x" * 1000)      # jobs 1-4
+        assert X.BSABeginTxn(h) == X.BSA_RC_SUCCESS       # job 5: still running
+        assert X.BSACreateObject(h, descriptor("/clean/running", 10), X.BSA_DataBlock32()) == 0
+        send_all(h, b"y" * 5, buf_len=5)
+        db = sqlite3.connect(os.path.join(srv.home, "catalog.db"))
+        day = 86400
+        with db:                # jobs 1-3 three days old, 3 a scheduled run
+            db.execute("UPDATE jobs SET started = started - ?, ended = ended - ? "
+                       "WHERE job_id IN (1, 2, 3)", (3 * day, 3 * day))
+            db.execute("UPDATE jobs SET scheduled = 1 WHERE job_id = 3")
+        assert sum(1 for _ in db.execute("SELECT 1 FROM job_events WHERE job_id IN (1, 2)")) > 0
+
+        def left() -> list[int]:
+            return sorted(j["jobid"] for j in json.loads(srv.cli("jobs", "--json").stdout))
+
+        out = srv.cli("jobs", "--clean", "--keep-hours", "48")
+        assert out.returncode == 0 and out.stdout.strip().startswith("2 finished jobs"), out
+        assert left() == [3, 4, 5]
+        assert list(db.execute("SELECT job_id FROM job_events WHERE job_id IN (1, 2)")) == []
+        assert json.loads(srv.cli("jobs", "--log", "4", "--json").stdout)      # logs of kept jobs
+        send_all(h, b"y" * 5, buf_len=5)
+        assert X.BSAEndData(h) == 0 and X.BSAEndTxn(h, X.BSA_Vote_COMMIT) == 0   # job 5 done
+        X.BSATerminate(h)
+
+        srv.stop()              # the server's own hourly clean, at its first tick
+        with db:
+            db.execute("UPDATE jobs SET ended = ended - ? WHERE job_id = 4", (3 * 3600,))
+            db.execute("UPDATE jobs SET started = started - ?, ended = ended - ?, scheduled = 1 "
+                       "WHERE job_id = 5", (day, day))        # now the newest scheduled run
+        db.close()
+        with open(os.path.join(srv.home, "openxbsa.toml"), "w") as f:
+            f.write(settings.format(0.2))
+        srv.start()
         deadline = time.monotonic() + 60
         while left() != [5] and time.monotonic() < deadline:
             time.sleep(0.2)
