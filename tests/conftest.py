@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import pytest
@@ -29,15 +29,18 @@ class ServerProc:
     def xbsa_env(self) -> list[str]:
         return ["BSA_API_VERSION=1.1.0", f"BSA_SERVICE_HOST={self.address}"]
 
-    def start(self, extra_env: dict[str, str] | None = None) -> None:
+    def start(self, extra_env: dict[str, str] | None = None, wrap: Sequence[str] = (),
+              ready: Callable[[subprocess.Popen], None] | None = None) -> None:
+        """Start the server, its command after ``wrap`` (say, one that enters a network
+        namespace first), and wait until ``ready`` (by default: its address accepts)."""
         env = dict(os.environ, **self.env, **(extra_env or {}))
         self.log_path = os.path.join(self.home, "server.log")
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "openxbsa.cli.main", "server", "--home", self.home,
-             "--listen", self.address, "--log-level", "INFO"],
-            stdout=log, stderr=subprocess.STDOUT, env=env)
-        wait_ready(self.address, self.proc)
+        with open(self.log_path, "ab") as log:          # the server keeps its own copy
+            self.proc = subprocess.Popen(
+                [*wrap, sys.executable, "-m", "openxbsa.cli.main", "server", "--home", self.home,
+                 "--listen", self.address, "--log-level", "INFO"],
+                stdout=log, stderr=subprocess.STDOUT, env=env)
+        (ready or (lambda proc: wait_ready(self.address, proc)))(self.proc)
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -88,14 +91,15 @@ def make_home(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def configured_server(tmp_path_factory: pytest.TempPathFactory, settings: str = "",
-                      address: str | None = None) -> ServerProc:
-    """A started server whose home has ``settings`` as its openxbsa.toml."""
+                      address: str | None = None, start: bool = True) -> ServerProc:
+    """A server whose home has ``settings`` as its openxbsa.toml; started unless asked not."""
     home = make_home(tmp_path_factory)
     if settings:
         with open(os.path.join(home, "openxbsa.toml"), "w") as f:
             f.write(settings)
     srv = ServerProc(home=home, address=address or f"unix:{home}/xbsa.sock")
-    srv.start()
+    if start:
+        srv.start()
     return srv
 
 

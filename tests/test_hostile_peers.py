@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from openxbsa import wire
 from openxbsa import xbsa as X
-from tests.conftest import ServerProc, backup, init, make_home, restore
+from tests.conftest import backup, configured_server, init, restore
 
 
 def connect(server) -> socket.socket:
@@ -268,23 +268,20 @@ def netns_server(tmp_path_factory):
     for clients started in it (_peer_client)."""
     if os.geteuid() != 0 or not all(map(shutil.which, ("unshare", "nsenter", "ip"))):
         pytest.skip("needs root and util-linux's unshare/nsenter (a network namespace)")
-    home = make_home(tmp_path_factory)
-    with open(os.path.join(home, "openxbsa.toml"), "w") as f:
-        f.write("[limits]\npeer_timeout = 3\n")
-    srv = ServerProc(home=home, address=f"127.0.0.1:{NETNS_PORT}")
-    log = open(os.path.join(home, "server.log"), "ab")
-    srv.proc = subprocess.Popen(
-        ["unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$0" "$@"',
-         sys.executable, "-m", "openxbsa.cli.main", "server", "--home", home,
-         "--listen", srv.address, "--log-level", "INFO"], stdout=log, stderr=subprocess.STDOUT)
-    log.close()                        # the server has its own copy
-    deadline = time.monotonic() + 30
-    while subprocess.run(_netns_cmd(srv.proc.pid, "bash", "-c",
-                                    f"echo > /dev/tcp/127.0.0.1/{NETNS_PORT}"),
-                         stderr=subprocess.DEVNULL).returncode != 0:
-        assert srv.proc.poll() is None and time.monotonic() < deadline, "server did not start"
-        time.sleep(0.1)
-    secret = os.path.join(home, "client.secret")
+    srv = configured_server(tmp_path_factory, "[limits]\npeer_timeout = 3\n",
+                            address=f"127.0.0.1:{NETNS_PORT}", start=False)
+
+    def listening(proc: subprocess.Popen) -> None:   # seen from inside its namespace
+        deadline = time.monotonic() + 30
+        while subprocess.run(_netns_cmd(proc.pid, "bash", "-c",
+                                        f"echo > /dev/tcp/127.0.0.1/{NETNS_PORT}"),
+                             stderr=subprocess.DEVNULL).returncode != 0:
+            assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
+            time.sleep(0.1)
+
+    srv.start(wrap=["unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$0" "$@"'],
+              ready=listening)
+    secret = os.path.join(srv.home, "client.secret")
     out = srv.cli("secret", "issue", "netns-client", "--out", secret)
     assert out.returncode == 0, out.stderr
     srv.env = {"OPENXBSA_SECRET_FILE": secret, "OPENXBSA_PEER_TIMEOUT": "3",

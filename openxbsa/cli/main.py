@@ -163,7 +163,6 @@ def jobs(home: str, as_json: bool, job_ids: tuple[int, ...], log_job: int | None
 def _follow(catalog: Any, job_id: int) -> None:
     """A live progress line (state, objects, kilobytes, rate, current object) until the job
     ends; the exit code is its status, as bpbackup -w gives (252 for codes above 255)."""
-
     spinner = "|/-\\"
     tick = 0
     while True:

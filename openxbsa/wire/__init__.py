@@ -59,12 +59,12 @@ def unpack(payload: bytes) -> dict[str, Any]:
 PEER_TIMEOUT = 120.0       # seconds a TCP peer may stop answering before its session fails
 
 
-def tune(sock: socket.socket, peer_timeout: float | None = PEER_TIMEOUT) -> None:
+def tune(sock: socket.socket, peer_timeout: float | None) -> None:
     """Large kernel buffers: the data path moves megabytes per call. On TCP, a peer that
     stops answering — its host lost power, the network between went down — is given up
-    after about ``peer_timeout`` seconds instead of never: keepalive probes find it while
-    the session idles or waits for data, and TCP_USER_TIMEOUT while bytes we sent wait for
-    its acknowledgement. A live peer answers both from its kernel, however long the
+    after about ``peer_timeout`` seconds (None: never): keepalive probes find it while the
+    session idles or waits for data, and TCP_USER_TIMEOUT while bytes we sent wait for its
+    acknowledgement. A live peer answers both from its kernel, however long the
     application on it stays quiet. (A Unix socket needs neither: the kernel tells of a dead
     peer at once.)"""
     for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
