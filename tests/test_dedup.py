@@ -126,11 +126,13 @@ def _first_blob(root: str) -> tuple[str, int, int]:
 
 def reseal_first_blob(root: str, unit: DedupStorageUnit, alter) -> None:
     """Decrypt the pool's first blob, let ``alter(flags, entries, payload)`` change its
-    payload (a bytearray; entries are (chunk ID, length, stored length)), and seal it again
-    under the pool key: the altered blob still authenticates."""
+    payload (a bytearray of its units, decrypted; entries are (chunk ID, length, length of
+    the unit)), and seal it again under the pool key: the altered blob still authenticates."""
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-    from openxbsa.storage.dedup import BLOB_HEAD, FLAG_FRAMES, FRAME_ENTRY, TABLE_ENTRY
+    from openxbsa.storage.dedup import (
+        BLOB_HEAD, FLAG_FRAMES, FLAG_SEALED, FRAME_ENTRY, TABLE_ENTRY, _unit_nonce,
+    )
 
     pack, offset, size = _first_blob(root)
     with open(pack, "r+b") as f:
@@ -142,10 +144,23 @@ def reseal_first_blob(root: str, unit: DedupStorageUnit, alter) -> None:
         rows = [entry.unpack_from(record, BLOB_HEAD.size + i * entry.size) for i in range(count)]
         entries = rows if flags & FLAG_FRAMES else [(cid, n, n) for cid, n in rows]
         aead = AESGCM(unit.key.enc_key)
-        payload = bytearray(aead.decrypt(nonce, record[table_end:], record[:table_end]))
-        alter(flags, entries, payload)
-        f.seek(offset + table_end)
-        f.write(aead.encrypt(nonce, bytes(payload), record[:table_end]))
+        if not flags & FLAG_SEALED:
+            payload = bytearray(aead.decrypt(nonce, record[table_end:], record[:table_end]))
+            alter(flags, entries, payload)
+            f.seek(offset + table_end)
+            f.write(aead.encrypt(nonce, bytes(payload), record[:table_end]))
+            return
+        units, at = [], table_end + 16              # each unit sealed on its own
+        for i, (cid, _n, stored) in enumerate(entries):
+            units.append(aead.decrypt(_unit_nonce(nonce, i + 1), record[at:at + stored], cid))
+            at += stored
+        payload = bytearray(b"".join(units))
+        alter(flags, [(cid, n, len(u)) for (cid, n, _st), u in zip(entries, units)], payload)
+        f.seek(offset + table_end + 16)
+        pos = 0
+        for i, ((cid, _n, _st), u) in enumerate(zip(entries, units)):
+            f.write(aead.encrypt(_unit_nonce(nonce, i + 1), bytes(payload[pos:pos + len(u)]), cid))
+            pos += len(u)
 
 
 def blob_flags(root: str) -> set[int]:
@@ -875,6 +890,7 @@ def test_a_chunk_that_does_not_match_its_id_is_refused(tmp_path, monkeypatch, lo
     chunk is damaged: with the usual lookahead it is checked with its blob's decode, with
     a lookahead of 2 it is planned after its blob was decoded and checked on its own."""
     from openxbsa.storage import dedup
+    from openxbsa.storage.dedup import FLAG_FRAMES, FLAG_SEALED
 
     monkeypatch.setattr(dedup, "LOOKAHEAD", lookahead)
 
@@ -884,7 +900,8 @@ def test_a_chunk_that_does_not_match_its_id_is_refused(tmp_path, monkeypatch, lo
     loc, stored, _ = store(unit, "host_1", [data])
 
     def damage_third(flags, entries, raw):
-        assert flags == 0 and len(entries) > 3
+        assert flags == FLAG_FRAMES | FLAG_SEALED and len(entries) > 3
+        assert all(n == unit for _cid, n, unit in entries)    # incompressible: stored raw
         third = sum(n for _cid, n, _stored in entries[:2])
         raw[third + 10] ^= 1                               # the content changes, IDs do not
 
@@ -912,12 +929,13 @@ class CountingDecompressor:
 _REAL_ZSTD_DECOMPRESSOR = zstandard.ZstdDecompressor
 
 
-def test_a_restore_decodes_only_the_chunks_it_uses(tmp_path, monkeypatch):
-    """Compressible chunks are stored as one zstd frame each: yesterday's dump with a few
-    pages changed today is restored by decoding the chunks it uses, not every blob that
-    holds one of them (a daily restore used to decode 2.4x the bytes it returned)."""
+def test_a_restore_reads_and_decodes_only_the_chunks_it_uses(tmp_path, monkeypatch):
+    """Each chunk is compressed as a zstd frame of its own and sealed on its own: yesterday's
+    dump with a few pages changed today is restored by reading, decrypting and decoding the
+    chunks it uses, not every blob that holds one of them (a daily restore used to decode
+    2.4x the bytes it returned, and then to read and decrypt 2.2x what it needed)."""
     from openxbsa.storage import dedup
-    from openxbsa.storage.dedup import BLOB_HEAD, FLAG_FRAMES
+    from openxbsa.storage.dedup import BLOB_HEAD, FLAG_FRAMES, FLAG_SEALED
 
     root = str(tmp_path)
     unit = new_unit(root)
@@ -928,7 +946,7 @@ def test_a_restore_decodes_only_the_chunks_it_uses(tmp_path, monkeypatch):
     pack, offset, size = _first_blob(root)
     with open(pack, "rb") as f:
         f.seek(offset)
-        assert BLOB_HEAD.unpack_from(f.read(size))[1] == FLAG_FRAMES
+        assert BLOB_HEAD.unpack_from(f.read(size))[1] == FLAG_FRAMES | FLAG_SEALED
     # day 2: three chunks in four changed (a byte in the middle: the cut points stay), so
     # the unchanged quarter of day 2 lies in every one of day 1's blobs
     day2 = bytearray(day1)
@@ -942,10 +960,19 @@ def test_a_restore_decodes_only_the_chunks_it_uses(tmp_path, monkeypatch):
     assert 0.6 * len(day2) < stats2["after_dedup"] < 0.9 * len(day2)
     monkeypatch.setattr(dedup.zstandard, "ZstdDecompressor", CountingDecompressor)
     CountingDecompressor.produced = 0
+    read = []
+    real_pread = DedupStorageUnit._pread
+    monkeypatch.setattr(DedupStorageUnit, "_pread",
+                        lambda self, fd, n, offset, where: read.append(n) or
+                        real_pread(self, fd, n, offset, where))
     assert load(unit, loc2, st2[0]) == day2
     # each chunk decoded once: whole-blob decoding would also have produced the three
     # quarters of day 1 that day 2 does not use
     assert len(day2) <= CountingDecompressor.produced < 1.2 * len(day2)
+    # and read once: day 2's own blobs and a quarter of day 1's (reading day 1's blobs
+    # whole would be all of both), with each blob's header and chunk table
+    assert stats2["stored"] + 0.2 * stats1["stored"] < sum(read) \
+        < stats2["stored"] + 0.45 * stats1["stored"]
     assert unit.verify_object(loc2, st2[0]) is None
     unit.close()
 
@@ -954,7 +981,7 @@ def test_a_damaged_compressed_chunk_is_refused(tmp_path):
     """A chunk's zstd frame altered inside a blob that still authenticates (a bug, or a
     forger holding the key): restore and verify refuse it and say why; the chunks before
     it in the same blob still decode."""
-    from openxbsa.storage.dedup import FLAG_FRAMES
+    from openxbsa.storage.dedup import FLAG_FRAMES, FLAG_SEALED
 
     root = str(tmp_path)
     unit = new_unit(root)
@@ -962,7 +989,7 @@ def test_a_damaged_compressed_chunk_is_refused(tmp_path):
     loc, stored, _ = store(unit, "host_1", [data])
 
     def damage_third_frame(flags, entries, payload):
-        assert flags == FLAG_FRAMES and len(entries) > 3
+        assert flags == FLAG_FRAMES | FLAG_SEALED and len(entries) > 3
         third = sum(st for _cid, _n, st in entries[:2])
         assert entries[2][2] < entries[2][1]               # a zstd frame
         payload[third + entries[2][2] // 2] ^= 0xFF
@@ -975,48 +1002,89 @@ def test_a_damaged_compressed_chunk_is_refused(tmp_path):
     unit.close()
 
 
-def test_blobs_compressed_whole_still_restore(tmp_path, monkeypatch):
-    """Pools written before chunks were compressed one by one hold blobs compressed as a
-    whole (FLAG_ZSTD): they restore, verify, rebuild and repack as before."""
-    from openxbsa.storage import dedup
-    from openxbsa.storage.dedup import BLOB_HEAD, FLAG_FRAMES, FLAG_ZSTD, TABLE_ENTRY
+def _seal_whole(self, raw, items, compress, magic=None):
+    """How the first versions sealed a blob: compressed whole (FLAG_ZSTD), one record."""
+    from openxbsa.storage.dedup import BLOB_HEAD, BLOB_MAGIC, FLAG_ZSTD, TABLE_ENTRY
+    flags, payload = 0, bytes(raw)
+    if compress:
+        packed = zstandard.ZstdCompressor(level=1).compress(raw)
+        if len(packed) < len(raw):
+            flags, payload = FLAG_ZSTD, packed
+    table = b"".join(TABLE_ENTRY.pack(cid, n) for cid, n in items)
+    nonce = os.urandom(12)
+    aad = BLOB_HEAD.pack(magic or BLOB_MAGIC, flags, nonce, len(items), len(raw),
+                         len(payload) + 16) + table
+    return aad, memoryview(self.aead.encrypt(nonce, payload, aad))
 
-    def seal_whole(self, raw, items, compress, magic=dedup.BLOB_MAGIC):
-        flags, payload = 0, bytes(raw)
-        if compress:
-            packed = zstandard.ZstdCompressor(level=1).compress(raw)
-            if len(packed) < len(raw):
-                flags, payload = FLAG_ZSTD, packed
-        table = b"".join(TABLE_ENTRY.pack(cid, n) for cid, n in items)
-        nonce = os.urandom(12)
-        aad = BLOB_HEAD.pack(magic, flags, nonce, len(items), len(raw), len(payload) + 16) + table
-        return aad, memoryview(self.aead.encrypt(nonce, payload, aad))
+
+def _seal_frames(self, raw, items, compress, magic=None):
+    """How pools of format 1 sealed a blob last: a zstd frame per chunk (FLAG_FRAMES), the
+    frames encrypted together as one record."""
+    from openxbsa.storage.dedup import BLOB_HEAD, BLOB_MAGIC, FLAG_FRAMES, FRAME_ENTRY
+    units, rows, off = [], [], 0
+    for cid, n in items:
+        packed = zstandard.ZstdCompressor(level=1).compress(raw[off:off + n]) if compress else b""
+        unit = packed if compress and len(packed) < n else bytes(raw[off:off + n])
+        units.append(unit)
+        rows.append(FRAME_ENTRY.pack(cid, n, len(unit)))
+        off += n
+    payload = b"".join(units)
+    nonce = os.urandom(12)
+    aad = BLOB_HEAD.pack(magic or BLOB_MAGIC, FLAG_FRAMES if items else 0, nonce, len(items),
+                         len(raw), len(payload) + 16) + b"".join(rows)
+    return aad, memoryview(self.aead.encrypt(nonce, payload, aad))
+
+
+@pytest.mark.parametrize("legacy", ["whole", "frames"])
+def test_blobs_of_earlier_versions_still_restore(tmp_path, monkeypatch, legacy):
+    """Pools written by earlier versions hold blobs compressed as a whole (FLAG_ZSTD) or a
+    frame per chunk encrypted together (FLAG_FRAMES), in a pool of format 1: they restore,
+    verify, rebuild and repack (then in the new form) as before; the pool is upgraded to
+    the current format when it is opened; a pool of a format yet unknown is refused."""
+    from openxbsa.storage import dedup
+    from openxbsa.storage.dedup import FLAG_FRAMES, FLAG_SEALED, FLAG_ZSTD
 
     root = str(tmp_path)
     rng = random.Random(8)
     old_data, new_data = text_like(rng, 3 * MiB), text_like(rng, 2 * MiB)
     with monkeypatch.context() as m:
-        m.setattr(dedup._SealContext, "seal", seal_whole)
+        m.setattr(dedup._SealContext, "seal", _seal_whole if legacy == "whole" else _seal_frames)
         unit = new_unit(root)
         loc1, st1, _ = store(unit, "host_1", [old_data])
         unit.close()
-    assert blob_flags(root) == {FLAG_ZSTD}
+    assert blob_flags(root) == {FLAG_ZSTD if legacy == "whole" else FLAG_FRAMES}
+    meta_path = os.path.join(root, "pool", "pool.json")
+    with open(meta_path) as f:
+        meta = json.load(f)
+    with open(meta_path, "w") as f:
+        json.dump(dict(meta, format=1), f)
     unit = new_unit(root)
+    with open(meta_path) as f:
+        assert json.load(f)["format"] == dedup.FORMAT == 2
     loc2, st2, _ = store(unit, "host_2", [old_data[MiB:] + new_data])   # shares old chunks
+    assert blob_flags(root) == {FLAG_ZSTD if legacy == "whole" else FLAG_FRAMES,
+                                FLAG_FRAMES | FLAG_SEALED}
     assert load(unit, loc1, st1[0]) == old_data
     assert load(unit, loc2, st2[0]) == old_data[MiB:] + new_data
     assert unit.verify_object(loc1, st1[0]) is None
+    assert unit.verify_object(loc2, st2[0]) is None
     unit.delete_image(loc1)
     monkeypatch.setattr(dedup, "REPACK_BELOW", 1.01)        # every pack repacked and every
     monkeypatch.setattr(dedup, "REWRITE_BELOW", 1.01)       # blob in it sealed anew
     assert unit.collect()["packs_repacked"] >= 1
-    assert blob_flags(root) == {FLAG_FRAMES}                 # the old blobs rewritten framed
+    assert blob_flags(root) == {FLAG_FRAMES | FLAG_SEALED}   # the old blobs rewritten
     assert load(unit, loc2, st2[0]) == old_data[MiB:] + new_data
     assert unit.check() == []
     report = unit.rebuild_index({loc2: {st2[0].offset: (st2[0].size, st2[0].checksum)}})
     assert report["objects"] == 1 and not report["lost"], report
     assert load(unit, loc2, st2[0]) == old_data[MiB:] + new_data
     unit.close()
+    with open(meta_path) as f:
+        meta = json.load(f)
+    with open(meta_path, "w") as f:
+        json.dump(dict(meta, format=3), f)
+    with pytest.raises(MediaReadError, match="pool format 3 is not one this version reads"):
+        new_unit(root)
 
 
 def test_truncated_pack_and_missing_key_give_clear_errors(dsrv):

@@ -7,8 +7,9 @@ How a stream is stored
     whose ID the pool already holds is not stored again: the object's *recipe* (its chunk
     IDs in order) refers to it. New chunks of a writer are grouped into *blobs* of about
     1 MiB, each chunk compressed with zstd as a frame of its own (as small as one frame of
-    the whole blob on text, and a restore decodes only the chunks it uses), and sealed with
-    AES-256-GCM as one record. Blobs are appended to *pack files* of about
+    the whole blob on text) and sealed with AES-256-GCM on its own, the blob's header and
+    chunk table under a tag of their own: a restore reads, decrypts and decodes only the
+    chunks it uses. Blobs are appended to *pack files* of about
     32 MiB; one writer owns its pack files (each of its sealer threads one at a time), so
     concurrent backups never share a file.
 
@@ -56,7 +57,7 @@ import sqlite3
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -76,7 +77,8 @@ from openxbsa.storage.disk import fsync_dir
 
 log = logging.getLogger("openxbsa.media")
 
-FORMAT = 1
+FORMAT = 2                      # 2: sealed blobs (FLAG_SEALED); a pool of format 1 is
+                                # upgraded when opened (its blobs are read as they are)
 ID_LEN = 32
 CHUNK_AVG = 64 << 10            # FastCDC's avg parameter; real average ≈ avg + min
 CHUNK_MIN = 16 << 10
@@ -115,6 +117,11 @@ FRAME_ENTRY = struct.Struct(f"<{ID_LEN}sII")          # chunk ID, length, stored
 FLAG_ZSTD = 1       # the payload is one zstd frame of the whole blob (the first blobs)
 FLAG_FRAMES = 2     # the payload is one unit per chunk (FRAME_ENTRY table), each a zstd frame
                     # when its stored length is less than its length, else the chunk itself
+FLAG_SEALED = 4     # with FLAG_FRAMES: each unit sealed on its own (stored length includes its
+                    # tag), the header and table by a tag of their own that opens the payload
+                    # (see _unit_nonce): a restore reads and decrypts only the chunks it uses
+HEAD_READ = 4096                # a sealed blob is read header first: this much at once
+SPAN_GAP = 16 << 10             # units needed this close together are read in one pread
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS packs (
@@ -341,6 +348,14 @@ def _media_errors(pool: str) -> Iterator[None]:
         raise _write_failure(pool, exc) from exc
 
 
+def _unit_nonce(nonce: bytes, i: int) -> bytes:
+    """The nonce of part ``i`` of a sealed blob (0: its header and table; chunk k: k + 1):
+    the blob's random 96-bit nonce with ``i`` added to its last 32 bits, so every part of
+    every blob has a nonce of its own."""
+    low = (int.from_bytes(nonce[8:], "little") + i) & 0xFFFFFFFF
+    return nonce[:8] + low.to_bytes(4, "little")
+
+
 def check_chunk(data: memoryview, cid: bytes, id_key: bytes, where: str) -> None:
     """Raise MediaReadError unless ``data`` hashes to its chunk ID ``cid``."""
     if blake3.blake3(data, key=id_key).digest() != cid:
@@ -422,18 +437,25 @@ class _Decoder:
         self.aead = AESGCM(key.enc_key)
         self.dctx = zstandard.ZstdDecompressor()
 
-    def open(self, data: bytes, pos: int, where: str,
-             magics: tuple[bytes, ...] = (BLOB_MAGIC,)) -> tuple[bytes, int, int, int, bytes, int]:
+    def open(self, data: bytes | memoryview, pos: int, where: str,
+             magics: tuple[bytes, ...] = (BLOB_MAGIC,)
+             ) -> tuple[bytes, int, int, int, bytes | memoryview, int]:
         """Authenticate the record at ``pos`` of ``data`` (a blob, or one of ``magics``):
-        its magic, flags, chunk count, raw length, decrypted payload, and where it ends."""
+        its magic, flags, chunk count, raw length, payload, and where it ends. The payload
+        is decrypted, but for a sealed blob: there the header and table are authenticated
+        and the payload is the sealed chunks (each authenticated when it is opened)."""
         if len(data) - pos < BLOB_HEAD.size:
             raise MediaReadError(f"{where}: the blob is truncated")
         magic, flags, nonce, count, raw_len, ct_len = BLOB_HEAD.unpack_from(data, pos)
         table_end = pos + BLOB_HEAD.size + count * _entry(flags).size
         end = table_end + ct_len
-        if magic not in magics or end > len(data):
+        if magic not in magics or end > len(data) or ct_len < 16:
             raise MediaReadError(f"{where}: the blob header is damaged")
         view = memoryview(data)
+        if flags & FLAG_SEALED:
+            self._authenticate(nonce, view[pos:table_end], view[table_end:table_end + 16],
+                               where)
+            return magic, flags, count, raw_len, view[table_end + 16:end], end
         try:
             payload = self.aead.decrypt(nonce, view[table_end:end], bytes(view[pos:table_end]))
         except InvalidTag:
@@ -441,8 +463,17 @@ class _Decoder:
                                  "damaged or were altered") from None
         return magic, flags, count, raw_len, payload, end
 
+    def _authenticate(self, nonce: bytes, head: memoryview, tag: memoryview, where: str) -> None:
+        """Check a sealed blob's header and chunk table against their tag."""
+        try:
+            self.aead.decrypt(nonce, tag, bytes(head))
+        except InvalidTag:
+            raise MediaReadError(f"{where}: authentication failed: the stored bytes are "
+                                 "damaged or were altered") from None
+
     @staticmethod
-    def entries(data: bytes, pos: int, count: int, flags: int) -> list[tuple[bytes, int, int]]:
+    def entries(data: bytes | memoryview, pos: int, count: int, flags: int
+                ) -> list[tuple[bytes, int, int]]:
         """The chunk table of the (authenticated) record at ``pos``: (chunk ID, length,
         stored length) of each chunk, in order."""
         entry = _entry(flags)
@@ -450,7 +481,7 @@ class _Decoder:
         rows = [entry.unpack_from(data, start + i * entry.size) for i in range(count)]
         return rows if flags & FLAG_FRAMES else [(cid, n, n) for cid, n in rows]
 
-    def blob(self, record: bytes, where: str) -> _Blob:
+    def blob(self, record: bytes | memoryview, where: str) -> _Blob:
         """The blob in ``record``, authenticated; its chunks are decoded when asked for."""
         _magic, flags, count, raw_len, payload, end = self.open(record, 0, where)
         if end != len(record):
@@ -458,18 +489,47 @@ class _Decoder:
         entries = self.entries(record, 0, count, flags)
         if sum(e[1] for e in entries) != raw_len:
             raise MediaReadError(f"{where}: the blob's chunk table is damaged")
+        if flags & FLAG_SEALED:
+            units = memoryview(payload)
+            return _Blob(where, b"", entries, framed=True, nonce=BLOB_HEAD.unpack_from(record)[2],
+                         source=lambda at, n: units[at:at + n], size=len(units))
         if flags & FLAG_FRAMES:
             if sum(e[2] for e in entries) != len(payload):
                 raise MediaReadError(f"{where}: the blob's chunk table is damaged")
             return _Blob(where, payload, entries, framed=True)
         if flags & FLAG_ZSTD:
-            try:
-                payload = self.dctx.decompress(payload, max_output_size=raw_len)
-            except zstandard.ZstdError as exc:
-                raise MediaReadError(f"{where}: decompression failed: {exc}") from None
-        if len(payload) != raw_len:
+            payload = self.inflate(payload, raw_len, where, "the blob")
+        elif len(payload) != raw_len:
             raise MediaReadError(f"{where}: the blob decodes to the wrong size")
         return _Blob(where, payload, entries, framed=False)
+
+    def inflate(self, data: bytes | memoryview, n: int, where: str, what: str) -> bytes:
+        """``data`` decompressed: ``n`` bytes, or MediaReadError."""
+        try:
+            out = self.dctx.decompress(data, max_output_size=n)
+        except zstandard.ZstdError as exc:
+            raise MediaReadError(f"{where}: decompression failed: {exc}") from None
+        if len(out) != n:
+            raise MediaReadError(f"{where}: {what} decodes to the wrong size")
+        return out
+
+    def sealed_blob(self, head: bytes, stored: int, where: str,
+                    source: Callable[[int, int], bytes | memoryview]) -> _Blob:
+        """A sealed blob of ``stored`` bytes from its header and chunk table (``head``, up
+        to and with their tag), authenticated; ``source(at, n)`` gives the ``n`` bytes at
+        ``at`` of its sealed chunks."""
+        magic, flags, nonce, count, raw_len, ct_len = BLOB_HEAD.unpack_from(head)
+        table_end = BLOB_HEAD.size + count * FRAME_ENTRY.size
+        if magic != BLOB_MAGIC or flags != FLAG_FRAMES | FLAG_SEALED or ct_len < 16 \
+                or table_end + ct_len != stored or len(head) < table_end + 16:
+            raise MediaReadError(f"{where}: the blob header is damaged")
+        view = memoryview(head)
+        self._authenticate(nonce, view[:table_end], view[table_end:table_end + 16], where)
+        entries = self.entries(head, 0, count, flags)
+        if sum(e[1] for e in entries) != raw_len:
+            raise MediaReadError(f"{where}: the blob's chunk table is damaged")
+        return _Blob(where, b"", entries, framed=True, nonce=nonce, source=source,
+                     size=ct_len - 16)
 
     def decode(self, record: bytes, where: str, verify: bool = True) -> bytes:
         """The blob's bytes, authenticated; with ``verify`` every chunk is also re-hashed
@@ -477,7 +537,7 @@ class _Decoder:
         blob = self.blob(record, where)
         chunks = []
         for cid, off, n in blob.chunks():
-            chunks.append(blob.chunk(off, n, self.dctx))
+            chunks.append(blob.chunk(off, n, self))
             if verify:
                 check_chunk(chunks[-1], cid, self.key.id_key, where)
         return b"".join(chunks) if blob.framed else blob.payload
@@ -490,28 +550,51 @@ def _entry(flags: int) -> struct.Struct:
 class _Blob:
     """An authenticated blob. A framed blob (FLAG_FRAMES) decodes a chunk only when it is
     first asked for: a restore that needs three chunks of a blob (yesterday's dump, whose
-    new chunks are spread over many blobs) decompresses those three, not the blob."""
+    new chunks are spread over many blobs) decompresses those three, not the blob; a sealed
+    one (FLAG_SEALED) also decrypts only those, taking their units from ``source``."""
 
     def __init__(self, where: str, payload: bytes, entries: list[tuple[bytes, int, int]],
-                 framed: bool) -> None:
+                 framed: bool, nonce: bytes | None = None,
+                 source: Callable[[int, int], bytes | memoryview] | None = None,
+                 size: int = 0) -> None:
         self.where = where
         self.payload = payload              # framed: the units; else: the blob's bytes
         self.framed = framed
-        self._units: dict[int, tuple[bytes, int, int, int]] = {}   # offset -> ID, n, at, stored
+        self.nonce = nonce                  # sealed: each unit opened with its own nonce
+        self._source = source or (lambda at, n: memoryview(self.payload)[at:at + n])
+        # offset -> (unit number, ID, length, where its unit is, stored length)
+        self._units: dict[int, tuple[int, bytes, int, int, int]] = {}
         off = at = 0
-        for cid, n, stored in entries:
-            self._units[off] = (cid, n, at, stored)
+        for i, (cid, n, stored) in enumerate(entries):
+            if nonce is not None and stored < 16:
+                raise MediaReadError(f"{where}: the blob's chunk table is damaged")
+            self._units[off] = (i, cid, n, at, stored)
             off += n
             at += stored
+        if nonce is not None and at != size:
+            raise MediaReadError(f"{where}: the blob's chunk table is damaged")
         self._decoded: dict[int, bytes | memoryview] = {}
 
     def chunks(self) -> list[tuple[bytes, int, int]]:
         """(chunk ID, offset, length) of every chunk, in order."""
-        return [(cid, off, n) for off, (cid, n, _at, _st) in self._units.items()]
+        return [(cid, off, n) for off, (_i, cid, n, _at, _st) in self._units.items()]
 
-    def chunk(self, off: int, length: int, dctx: zstandard.ZstdDecompressor) -> memoryview:
-        """The chunk at ``off`` (its place in the blob's bytes), decoded with ``dctx`` (one
-        per thread) if it is a zstd frame not decoded before."""
+    def spans(self, offsets: list[int], gap: int) -> list[tuple[int, int, list[tuple[int, int]]]]:
+        """Where the units of the chunks at ``offsets`` lie in the payload, as reads: (start,
+        end, [(unit start, stored length)]), units less than ``gap`` apart in one read."""
+        units = sorted({(self._units[o][3], self._units[o][4]) for o in offsets
+                        if o in self._units})
+        out: list[tuple[int, int, list[tuple[int, int]]]] = []
+        for at, stored in units:
+            if out and at - out[-1][1] < gap:
+                out[-1] = (out[-1][0], max(out[-1][1], at + stored), out[-1][2] + [(at, stored)])
+            else:
+                out.append((at, at + stored, [(at, stored)]))
+        return out
+
+    def chunk(self, off: int, length: int, decoder: _Decoder) -> memoryview:
+        """The chunk at ``off`` (its place in the blob's bytes), decoded with ``decoder``
+        (one per thread) if it is a unit not decoded before."""
         if not self.framed:
             if off + length > len(self.payload):
                 raise MediaReadError(f"{self.where}: the blob has no chunk at offset {off}")
@@ -519,21 +602,34 @@ class _Blob:
         got = self._decoded.get(off)
         if got is None:
             unit = self._units.get(off)
-            if unit is None or unit[1] != length:
+            if unit is None or unit[2] != length:
                 raise MediaReadError(f"{self.where}: the blob has no chunk at offset {off}")
-            _cid, n, at, stored = unit
-            piece = memoryview(self.payload)[at:at + stored]
-            if stored < n:
-                try:
-                    got = dctx.decompress(piece, max_output_size=n)
-                except zstandard.ZstdError as exc:
-                    raise MediaReadError(f"{self.where}: decompression failed: {exc}") from None
-                if len(got) != n:
-                    raise MediaReadError(f"{self.where}: a chunk decodes to the wrong size")
-            else:
-                got = piece
+            got = self._open_unit(unit, decoder, decompress=True)
             self._decoded[off] = got
         return memoryview(got)
+
+    def _open_unit(self, unit: tuple[int, bytes, int, int, int], decoder: _Decoder,
+                   decompress: bool) -> bytes | memoryview:
+        i, cid, n, at, stored = unit
+        piece = self._source(at, stored)
+        if self.nonce is not None:
+            if len(piece) != stored:
+                raise MediaReadError(f"{self.where}: the pack file is truncated")
+            try:
+                piece = decoder.aead.decrypt(_unit_nonce(self.nonce, i + 1), piece, cid)
+            except InvalidTag:
+                raise MediaReadError(f"{self.where}: authentication failed for chunk "
+                                     f"{cid.hex()[:16]}: the stored bytes are damaged or "
+                                     "were altered") from None
+        if len(piece) < n and decompress:
+            piece = decoder.inflate(piece, n, self.where, "a chunk")
+        return piece
+
+    def authenticate(self, decoder: _Decoder) -> None:
+        """Check every unit of a sealed blob against its tag (nothing is decompressed)."""
+        if self.nonce is not None:
+            for unit in self._units.values():
+                self._open_unit(unit, decoder, decompress=False)
 
 
 class _SealContext:
@@ -544,43 +640,54 @@ class _SealContext:
         self.zc = zstandard.ZstdCompressor(level=unit.zstd_level)
         self.trial = zstandard.ZstdCompressor(level=1)
         self.aead = AESGCM(unit.key.enc_key)
-        self.out = bytearray(size + 16)
+        self.out = bytearray(size + 16 * (size // unit.chunk_min + 2))   # a tag per chunk
         self.pack = ""                      # name of the open pack file, "" when none
         self.pack_out = _PackOutput(unit.direct_io)
 
     def seal(self, raw: memoryview, items: list[tuple[bytes, int]], compress: bool,
              magic: bytes = BLOB_MAGIC) -> tuple[bytes, memoryview]:
-        """One blob record of ``raw`` (the chunks ``items``, in order): the authenticated
-        header and chunk table, and the ciphertext (a view of ``out``, valid until the next
-        seal). Compressed when asked, each chunk on its own (a restore then decodes only
-        the chunks it needs; measured on log text: the same ratio as the whole blob at
-        once), each kept compressed only where that shrinks it."""
-        flags, payload = 0, raw
-        table = b""
-        if compress and items:
-            units: list[bytes | memoryview] = []
-            rows = []
-            off = 0
-            for cid, n in items:
-                chunk = raw[off:off + n]
-                packed = self.zc.compress(chunk)
-                unit = packed if len(packed) < n else chunk
-                units.append(unit)
-                rows.append(FRAME_ENTRY.pack(cid, n, len(unit)))
-                off += n
-            joined = b"".join(units)
-            if len(joined) < len(raw):
-                flags, payload, table = FLAG_FRAMES, memoryview(joined), b"".join(rows)
-        if not flags:
-            table = b"".join(TABLE_ENTRY.pack(cid, n) for cid, n in items)
+        """One record of ``raw`` (the chunks ``items``, in order): its header with the chunk
+        table, and what follows them (a view of ``out``, valid until the next seal).
+
+        A blob is sealed chunk by chunk (FLAG_SEALED): a restore that needs three of its
+        chunks reads and decrypts those three. Each chunk is compressed on its own when
+        asked (measured on log text: the same ratio as the whole blob at once), and kept
+        compressed only where that shrinks it. A record with no chunk table (an image's
+        recipes) is sealed whole."""
         nonce = os.urandom(12)
-        aad = BLOB_HEAD.pack(magic, flags, nonce, len(items), len(raw),
-                             len(payload) + 16) + table
-        if len(self.out) < len(payload) + 16:
-            self.out = bytearray(len(payload) + 16)
-        sealed = memoryview(self.out)[:len(payload) + 16]
-        self.aead.encrypt_into(nonce, payload, aad, sealed)
-        return aad, sealed
+        if not items:
+            head = BLOB_HEAD.pack(magic, 0, nonce, 0, len(raw), len(raw) + 16)
+            sealed = self._room(len(raw) + 16)
+            self.aead.encrypt_into(nonce, raw, head, sealed)
+            return head, sealed
+        units: list[bytes | memoryview] = []
+        rows = []
+        off = 0
+        for cid, n in items:
+            unit: bytes | memoryview = raw[off:off + n]
+            if compress:
+                packed = self.zc.compress(unit)
+                if len(packed) < n:
+                    unit = packed
+            units.append(unit)
+            rows.append(FRAME_ENTRY.pack(cid, n, len(unit) + 16))
+            off += n
+        total = 16 + sum(len(unit) + 16 for unit in units)
+        head = BLOB_HEAD.pack(magic, FLAG_FRAMES | FLAG_SEALED, nonce, len(items), len(raw),
+                              total) + b"".join(rows)
+        sealed = self._room(total)
+        self.aead.encrypt_into(nonce, b"", head, sealed[:16])
+        pos = 16
+        for i, ((cid, _n), unit) in enumerate(zip(items, units)):
+            end = pos + len(unit) + 16
+            self.aead.encrypt_into(_unit_nonce(nonce, i + 1), unit, cid, sealed[pos:end])
+            pos = end
+        return head, sealed
+
+    def _room(self, n: int) -> memoryview:
+        if len(self.out) < n:
+            self.out = bytearray(n)
+        return memoryview(self.out)[:n]
 
 
 class _Scratch:
@@ -914,8 +1021,8 @@ class DedupImageWriter(ImageWriter):
             compress = self._compressing or \
                 len(ctx.trial.compress(sample)) < TRIAL_KEEP * len(sample)
             aad, sealed = ctx.seal(raw, items, compress)
-            if compress:
-                self._compressing = len(sealed) - 16 < TRIAL_KEEP * size
+            if compress:                # what the chunks take, their tags left out
+                self._compressing = len(sealed) - 16 * (len(items) + 1) < TRIAL_KEEP * size
             entries, off = [], 0
             for cid, n in items:
                 entries.append((cid, off, n))
@@ -1095,13 +1202,13 @@ class DedupObjectReader(ObjectReader):
         and every chunk ID checked in it."""
         decoder = self._decoder()
         if earlier is None:
-            blob = decoder.blob(*self.unit._read_record(blob_id, self._fds))
+            blob = self.unit._open_blob(blob_id, self._fds, decoder, [ref[2] for ref in wanted])
             verified: frozenset[bytes] = frozenset()
         else:
             blob, verified = earlier.result()
         checked = []
         for cid, _blob, off, length in wanted:
-            chunk = blob.chunk(off, length, decoder.dctx)
+            chunk = blob.chunk(off, length, decoder)
             if cid not in known and cid not in verified:
                 check_chunk(chunk, cid, decoder.key.id_key, f"dedup pool {self.unit.name}")
                 checked.append(cid)
@@ -1126,7 +1233,7 @@ class DedupObjectReader(ObjectReader):
         plan: collections.deque[tuple[bytes, int, int, int]] = collections.deque()
         checked: set[bytes] = set()       # chunk IDs checked: each lives in one blob only
         id_key = self.unit.key.id_key
-        dctx = zstandard.ZstdDecompressor()
+        decoder = _Decoder(self.unit.key)
         refs = self.unit._chunk_refs(self._location, self._seq)
         held = None                       # the first chunk of the next batch
         try:
@@ -1164,7 +1271,7 @@ class DedupObjectReader(ObjectReader):
                 planned[blob_id] -= 1
                 blob, verified = blobs[blob_id].result()
                 blobs.move_to_end(blob_id)
-                chunk = blob.chunk(off, length, dctx)
+                chunk = blob.chunk(off, length, decoder)
                 if cid not in checked:
                     if cid not in verified:
                         check_chunk(chunk, cid, id_key, f"dedup pool {self.unit.name}")
@@ -1321,13 +1428,16 @@ class DedupStorageUnit(StorageUnit):
                     "chunk_id": "keyed blake3"}
             self._write_meta(meta)
         self.key = PoolKey(self._pool_key(meta, kek))
-        if meta.get("format") != FORMAT:
-            raise MediaReadError(f"{meta_path}: pool format {meta.get('format')} is not "
-                                 f"{FORMAT}")
+        if meta.get("format") not in (1, FORMAT):
+            raise MediaReadError(f"{meta_path}: pool format {meta.get('format')} is not one "
+                                 f"this version reads (1 to {FORMAT})")
         if meta.get("key_fingerprint") != self.key.fingerprint:
             raise MediaReadError(f"the key {self.key_path} does not open the dedup pool "
                                  f"{self.root}: it belongs to another pool, or the pool's key "
                                  "was rotated since this copy was made")
+        if meta["format"] != FORMAT:          # what it holds is read as it is; from now on
+            meta["format"] = FORMAT           # it takes sealed blobs, which format 1 lacks
+            self._write_meta(meta)
         self.pool_id = bytes.fromhex(meta["pool_id"])
         self.chunk_avg = int(meta["chunker"]["avg"])
         self.chunk_min = int(meta["chunker"]["min"])
@@ -1481,8 +1591,9 @@ class DedupStorageUnit(StorageUnit):
             q = "SELECT id, blob, off, len FROM chunks WHERE id IN (%s)" % ",".join("?" * len(ids))
             return {r[0]: (r[1], r[2], r[3]) for r in self._db.execute(q, ids)}
 
-    def _read_record(self, blob_id: int, fds: dict[str, int]) -> tuple[bytes, str]:
-        """A blob's record as stored, and where it is (for messages)."""
+    def _blob_place(self, blob_id: int, fds: dict[str, int]) -> tuple[int, str, int, int]:
+        """A blob's pack file, open (kept in ``fds``), what to call the blob in messages,
+        where it starts and its stored length."""
         with self._lock:
             row = self._db.execute(
                 "SELECT p.name, b.offset, b.stored FROM blobs b JOIN packs p ON p.id = b.pack "
@@ -1499,15 +1610,54 @@ class DedupStorageUnit(StorageUnit):
                     raise MediaReadError(f"pack {name} of the dedup pool {self.name} cannot "
                                          f"be opened: {exc}") from exc
                 fds[name] = fd
-        where = f"dedup pool {self.name}, pack {name}, offset {offset}"
+        return fd, f"dedup pool {self.name}, pack {name}, offset {offset}", offset, stored
+
+    def _pread(self, fd: int, n: int, offset: int, where: str) -> bytes:
         try:
-            record = self._pread_direct(fd, stored, offset) if self.direct_io \
-                else os.pread(fd, stored, offset)
+            data = self._pread_direct(fd, n, offset) if self.direct_io \
+                else os.pread(fd, n, offset)
         except OSError as exc:
             raise MediaReadError(f"{where}: read failed: {exc}") from exc
-        if len(record) != stored:
+        if len(data) != n:
             raise MediaReadError(f"{where}: the pack file is truncated")
-        return record, where
+        return data
+
+    def _read_record(self, blob_id: int, fds: dict[str, int]) -> tuple[bytes, str]:
+        """A blob's record as stored, and where it is (for messages)."""
+        fd, where, offset, stored = self._blob_place(blob_id, fds)
+        return self._pread(fd, stored, offset, where), where
+
+    def _open_blob(self, blob_id: int, fds: dict[str, int], decoder: _Decoder,
+                   wanted: list[int]) -> _Blob:
+        """A blob, authenticated, to take the chunks at the (raw) offsets ``wanted`` from.
+        Of a sealed blob only the header and table and the units of those chunks are read
+        (units close together in one read), any other unit when it is asked for; a blob
+        of an earlier form is read whole."""
+        fd, where, offset, stored = self._blob_place(blob_id, fds)
+        head = self._pread(fd, min(stored, HEAD_READ), offset, where)
+        if len(head) < BLOB_HEAD.size or not head[4] & FLAG_SEALED:      # head[4]: flags
+            if stored > len(head):
+                head += self._pread(fd, stored - len(head), offset + len(head), where)
+            return decoder.blob(head, where)
+        base = BLOB_HEAD.size + BLOB_HEAD.unpack_from(head)[3] * FRAME_ENTRY.size + 16
+        if base > stored:
+            raise MediaReadError(f"{where}: the blob header is damaged")
+        if base > len(head):
+            head += self._pread(fd, base - len(head), offset + len(head), where)
+        pieces: dict[int, memoryview] = {}
+
+        def source(at: int, n: int) -> bytes | memoryview:
+            piece = pieces.pop(at, None)
+            if piece is not None and len(piece) == n:
+                return piece
+            return self._pread(fd, n, offset + base + at, where)
+
+        blob = decoder.sealed_blob(head[:base], stored, where, source)
+        for start, end, units in blob.spans(wanted, SPAN_GAP):
+            data = memoryview(self._pread(fd, end - start, offset + base + start, where))
+            for at, n in units:
+                pieces[at] = data[at - start:at - start + n]
+        return blob
 
     def _pread_direct(self, fd: int, n: int, offset: int) -> bytes:
         """``n`` bytes at ``offset`` of a file open for direct I/O: the aligned blocks
@@ -1896,6 +2046,14 @@ class DedupStorageUnit(StorageUnit):
                         report["skipped"].append(f"{exc.message}; the rest of the pack is "
                                                  "unreadable")
                         break
+                    if magic == BLOB_MAGIC and flags & FLAG_SEALED:
+                        try:
+                            decoder.blob(memoryview(data)[pos:end],
+                                         f"pack {name}, offset {pos}").authenticate(decoder)
+                        except MediaReadError as exc:
+                            report["skipped"].append(f"{exc.message}; the rest of the pack "
+                                                     "is unreadable")
+                            break
                     if magic == BLOB_MAGIC:
                         blob_id = db.execute(
                             "INSERT INTO blobs(pack, offset, stored, raw) VALUES (?, ?, ?, ?)",
