@@ -960,11 +960,14 @@ def test_a_restore_reads_and_decodes_only_the_chunks_it_uses(tmp_path, monkeypat
     assert 0.6 * len(day2) < stats2["after_dedup"] < 0.9 * len(day2)
     monkeypatch.setattr(dedup.zstandard, "ZstdDecompressor", CountingDecompressor)
     CountingDecompressor.produced = 0
-    read = []
-    real_pread = DedupStorageUnit._pread
+    read = []                                       # bytes read from the packs
+    real_pread, real_into = DedupStorageUnit._pread, DedupStorageUnit._pread_into
     monkeypatch.setattr(DedupStorageUnit, "_pread",
                         lambda self, fd, n, offset, where: read.append(n) or
                         real_pread(self, fd, n, offset, where))
+    monkeypatch.setattr(DedupStorageUnit, "_pread_into",
+                        staticmethod(lambda fd, buf, offset, where: read.append(len(buf)) or
+                                     real_into(fd, buf, offset, where)))
     assert load(unit, loc2, st2[0]) == day2
     # each chunk decoded once: whole-blob decoding would also have produced the three
     # quarters of day 1 that day 2 does not use

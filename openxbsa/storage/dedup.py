@@ -122,6 +122,7 @@ FLAG_SEALED = 4     # with FLAG_FRAMES: each unit sealed on its own (stored leng
                     # (see _unit_nonce): a restore reads and decrypts only the chunks it uses
 HEAD_READ = 4096                # a sealed blob is read header first: this much at once
 SPAN_GAP = 16 << 10             # units needed this close together are read in one pread
+STAGING = 2 << 20               # a decoder's buffer for the units it reads of one blob
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS packs (
@@ -436,6 +437,14 @@ class _Decoder:
         self.key = key
         self.aead = AESGCM(key.enc_key)
         self.dctx = zstandard.ZstdDecompressor()
+        self._staging: memoryview | None = None
+
+    def staging(self) -> memoryview:
+        """This decoder's buffer for the units of the blob it opens (reused, blob after
+        blob: fresh memory for each would cost a page fault per 4 KiB)."""
+        if self._staging is None:
+            self._staging = memoryview(bytearray(STAGING))
+        return self._staging
 
     def open(self, data: bytes | memoryview, pos: int, where: str,
              magics: tuple[bytes, ...] = (BLOB_MAGIC,)
@@ -574,6 +583,9 @@ class _Blob:
         if nonce is not None and at != size:
             raise MediaReadError(f"{where}: the blob's chunk table is damaged")
         self._decoded: dict[int, bytes | memoryview] = {}
+        # units read ahead (sealed): unit start -> its bytes, maybe in the reading decoder's
+        # staging buffer, so valid only until that decoder opens its next blob
+        self.prefetched: dict[int, memoryview] = {}
 
     def chunks(self) -> list[tuple[bytes, int, int]]:
         """(chunk ID, offset, length) of every chunk, in order."""
@@ -1207,11 +1219,14 @@ class DedupObjectReader(ObjectReader):
         else:
             blob, verified = earlier.result()
         checked = []
-        for cid, _blob, off, length in wanted:
-            chunk = blob.chunk(off, length, decoder)
-            if cid not in known and cid not in verified:
-                check_chunk(chunk, cid, decoder.key.id_key, f"dedup pool {self.unit.name}")
-                checked.append(cid)
+        try:
+            for cid, _blob, off, length in wanted:
+                chunk = blob.chunk(off, length, decoder)
+                if cid not in known and cid not in verified:
+                    check_chunk(chunk, cid, decoder.key.id_key, f"dedup pool {self.unit.name}")
+                    checked.append(cid)
+        finally:
+            blob.prefetched.clear()     # this decoder's staging buffer takes the next blob
         return blob, verified | frozenset(checked)
 
     def _decoder(self) -> _Decoder:
@@ -1644,20 +1659,35 @@ class DedupStorageUnit(StorageUnit):
             raise MediaReadError(f"{where}: the blob header is damaged")
         if base > len(head):
             head += self._pread(fd, base - len(head), offset + len(head), where)
-        pieces: dict[int, memoryview] = {}
 
         def source(at: int, n: int) -> bytes | memoryview:
-            piece = pieces.pop(at, None)
+            piece = blob.prefetched.pop(at, None)
             if piece is not None and len(piece) == n:
                 return piece
             return self._pread(fd, n, offset + base + at, where)
 
         blob = decoder.sealed_blob(head[:base], stored, where, source)
+        staging = None if self.direct_io else decoder.staging()
+        used = 0
         for start, end, units in blob.spans(wanted, SPAN_GAP):
-            data = memoryview(self._pread(fd, end - start, offset + base + start, where))
+            if staging is not None and used + end - start <= len(staging):
+                data = staging[used:used + end - start]
+                used += end - start
+                self._pread_into(fd, data, offset + base + start, where)
+            else:
+                data = memoryview(self._pread(fd, end - start, offset + base + start, where))
             for at, n in units:
-                pieces[at] = data[at - start:at - start + n]
+                blob.prefetched[at] = data[at - start:at - start + n]
         return blob
+
+    @staticmethod
+    def _pread_into(fd: int, buf: memoryview, offset: int, where: str) -> None:
+        try:
+            got = os.preadv(fd, [buf], offset)
+        except OSError as exc:
+            raise MediaReadError(f"{where}: read failed: {exc}") from exc
+        if got != len(buf):
+            raise MediaReadError(f"{where}: the pack file is truncated")
 
     def _pread_direct(self, fd: int, n: int, offset: int) -> bytes:
         """``n`` bytes at ``offset`` of a file open for direct I/O: the aligned blocks
