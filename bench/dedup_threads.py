@@ -71,7 +71,7 @@ def client_cpu() -> float:
 
 
 def report(label: str, seconds: float, size: int, before: dict, after: dict,
-           client: float) -> None:
+           client: float, pid: int) -> None:
     print(f"{label:8} {size / seconds / 1e6:7.0f} MB/s  wall {seconds:5.2f} s"
           f"  client CPU {client:5.2f} s")
     total = 0.0
@@ -82,7 +82,8 @@ def report(label: str, seconds: float, size: int, before: dict, after: dict,
             total += u + s
             print(f"         thread {tid}: user {u:5.2f} s  sys {s:5.2f} s"
                   f"  page faults {f:7d}")
-    print(f"         server CPU {total:5.2f} s of {2 * seconds:5.2f} s on 2 CPUs")
+    print(f"         server CPU {total:5.2f} s of {2 * seconds:5.2f} s on 2 CPUs,"
+          f" peak RSS so far {V._hwm(pid) / 1e6:5.0f} MB")
 
 
 def main() -> None:
@@ -106,11 +107,13 @@ def main() -> None:
                 tool.backup(day, "input")
             before, cpu = sampler.snapshot(), client_cpu()
             seconds = tool.backup(path, "input")
-            report("backup", seconds, size, before, sampler.snapshot(), client_cpu() - cpu)
+            report("backup", seconds, size, before, sampler.snapshot(), client_cpu() - cpu,
+                   tool.proc.pid)
             for _ in range(args.restores):
                 before, cpu = sampler.snapshot(), client_cpu()
                 seconds = tool.stream()
-                report("restore", seconds, size, before, sampler.snapshot(), client_cpu() - cpu)
+                report("restore", seconds, size, before, sampler.snapshot(), client_cpu() - cpu,
+                   tool.proc.pid)
         finally:
             sampler.stop()
             tool.finish()

@@ -1660,13 +1660,20 @@ class DedupStorageUnit(StorageUnit):
         if base > len(head):
             head += self._pread(fd, base - len(head), offset + len(head), where)
 
+        # the units read ahead, in a dict of their own: were ``source`` to reach them
+        # through the blob, blob and source would form a cycle, freed only by the cyclic
+        # collector, which runs too rarely here: a restore's blobs would pile up (a 1 GiB
+        # restore's server grew from 180 to 600 MB)
+        ahead: dict[int, memoryview] = {}
+
         def source(at: int, n: int) -> bytes | memoryview:
-            piece = blob.prefetched.pop(at, None)
+            piece = ahead.pop(at, None)
             if piece is not None and len(piece) == n:
                 return piece
             return self._pread(fd, n, offset + base + at, where)
 
         blob = decoder.sealed_blob(head[:base], stored, where, source)
+        blob.prefetched = ahead
         staging = None if self.direct_io else decoder.staging()
         used = 0
         for start, end, units in blob.spans(wanted, SPAN_GAP):
