@@ -8,6 +8,7 @@ flow control is the back-pressure, and errors surface at the next control reply.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import hmac
 import io
@@ -32,6 +33,7 @@ STREAM_FRAME = 1 << 20     # frame size the server uses when streaming a restore
 SOCKET_BUFFER = 1 << 20
 WRITE_BUFFER = 256 * 1024  # small frames gather here until a flush
 IOV_MAX = 1024             # pieces one sendmsg takes (Linux's UIO_MAXIOV)
+TCP_CLOSE = 7              # tcpi_state of a connection the kernel has closed (linux/tcp.h)
 
 
 class ProtocolError(Exception):
@@ -209,12 +211,35 @@ class Channel:
             self.flush()
             sent_total = 0
             while sent_total < part:
-                sent = os.sendfile(self.sock.fileno(), fd, offset + sent_total, part - sent_total)
+                try:
+                    sent = os.sendfile(self.sock.fileno(), fd, offset + sent_total,
+                                       part - sent_total)
+                except BrokenPipeError as exc:
+                    raise self._send_failure(exc) from None
                 if sent == 0:
                     raise ConnectionClosed("short file while streaming")
                 sent_total += sent
             offset += part
             count -= part
+
+    def _send_failure(self, exc: BrokenPipeError) -> OSError:
+        """What ended a connection that sendfile(2) reports as EPIPE. Linux gives EPIPE for
+        any socket that can no longer send — the timeout's own error went to an earlier call
+        that returned a partial count — so a peer that stopped answering (TCP_USER_TIMEOUT or
+        keepalive gave it up: see tune) would read as a broken connection. The kernel's TCP
+        state tells them apart: a connection it closed while its data or keepalive probes
+        went unanswered timed out; one the peer reset or closed did not."""
+        if self.sock.family not in (socket.AF_INET, socket.AF_INET6):
+            return exc
+        try:
+            code = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            info = self.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)
+        except (OSError, AttributeError):        # AttributeError: no TCP_INFO here
+            return exc
+        state, _ca_state, retransmits, probes = info[:4]
+        if code == errno.ETIMEDOUT or (state == TCP_CLOSE and (retransmits or probes)):
+            return TimeoutError(errno.ETIMEDOUT, "the peer stopped answering")
+        return exc
 
     def flush(self) -> None:
         if self._out:
