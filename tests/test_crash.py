@@ -169,6 +169,25 @@ def test_a_commit_under_way_when_the_server_is_stopped_completes_and_says_so(srv
     X.BSATerminate(h)
 
 
+def test_a_stopping_server_waits_for_a_commit_no_longer_than_stop_grace(srv):
+    """[limits] stop_grace bounds how long SIGTERM waits for a session (here a commit held
+    up for a minute): the server exits cleanly after about that long, as a kill would leave
+    it — the application is told the transaction aborted, and after a restart nothing of it
+    is visible and the committed backup restores."""
+    copy_id, data = committed_baseline(srv)
+    with open(os.path.join(srv.home, "openxbsa.toml"), "w") as f:
+        f.write("[limits]\nstop_grace = 1\n")
+    h, d, t, result = commit_stopped_at(srv, "commit:before_catalog", "/crash/held",
+                                        os.urandom(1 << 20), OPENXBSA_FAULT_SECONDS="60")
+    started = time.monotonic()
+    srv.stop()                                  # waits 10 s, then kills: the default grace
+    assert srv.proc.returncode == 0 and time.monotonic() - started < 8
+    t.join(30)
+    assert result == [X.BSA_RC_TRANSACTION_ABORTED]
+    X.BSATerminate(h)
+    check_after_restart(srv, copy_id, data, "/crash/held")
+
+
 @pytest.mark.parametrize("point", ["commit:before_catalog", "commit:after_catalog"])
 def test_server_killed_mid_commit(srv, point):
     copy_id, data = committed_baseline(srv)

@@ -11,6 +11,7 @@ from typing import Any
 from openxbsa.wire import PEER_TIMEOUT, default_address, default_home
 
 KEEP_JOBS_HOURS = 78        # NetBackup's KEEP_JOBS_HOURS default
+STOP_GRACE = 10.0           # seconds a stopping server waits for its sessions to end
 
 __all__ = ["ConfigFileError", "Fields", "ServerConfig", "Settings", "default_address",
            "default_home", "load_toml", "read_settings"]
@@ -33,6 +34,7 @@ class ServerConfig:
     max_sessions: int = 512                      # connections served at once
     handshake_timeout: float = 30.0              # seconds a peer has to complete BSAInit
     peer_timeout: float = PEER_TIMEOUT           # seconds a TCP peer may stop answering
+    stop_grace: float = STOP_GRACE               # seconds a stopping server waits for sessions
 
     @classmethod
     def load(cls, home: str, listen: str | None = None, catalog_url: str | None = None
@@ -64,6 +66,7 @@ class ServerConfig:
             max_sessions=limits.count("max_sessions", 512, 1, 100_000),
             handshake_timeout=limits.number("handshake_timeout", 30.0, 0.1, 3600),
             peer_timeout=limits.number("peer_timeout", PEER_TIMEOUT, 1, 86400),
+            stop_grace=limits.number("stop_grace", STOP_GRACE, 0, 3600),
         )
 
     @property
@@ -82,7 +85,7 @@ KNOWN = {
     "features": {"enabled"},
     "scheduler": {"interval", "max_jobs_per_client", "backup_attempts", "attempt_period",
                   "retry_delay", "keep_jobs_hours"},
-    "limits": {"max_sessions", "handshake_timeout", "peer_timeout"},
+    "limits": {"max_sessions", "handshake_timeout", "peer_timeout", "stop_grace"},
 }
 
 

@@ -33,7 +33,6 @@ from openxbsa.storage.base import dedup_rate
 log = logging.getLogger("openxbsa.server")
 
 UNIX_PATH_MAX = 107                     # sun_path holds 108 bytes with the terminating NUL
-DRAIN_GRACE = 10.0                      # seconds a stopping server waits for its sessions
 
 
 class ListenError(RuntimeError):
@@ -347,9 +346,9 @@ class Server:
             t = threading.Thread(target=self._run_session, args=(conn, name), daemon=True)
             self._threads.add(t)
             t.start()
-        self._drain()
+        self._drain(self.config.stop_grace)
 
-    def _drain(self, grace: float = DRAIN_GRACE) -> None:
+    def _drain(self, grace: float) -> None:
         """The server is stopping: end every session as an administrator's cancel would
         (its transaction nullified, its job Done with status 150) and wait for them, up to
         ``grace`` seconds, so that a stopped server leaves no job Active in its catalog.
