@@ -103,6 +103,16 @@ def configured_server(tmp_path_factory: pytest.TempPathFactory, settings: str = 
     return srv
 
 
+@pytest.fixture(scope="session")
+def postgres():
+    """One real PostgreSQL server for the session (tests.pg); each user takes a database of
+    its own with new_database()."""
+    from tests.pg import Postgres
+    pg = Postgres()
+    yield pg
+    pg.stop()
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc]:
     home = make_home(tmp_path_factory)

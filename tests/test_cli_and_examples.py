@@ -452,20 +452,27 @@ def test_verify_reports_exactly_the_damaged_objects(server):
     assert (restore_job["type"], restore_job["status"]) == ("Restore", 85)
 
 
+@pytest.mark.parametrize("catalog", ["sqlite", "postgresql"])
 def test_finished_jobs_are_cleaned_after_keep_hours_by_the_command_and_by_the_server(
-        tmp_path_factory):
+        tmp_path_factory, request, catalog):
     """bpdbjobs -clean: finished jobs older than the keep time leave the job database with
     their logs — by `jobs --clean --keep-hours N`, and by the server itself once an hour
     ([scheduler] keep_jobs_hours, NetBackup's KEEP_JOBS_HOURS, 78 by default) — while a job
     still running, a recent one, and the newest successful scheduled run of a schedule (its
-    frequency counts from it) stay. Ages are set in the real catalog: nobody waits 78 hours."""
-    import sqlite3
+    frequency counts from it) stay; on either catalog database. Ages are set in the real
+    catalog: nobody waits 78 hours."""
     import time
+
+    import sqlalchemy as sa
 
     from openxbsa import xbsa as X
     from tests.conftest import backup, configured_server, descriptor, init, send_all
     settings = "[scheduler]\nkeep_jobs_hours = 2\nattempt_period = 3600\ninterval = {}\n"
+    url = request.getfixturevalue("postgres").new_database() if catalog == "postgresql" else ""
+    if url:
+        settings = f'catalog = "{url}"\n' + settings
     srv = configured_server(tmp_path_factory, settings.format(86400))   # the command's turn
+    engine = sa.create_engine(url or "sqlite:///" + os.path.join(srv.home, "catalog.db"))
     try:
         h = init(srv)
         for i in range(4):
@@ -473,13 +480,18 @@ def test_finished_jobs_are_cleaned_after_keep_hours_by_the_command_and_by_the_se
         assert X.BSABeginTxn(h) == X.BSA_RC_SUCCESS       # job 5: still running
         assert X.BSACreateObject(h, descriptor("/clean/running", 10), X.BSA_DataBlock32()) == 0
         send_all(h, b"y" * 5, buf_len=5)
-        db = sqlite3.connect(os.path.join(srv.home, "catalog.db"))
         day = 86400
-        with db:                # jobs 1-3 three days old, 3 a scheduled run
-            db.execute("UPDATE jobs SET started = started - ?, ended = ended - ? "
-                       "WHERE job_id IN (1, 2, 3)", (3 * day, 3 * day))
-            db.execute("UPDATE jobs SET scheduled = 1 WHERE job_id = 3")
-        assert sum(1 for _ in db.execute("SELECT 1 FROM job_events WHERE job_id IN (1, 2)")) > 0
+
+        def sql(statement: str, **params: int) -> list[tuple]:
+            with engine.begin() as db:
+                result = db.execute(sa.text(statement), params)
+                return [tuple(r) for r in result] if result.returns_rows else []
+
+        # jobs 1-3 three days old, 3 a scheduled run
+        sql("UPDATE jobs SET started = started - :d, ended = ended - :d "
+            "WHERE job_id IN (1, 2, 3)", d=3 * day)
+        sql("UPDATE jobs SET scheduled = TRUE WHERE job_id = 3")
+        assert sql("SELECT 1 FROM job_events WHERE job_id IN (1, 2)")
 
         def left() -> list[int]:
             return sorted(j["jobid"] for j in json.loads(srv.cli("jobs", "--json").stdout))
@@ -487,18 +499,16 @@ def test_finished_jobs_are_cleaned_after_keep_hours_by_the_command_and_by_the_se
         out = srv.cli("jobs", "--clean", "--keep-hours", "48")
         assert out.returncode == 0 and out.stdout.strip().startswith("2 finished jobs"), out
         assert left() == [3, 4, 5]
-        assert list(db.execute("SELECT job_id FROM job_events WHERE job_id IN (1, 2)")) == []
+        assert sql("SELECT job_id FROM job_events WHERE job_id IN (1, 2)") == []
         assert json.loads(srv.cli("jobs", "--log", "4", "--json").stdout)      # logs of kept jobs
         send_all(h, b"y" * 5, buf_len=5)
         assert X.BSAEndData(h) == 0 and X.BSAEndTxn(h, X.BSA_Vote_COMMIT) == 0   # job 5 done
         X.BSATerminate(h)
 
         srv.stop()              # the server's own hourly clean, at its first tick
-        with db:
-            db.execute("UPDATE jobs SET ended = ended - ? WHERE job_id = 4", (3 * 3600,))
-            db.execute("UPDATE jobs SET started = started - ?, ended = ended - ?, scheduled = 1 "
-                       "WHERE job_id = 5", (day, day))        # now the newest scheduled run
-        db.close()
+        sql("UPDATE jobs SET ended = ended - :h WHERE job_id = 4", h=3 * 3600)
+        sql("UPDATE jobs SET started = started - :d, ended = ended - :d, scheduled = TRUE "
+            "WHERE job_id = 5", d=day)                       # now the newest scheduled run
         with open(os.path.join(srv.home, "openxbsa.toml"), "w") as f:
             f.write(settings.format(0.2))
         srv.start()
@@ -509,3 +519,4 @@ def test_finished_jobs_are_cleaned_after_keep_hours_by_the_command_and_by_the_se
         assert srv.cli("jobs", "--clean", "--keep-hours", "-1").returncode != 0   # refused
     finally:
         srv.stop()
+        engine.dispose()

@@ -12,13 +12,6 @@ from tests.test_semantics import *  # noqa: F403
 from tests.test_state_table import *  # noqa: F403
 
 
-@pytest.fixture(scope="session")
-def postgres():
-    pg = Postgres()
-    yield pg
-    pg.stop()
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, postgres):  # noqa: F811 - this module's catalog is PostgreSQL
     srv = configured_server(tmp_path_factory, f'catalog = "{postgres.new_database()}"\n')
