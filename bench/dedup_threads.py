@@ -21,7 +21,6 @@ import random
 import sys
 import tempfile
 import threading
-import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 
@@ -113,7 +112,7 @@ def main() -> None:
                 before, cpu = sampler.snapshot(), client_cpu()
                 seconds = tool.stream()
                 report("restore", seconds, size, before, sampler.snapshot(), client_cpu() - cpu,
-                   tool.proc.pid)
+                       tool.proc.pid)
         finally:
             sampler.stop()
             tool.finish()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -59,6 +60,16 @@ class ServerProc:
     def cli(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "openxbsa.cli.main", *args, "--home", self.home],
                               capture_output=True, text=True, timeout=60)
+
+    def jobs_once_done(self, pick: Callable[[dict], bool], timeout: float = 30) -> list[dict]:
+        """The jobs that ``pick`` selects, newest first, once the newest of them is Done (or
+        as they are after ``timeout`` seconds: the caller's assertion says what is wrong)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            jobs = [j for j in json.loads(self.cli("jobs", "--json").stdout) if pick(j)]
+            if jobs and jobs[0]["state_name"] == "Done" or time.monotonic() > deadline:
+                return jobs
+            time.sleep(0.2)
 
 
 def wait_ready(address: str, proc: subprocess.Popen, timeout: float = 30) -> None:

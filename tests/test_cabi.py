@@ -10,7 +10,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -230,13 +229,7 @@ def test_a_parent_that_dies_mid_object_ends_its_job_though_its_child_lives(
     assert out.returncode == 3, out.stderr.decode()
     child = int(out.stdout.decode())
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            jobs = [j for j in json.loads(server.cli("jobs", "--json").stdout)
-                    if j["jobid"] > before and j["type"] == "Backup"]
-            if jobs and jobs[0]["state_name"] == "Done" or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
+        jobs = server.jobs_once_done(lambda j: j["jobid"] > before and j["type"] == "Backup")
         assert os.path.exists(f"/proc/{child}"), "the helper child should still be running"
         assert jobs and jobs[0]["state_name"] == "Done" and jobs[0]["status"] != 0, jobs
         query = run(cbuild["xbsa_query"], "/c/crash/*", server.address)

@@ -180,7 +180,7 @@ def test_a_stopping_server_waits_for_a_commit_no_longer_than_stop_grace(srv):
     h, d, t, result = commit_stopped_at(srv, "commit:before_catalog", "/crash/held",
                                         os.urandom(1 << 20), OPENXBSA_FAULT_SECONDS="60")
     started = time.monotonic()
-    srv.stop()                                  # waits 10 s, then kills: the default grace
+    srv.stop()                  # the harness kills after 10 s, as long as the default grace
     assert srv.proc.returncode == 0 and time.monotonic() - started < 8
     t.join(30)
     assert result == [X.BSA_RC_TRANSACTION_ABORTED]

@@ -325,12 +325,8 @@ def test_a_peer_whose_network_goes_down_fails_its_job_and_the_server_goes_on(net
         cut = time.monotonic()
         out, err = client.communicate(timeout=60)          # before the fix: never
         assert out.startswith("rc 3 ") and "timed out" in out, (out, err)   # ABORT_SYSTEM_ERROR
-        deadline = cut + 60
-        while True:
-            job = [j for j in json.loads(srv.cli("jobs", "--json").stdout) if j["jobid"] > before]
-            if job and job[0]["state_name"] == "Done" or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
+        job = srv.jobs_once_done(lambda j: j["jobid"] > before,
+                                 timeout=cut + 60 - time.monotonic())
         # 41, network connection timed out (a restore from disk sends with sendfile(2), which
         # reports EPIPE whatever the cause: the server asks TCP what it was)
         assert job and job[0]["state_name"] == "Done" and job[0]["status"] == 41, job
@@ -361,12 +357,7 @@ def test_a_restore_client_killed_mid_stream_is_not_a_timeout(netns_server):
         time.sleep(1)
         client.kill()
         client.wait(30)
-        deadline = time.monotonic() + 30
-        while True:
-            job = [j for j in json.loads(srv.cli("jobs", "--json").stdout) if j["type"] == "Restore"]
-            if job and job[0]["state_name"] == "Done" or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
+        job = srv.jobs_once_done(lambda j: j["type"] == "Restore")
         assert job and job[0]["state_name"] == "Done" and job[0]["status"] == 40, job
     finally:
         if client.poll() is None:
