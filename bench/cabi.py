@@ -18,7 +18,9 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+import _here  # noqa: E402  (this tree first on the path)
+
+ROOT = _here.ROOT
 GEN = ("import sys,random; b=random.Random(3).randbytes(1<<24); n=int(sys.argv[1])\n"
        "for i in range(n >> 24): sys.stdout.buffer.write(b)")
 
@@ -26,7 +28,7 @@ GEN = ("import sys,random; b=random.Random(3).randbytes(1<<24); n=int(sys.argv[1
 def timed(cmd: list[str], total: int) -> float:
     producer = subprocess.Popen([sys.executable, "-c", GEN, str(total)], stdout=subprocess.PIPE)
     t = time.perf_counter()
-    out = subprocess.run(cmd, stdin=producer.stdout, capture_output=True)
+    out = subprocess.run(cmd, stdin=producer.stdout, capture_output=True, env=_here.env())
     dt = time.perf_counter() - t
     producer.wait()
     if out.returncode != 0:
@@ -41,15 +43,15 @@ def main() -> None:
     total = int(args.gib * (1 << 30)) >> 24 << 24
     work = tempfile.mkdtemp(prefix="openxbsa-bench-")
     lib = os.path.join(work, "lib")
-    subprocess.run([sys.executable, "-m", "openxbsa.cli.main", "libxbsa", "build", "--out", lib],
+    subprocess.run(_here.cli("libxbsa", "build", "--out", lib), env=_here.env(),
                    check=True, capture_output=True)
     prog = os.path.join(work, "xbsa_backup")
     subprocess.run(["gcc", "-O2", "-I", os.path.join(lib, "include"), "-o", prog,
                     os.path.join(ROOT, "examples", "c", "xbsa_backup.c"), "-L", lib, "-lxbsa64",
                     f"-Wl,-rpath,{lib}"], check=True)
     home = os.path.join(work, "home")
-    server = subprocess.Popen([sys.executable, "-m", "openxbsa.cli.main", "server", "--home", home,
-                               "--log-level", "WARNING"], stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(_here.cli("server", "--home", home, "--log-level", "WARNING"),
+                              env=_here.env(), stderr=subprocess.DEVNULL)
     address = f"unix:{home}/xbsa.sock"
     try:
         for _ in range(200):

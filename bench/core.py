@@ -20,11 +20,10 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+import _here  # noqa: E402  (this tree first on the path)
 
 from openxbsa import xbsa as X  # noqa: E402
 
@@ -99,8 +98,8 @@ def main() -> None:
     total = int(args.gib * (1 << 30))
     home = tempfile.mkdtemp(prefix="openxbsa-bench-", dir=args.dir)
     address = f"unix:{home}/xbsa.sock"
-    server = subprocess.Popen([sys.executable, "-m", "openxbsa.cli.main", "server", "--home", home,
-                               "--log-level", "WARNING"])
+    server = subprocess.Popen(_here.cli("server", "--home", home, "--log-level", "WARNING"),
+                              env=_here.env())
     try:
         for _ in range(200):
             if os.path.exists(f"{home}/xbsa.sock"):

@@ -16,10 +16,9 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import sys
 import tempfile
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+import _here  # noqa: E402, F401  (this tree first on the path)
 
 from openxbsa.storage import dedup  # noqa: E402
 

@@ -11,11 +11,10 @@ import argparse
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+import _here  # noqa: E402  (this tree first on the path)
 
 from openxbsa import xbsa as X  # noqa: E402
 
@@ -44,8 +43,8 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=1024)
     args = ap.parse_args()
     home = tempfile.mkdtemp(prefix="openxbsa-bench-")
-    server = subprocess.Popen([sys.executable, "-m", "openxbsa.cli.main", "server", "--home", home,
-                               "--log-level", "WARNING"], stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(_here.cli("server", "--home", home, "--log-level", "WARNING"),
+                              env=_here.env(), stderr=subprocess.DEVNULL)
     try:
         for _ in range(200):
             if os.path.exists(f"{home}/xbsa.sock"):

@@ -43,13 +43,11 @@ import os
 import random
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-
+import _here  # noqa: E402  (this tree first on the path)
 from openxbsa import xbsa as X  # noqa: E402
 
 MiB = 1 << 20
@@ -235,8 +233,8 @@ class OpenXBSA:
     def __init__(self, work: str) -> None:
         self.home = os.path.join(work, "home")
         self.pool = os.path.join(work, "pool")
-        env = dict(os.environ)
-        cli = [sys.executable, "-m", "openxbsa.cli.main"]
+        env = _here.env()
+        cli = _here.cli()
         subprocess.run(cli + ["stu", "add", "pool", "--kind", "dedup", "--path", self.pool,
                               "--home", self.home], check=True, env=env, stdout=subprocess.DEVNULL)
         subprocess.run(cli + ["policy", "modify", "openxbsa-default", "--stunit", "pool",

@@ -42,3 +42,24 @@ def test_vs_peers_measures_every_input_and_reports_the_targets(tmp_path):
     assert "restore into a file, kernel s/GiB of the writing process" in proc.stdout
     assert not [n for n in os.listdir(tmp_path) if n.startswith("openxbsa-vs-peers-")], \
         "the bench left its work directory behind"
+
+
+def test_a_bench_runs_the_server_of_its_own_tree_from_any_directory(tmp_path):
+    """A bench of a snapshot (git archive into /tmp, the way two builds are compared) must
+    measure that snapshot's server, not the checkout it happens to be started from:
+    ``python -m`` would put the current directory first on the child's path. Started here
+    from a directory holding another ``openxbsa``, the command bench/_here builds must still
+    reach this tree's."""
+    other = tmp_path / "openxbsa"
+    other.mkdir()
+    (other / "__init__.py").write_text("raise ImportError('the wrong tree')\n")
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import _here, subprocess; "
+            "print(subprocess.run(_here.cli('--help'), env=_here.env(), capture_output=True,"
+            " text=True).returncode)")
+    proc = subprocess.run([sys.executable, "-c", code, os.path.join(ROOT, "bench")],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "0"
+    naive = subprocess.run([sys.executable, "-m", "openxbsa.cli.main", "--help"],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert "the wrong tree" in naive.stderr          # what the bench used to do
