@@ -1602,6 +1602,36 @@ def test_failures_inside_the_pipeline_are_reported_not_hung(tmp_path):
     unit.close()
 
 
+def test_a_seal_taken_by_the_cutter_meanwhile_does_not_break_the_session(tmp_path):
+    """The session thread and the cutter both collect finished seals (the cutter when it
+    waits for room): a seal the session saw done may be gone by the time it takes it.
+    That is not a failure of the backup; the race is played here by a queue that empties
+    right after it is looked at, as the cutter would empty it."""
+    import collections
+    from concurrent.futures import Future
+
+    class TakenMeanwhile(collections.deque):
+        def __getitem__(self, i):
+            item = super().__getitem__(i)
+            self.clear()                       # the cutter takes it now
+            return item
+
+    unit = new_unit(str(tmp_path))
+    w = unit.open_writer("host_1")
+    w.begin_object()
+    done: Future[None] = Future()
+    done.set_result(None)
+    w._seals = TakenMeanwhile([done])
+    data = os.urandom(3 * MiB)
+    w.write(data[:MiB])                        # looks at the seals first: no IndexError
+    w._seals = collections.deque()
+    w.write(data[MiB:])
+    stored = w.end_object()
+    w.commit()
+    assert load(unit, w.location, stored) == data
+    unit.close()
+
+
 def test_a_pool_failure_at_an_objects_end_fails_its_transaction_not_the_session(dsrv):
     """The pool's index breaks under a running backup, so cutting the last (here the only)
     segment of an object fails at BSAEndData, which the server does not answer: the

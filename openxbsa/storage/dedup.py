@@ -897,7 +897,11 @@ class DedupImageWriter(ImageWriter):
             self.parts += 1
 
     def _wait(self, futures: collections.deque[Future[None]]) -> None:
-        exc = futures.popleft().exception()
+        try:                        # the cutter may have taken the last seal meanwhile
+            fut = futures.popleft()
+        except IndexError:
+            return
+        exc = fut.exception()
         if exc is not None and self._failed is None:
             self._failed = exc
 
