@@ -912,6 +912,46 @@ def test_a_chunk_that_does_not_match_its_id_is_refused(tmp_path, monkeypatch, lo
     unit.close()
 
 
+@pytest.mark.parametrize("short, bound", [(False, None), (True, None), (True, 3)])
+def test_a_restore_forgets_checked_chunks_beyond_its_bound_and_checks_them_again(
+        tmp_path, monkeypatch, short, bound):
+    """A reader remembers which chunk IDs it has checked, so that data met again (a dump
+    repeating itself) is not hashed twice: not when it is planned twice with one decode
+    of its blob (the usual lookahead covers this whole object), nor when its blob has left
+    the reader's cache and is decoded anew (``short``: a short lookahead and a cache of
+    one blob); past CHECKED_IDS
+    it forgets them, so a restore of any size holds a bounded set, and checks what it
+    meets again. Either way the restore is byte-exact."""
+    from openxbsa.storage import dedup
+
+    if short:
+        monkeypatch.setattr(dedup, "LOOKAHEAD", 8)
+        monkeypatch.setattr(dedup, "CACHED_BLOBS", 1)
+    if bound is not None:
+        monkeypatch.setattr(dedup, "CHECKED_IDS", bound)
+    checks: list[bytes] = []
+    real = dedup.check_chunk
+
+    def counting(data, cid, id_key, where):
+        checks.append(cid)
+        real(data, cid, id_key, where)
+
+    monkeypatch.setattr(dedup, "check_chunk", counting)
+    unit = new_unit(str(tmp_path))
+    rng = random.Random(7)
+    blocks = [rng.randbytes(MiB) for _ in range(4)]
+    data = b"".join(blocks[i % 4] for i in range(16))          # each block four times
+    loc, stored, _ = store(unit, "host_1", [data])
+    assert load(unit, loc, stored[0]) == data
+    distinct = len(set(checks))
+    assert distinct > 8                                        # several chunks per block
+    if bound is None:
+        assert len(checks) == distinct                         # each checked once
+    else:
+        assert len(checks) > distinct                          # met again after forgetting
+    unit.close()
+
+
 class CountingDecompressor:
     """zstandard's decompressor, counting the bytes it produces (wraps the real one)."""
 

@@ -90,6 +90,8 @@ SEALS_IN_FLIGHT = 8             # blobs handed to the sealers, unwritten (docs/d
 PREFETCH = 256                  # decoded chunks a reader keeps ready
 DECODERS = 2                    # threads reading and decoding blobs for one reader
 LOOKAHEAD = 384                 # chunks planned ahead (their blobs decode meanwhile)
+CHECKED_IDS = 1 << 16           # chunk IDs a reader remembers as checked (about 7 MB at
+                                # most; beyond, it forgets them all and checks chunks again)
 CACHED_BLOBS = 32               # decoded blobs a reader keeps (about 32 MiB)
 BLOB_TARGET = 1 << 20           # raw bytes grouped and sealed together
 PACK_TARGET = 32 << 20          # a writer starts a new pack file beyond this size
@@ -1222,16 +1224,16 @@ class DedupObjectReader(ObjectReader):
             verified: frozenset[bytes] = frozenset()
         else:
             blob, verified = earlier.result()
-        checked = []
-        try:
+        checked: set[bytes] = set()     # a chunk planned twice (data repeating within the
+        try:                            # lookahead) is checked once
             for cid, _blob, off, length in wanted:
                 chunk = blob.chunk(off, length, decoder)
-                if cid not in known and cid not in verified:
+                if cid not in known and cid not in verified and cid not in checked:
                     check_chunk(chunk, cid, decoder.key.id_key, f"dedup pool {self.unit.name}")
-                    checked.append(cid)
+                    checked.add(cid)
         finally:
             blob.prefetched.clear()     # this decoder's staging buffer takes the next blob
-        return blob, verified | frozenset(checked)
+        return blob, verified | checked
 
     def _decoder(self) -> _Decoder:
         """This decoder thread's own decoder (zstd contexts are not shared)."""
@@ -1294,7 +1296,7 @@ class DedupObjectReader(ObjectReader):
                 if cid not in checked:
                     if cid not in verified:
                         check_chunk(chunk, cid, id_key, f"dedup pool {self.unit.name}")
-                    if len(checked) >= PREFETCH * LOOKAHEAD:   # bounded: may check again
+                    if len(checked) >= CHECKED_IDS:         # bounded: may check again
                         checked.clear()
                     checked.add(cid)
                 if not self._put(chunk):
