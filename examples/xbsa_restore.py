@@ -9,6 +9,7 @@ BSA_RC_NO_MORE_DATA — whose buffer may still hold the last bytes — and BSAEn
 """
 
 import argparse
+import os
 import sys
 
 from openxbsa.xbsa import (
@@ -20,11 +21,15 @@ from openxbsa.xbsa import (
 )
 
 
-def fail(call: str, rc: int, handle: int | None = None) -> None:
+def fail(call: str, rc: int, handle: int | None = None, in_txn: bool = True,
+         partial: str | None = None) -> None:
     print(f"{call} failed (rc {rc}): {BSAGetLastError()[1]}", file=sys.stderr)
     if handle is not None:
-        BSAEndTxn(handle, BSA_Vote_ABORT)
+        if in_txn:
+            BSAEndTxn(handle, BSA_Vote_ABORT)
         BSATerminate(handle)
+    if partial is not None:             # no half-restored file left looking whole
+        os.unlink(partial)
     sys.exit(1)
 
 
@@ -43,8 +48,9 @@ def main() -> None:
     rc, handle = BSAInit(None, owner, env)
     if rc != BSA_RC_SUCCESS:
         fail("BSAInit", rc)
-    if BSABeginTxn(handle) != BSA_RC_SUCCESS:
-        fail("BSABeginTxn", rc, handle)
+    rc = BSABeginTxn(handle)
+    if rc != BSA_RC_SUCCESS:
+        fail("BSABeginTxn", rc, handle, in_txn=False)
     desc = BSA_ObjectDescriptor()
     if args.copy_id:
         desc.copyId = args.copy_id
@@ -64,20 +70,26 @@ def main() -> None:
         fail("BSAGetObject", rc, handle)
     buf = bytearray(args.buffer)
     block.bufferLen, block.bufferPtr = len(buf), buf
-    out = open(args.out, "wb") if args.out else sys.stdout.buffer
+    # into a file: written beside it and renamed once the object is read whole
+    partial = f"{args.out}.partial" if args.out else None
+    out = open(partial, "wb") if partial else sys.stdout.buffer
     total = 0
     while True:
         rc = BSAGetData(handle, block)
         if rc not in (BSA_RC_SUCCESS, BSA_RC_NO_MORE_DATA):
-            fail("BSAGetData", rc, handle)
+            fail("BSAGetData", rc, handle, partial=partial)
         start = block.headerBytes
         out.write(buf[start:start + block.numBytes])
         total += block.numBytes
         if rc == BSA_RC_NO_MORE_DATA:
             break
     out.flush()
-    if BSAEndData(handle) != BSA_RC_SUCCESS:
-        fail("BSAEndData", rc, handle)
+    rc = BSAEndData(handle)
+    if rc != BSA_RC_SUCCESS:
+        fail("BSAEndData", rc, handle, partial=partial)
+    if partial:
+        out.close()
+        os.replace(partial, args.out)
     BSAEndTxn(handle, BSA_Vote_COMMIT)
     BSATerminate(handle)
     print(f"restored {total} bytes of copyId {desc.copyId}", file=sys.stderr)

@@ -45,6 +45,30 @@ def test_sample_programs_backup_query_restore_delete(server, tmp_path):
     assert gone.returncode == 1 and b"BSA_RC_NO_MATCH" in gone.stderr
 
 
+def test_a_restore_that_fails_midway_leaves_no_file(server, tmp_path):
+    """The restore sample writes --out beside it and renames it only once the object was
+    read whole: an image damaged on disk fails the restore and leaves nothing that looks
+    like a restored file."""
+    data = os.urandom(3_000_000)
+    out = run(example("xbsa_backup.py"), "/cli/damaged", "--service", server.address,
+              stdin=data)
+    assert out.returncode == 0, out.stderr
+    images = [os.path.join(d, f) for d, _, files in os.walk(os.path.join(server.home, "storage"))
+              for f in files if f.endswith(".img")]
+    newest = max(images, key=os.path.getmtime)
+    assert os.path.getsize(newest) >= len(data)
+    with open(newest, "r+b") as f:                 # damage a byte late in the object
+        f.seek(len(data) * 2 // 3)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    target = tmp_path / "restored.bin"
+    failed = run(example("xbsa_restore.py"), "/cli/damaged", "--out", str(target), "--buffer",
+                 "65536", "--service", server.address)
+    assert failed.returncode == 1 and b"BSAGetData failed" in failed.stderr, failed.stderr
+    assert os.listdir(tmp_path) == []
+
+
 def test_pythonic_example(server):
     out = run(example("pythonic.py"), "--service", server.address)
     assert out.returncode == 0, out.stderr
