@@ -21,6 +21,13 @@ def example(name: str) -> str:
     return os.path.join(EXAMPLES, name)
 
 
+def newest_image_file(server) -> tuple[dict, str]:
+    """The newest image (as `images --json` lists it) and its file on the disk unit."""
+    image = json.loads(server.cli("images", "--json").stdout)[0]
+    return image, os.path.join(server.home, "storage", "disk-default", image["client"],
+                               image["backupid"] + ".img")
+
+
 def test_sample_programs_backup_query_restore_delete(server, tmp_path):
     data = os.urandom(2_345_678)
     out = run(example("xbsa_backup.py"), "/cli/stream", "--buffer", "512", "--service",
@@ -53,11 +60,9 @@ def test_a_restore_that_fails_midway_leaves_no_file(server, tmp_path):
     out = run(example("xbsa_backup.py"), "/cli/damaged", "--service", server.address,
               stdin=data)
     assert out.returncode == 0, out.stderr
-    images = [os.path.join(d, f) for d, _, files in os.walk(os.path.join(server.home, "storage"))
-              for f in files if f.endswith(".img")]
-    newest = max(images, key=os.path.getmtime)
-    assert os.path.getsize(newest) >= len(data)
-    with open(newest, "r+b") as f:                 # damage a byte late in the object
+    _image, path = newest_image_file(server)
+    assert os.path.getsize(path) >= len(data)
+    with open(path, "r+b") as f:                 # damage a byte late in the object
         f.seek(len(data) * 2 // 3)
         byte = f.read(1)
         f.seek(-1, os.SEEK_CUR)
@@ -403,9 +408,7 @@ def test_a_large_damaged_object_fails_its_restore_at_the_end(server):
     data = os.urandom(20 << 20)
     h = init(server)
     d = backup(h, "/cli/large", data, buf_len=1 << 20)
-    image = json.loads(server.cli("images", "--json").stdout)[0]
-    path = os.path.join(server.home, "storage", "disk-default", image["client"],
-                        image["backupid"] + ".img")
+    _image, path = newest_image_file(server)
     with open(path, "r+b") as f:
         f.seek(len(data) - 10)
         f.write(bytes([data[-10] ^ 0xFF]))
@@ -434,11 +437,9 @@ def test_verify_reports_exactly_the_damaged_objects(server):
         assert X.BSAEndData(h) == 0
     assert X.BSAEndTxn(h, X.BSA_Vote_COMMIT) == 0
     X.BSATerminate(h)
-    image = json.loads(server.cli("images", "--json").stdout)[0]
+    image, path = newest_image_file(server)
     good = server.cli("verify", "--backupid", image["backupid"], "--json")
     assert good.returncode == 0 and all(o["ok"] for o in json.loads(good.stdout)["objects"])
-    path = os.path.join(server.home, "storage", "disk-default", image["client"],
-                        image["backupid"] + ".img")
     with open(path, "r+b") as f:                   # damage one byte of the second object
         f.seek(5000 + 100)
         f.write(b"X")
