@@ -1079,9 +1079,15 @@ def test_a_damaged_compressed_chunk_is_refused(tmp_path):
     unit.close()
 
 
+def _joined(raw):
+    """A blob's bytes, whether the writer passes them whole or as a view per chunk."""
+    return memoryview(b"".join(raw)) if isinstance(raw, list) else raw
+
+
 def _seal_whole(self, raw, items, compress, magic=None):
     """How the first versions sealed a blob: compressed whole (FLAG_ZSTD), one record."""
     from openxbsa.storage.dedup import BLOB_HEAD, BLOB_MAGIC, FLAG_ZSTD, TABLE_ENTRY
+    raw = _joined(raw)
     flags, payload = 0, bytes(raw)
     if compress:
         packed = zstandard.ZstdCompressor(level=1).compress(raw)
@@ -1098,6 +1104,7 @@ def _seal_frames(self, raw, items, compress, magic=None):
     """How pools of format 1 sealed a blob last: a zstd frame per chunk (FLAG_FRAMES), the
     frames encrypted together as one record."""
     from openxbsa.storage.dedup import BLOB_HEAD, BLOB_MAGIC, FLAG_FRAMES, FRAME_ENTRY
+    raw = _joined(raw)
     units, rows, off = [], [], 0
     for cid, n in items:
         packed = zstandard.ZstdCompressor(level=1).compress(raw[off:off + n]) if compress else b""
@@ -1893,3 +1900,66 @@ def test_restore_reads_into_small_buffers(dsrv):
     d = backup(h, "/small/buffers", data)
     assert restore(h, d.copyId, buf_len=1000) == data
     X.BSATerminate(h)
+
+
+def test_a_segment_is_not_reused_while_a_blob_in_flight_points_into_it(tmp_path, monkeypatch):
+    """New chunks go to the sealers as views of the segment they were received into, not
+    copies: the segment must not be filled again before every blob pointing into it is
+    sealed. Sealers slowed down keep many blobs in flight while the session goes on
+    receiving; a segment reused too early would put later bytes into an earlier blob,
+    and the restore (every chunk checked against its ID) would fail or differ. Afterwards
+    every segment is back in the writer's free list."""
+    from openxbsa.storage import dedup
+
+    real_seal = dedup._SealContext.seal
+
+    def slow_seal(self, raw, items, compress, magic=dedup.BLOB_MAGIC):
+        time.sleep(0.02)
+        return real_seal(self, raw, items, compress, magic)
+
+    monkeypatch.setattr(dedup._SealContext, "seal", slow_seal)
+    unit = new_unit(str(tmp_path))
+    data = os.urandom(40 * MiB)                 # ten segments, forty blobs
+    location, stored, stats = store(unit, "host_1", [data], pieces=[MiB, 65536, 3 * 65536])
+    assert stats["after_dedup"] == len(data)
+    assert load(unit, location, stored[0]) == data
+    unit.close()
+
+
+def test_a_blob_slow_to_fill_lets_go_of_its_segments(tmp_path, monkeypatch):
+    """A daily dump's backup meets a new chunk now and then: the blob gathering them would
+    point into many segments, more than a writer has, and the session would wait for a
+    free one for ever. Each segment's new chunks are copied out of it when its cut ends,
+    so the backup (here a hundred segments long) finishes, stores each new chunk once,
+    restores, and returns every segment."""
+    from openxbsa.storage import dedup
+
+    unit = new_unit(str(tmp_path))
+    unit.segment = 256 << 10                    # small segments: many per blob
+    rng = random.Random(5)
+    base = rng.randbytes(24 * MiB)
+    store(unit, "host_1", [base])
+    day2 = bytearray(base)
+    for at in range(0, len(day2), MiB):         # one changed page per MiB
+        day2[at + 4096:at + 8192] = rng.randbytes(4096)
+    day2 = bytes(day2)
+    w = unit.open_writer("host_2")
+    ended: list[StoredObject] = []
+
+    def receive() -> None:
+        w.begin_object()
+        for pos in range(0, len(day2), 65536):
+            w.write(day2[pos:pos + 65536])
+        ended.append(w.end_object())
+
+    session = threading.Thread(target=receive, daemon=True)
+    session.start()
+    session.join(120)
+    assert ended, "the session waits for a free segment that never comes"
+    obj = ended[0]
+    assert len(w._seg_refs) == 1 and w._seg_refs[id(w.seg)] == 1     # only the one filling
+    assert w._free.qsize() == dedup.SEGMENTS - 1
+    w.commit()
+    assert 0 < w.stats()["after_dedup"] < len(day2) // 4
+    assert load(unit, w.location, obj) == day2
+    unit.close()

@@ -48,6 +48,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import fcntl
+import itertools
 import json
 import logging
 import mmap
@@ -84,7 +85,9 @@ CHUNK_AVG = 64 << 10            # FastCDC's avg parameter; real average ≈ avg 
 CHUNK_MIN = 16 << 10
 CHUNK_MAX = 256 << 10
 SEGMENT = 4 << 20               # bytes cut at once (the last chunk waits for more data)
-SEGMENTS = 3                    # segment buffers per writer: one filling, one cut, one spare
+SEGMENTS = 6                    # segment buffers per writer: one filling, two handed to the
+                                # cutter, three for the blobs in flight that point into them
+CUTS_QUEUED = 2                 # full segments the session hands on before it waits
 SEALERS = 2                     # threads compressing and encrypting blobs
 SEALS_IN_FLIGHT = 8             # blobs handed to the sealers, unwritten (docs/dedup.md: not 3)
 PREFETCH = 256                  # decoded chunks a reader keeps ready
@@ -293,6 +296,19 @@ def _ids_in(db: sqlite3.Connection, select: str, ids: list[bytes]) -> set[bytes]
         q = f"{select} id IN ({','.join('?' * len(batch))})"
         found.update(r[0] for r in db.execute(q, batch))
     return found
+
+
+def _sample(views: list[memoryview], n: int) -> bytes | memoryview:
+    """The first ``n`` bytes of the chunks ``views`` (fewer if they hold fewer)."""
+    if len(views[0]) >= n or len(views) == 1:
+        return views[0][:n]
+    parts, have = [], 0
+    for view in views:
+        parts.append(view[:n - have])
+        have += len(parts[-1])
+        if have >= n:
+            break
+    return b"".join(parts)
 
 
 def split_ids(ids: bytes) -> list[bytes]:
@@ -658,10 +674,11 @@ class _SealContext:
         self.pack = ""                      # name of the open pack file, "" when none
         self.pack_out = _PackOutput(unit.direct_io)
 
-    def seal(self, raw: memoryview, items: list[tuple[bytes, int]], compress: bool,
-             magic: bytes = BLOB_MAGIC) -> tuple[bytes, memoryview]:
-        """One record of ``raw`` (the chunks ``items``, in order): its header with the chunk
-        table, and what follows them (a view of ``out``, valid until the next seal).
+    def seal(self, raw: memoryview | list[memoryview], items: list[tuple[bytes, int]],
+             compress: bool, magic: bytes = BLOB_MAGIC) -> tuple[bytes, memoryview]:
+        """One record of ``raw`` (the chunks ``items``, in order; or the chunks themselves,
+        a view each): its header with the chunk table, and what follows them (a view of
+        ``out``, valid until the next seal).
 
         A blob is sealed chunk by chunk (FLAG_SEALED): a restore that needs three of its
         chunks reads and decrypts those three. Each chunk is compressed on its own when
@@ -670,24 +687,27 @@ class _SealContext:
         recipes) is sealed whole."""
         nonce = os.urandom(12)
         if not items:
+            assert isinstance(raw, memoryview)
             head = BLOB_HEAD.pack(magic, 0, nonce, 0, len(raw), len(raw) + 16)
             sealed = self._room(len(raw) + 16)
             self.aead.encrypt_into(nonce, raw, head, sealed)
             return head, sealed
+        if isinstance(raw, memoryview):
+            offsets = itertools.accumulate((n for _cid, n in items), initial=0)
+            raw = [raw[off:off + n] for off, (_cid, n) in zip(offsets, items)]
         units: list[bytes | memoryview] = []
         rows = []
-        off = 0
-        for cid, n in items:
-            unit: bytes | memoryview = raw[off:off + n]
+        size = 0
+        for (cid, n), unit in zip(items, raw):
             if compress:
                 packed = self.zc.compress(unit)
                 if len(packed) < n:
                     unit = packed
             units.append(unit)
             rows.append(FRAME_ENTRY.pack(cid, n, len(unit) + 16))
-            off += n
+            size += n
         total = 16 + sum(len(unit) + 16 for unit in units)
-        head = BLOB_HEAD.pack(magic, FLAG_FRAMES | FLAG_SEALED, nonce, len(items), len(raw),
+        head = BLOB_HEAD.pack(magic, FLAG_FRAMES | FLAG_SEALED, nonce, len(items), size,
                               total) + b"".join(rows)
         sealed = self._room(total)
         self.aead.encrypt_into(nonce, b"", head, sealed[:16])
@@ -768,8 +788,9 @@ class DedupImageWriter(ImageWriter):
 
     The work is shared by threads, each on data the others do not touch: the session
     thread receives into segment buffers; a cutter thread cuts a full segment into chunks,
-    hashes and looks them up, and copies the new ones into the pending blob; two sealer
-    threads compress and encrypt blobs and append them, each to a pack file of its own.
+    hashes and looks them up, and gathers the new ones into the pending blob (as views of
+    the segment, which stays out of use until the blob is sealed); two sealer threads
+    compress and encrypt blobs and append them, each to a pack file of its own.
     Cutting, hashing, compression, encryption and I/O all release the GIL, so the stages
     overlap. What must be remembered until the commit (chunks seen, blobs placed, recipes)
     goes to a scratch database, so memory does not grow with the size of the backup.
@@ -784,7 +805,11 @@ class DedupImageWriter(ImageWriter):
         self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
         for _ in range(SEGMENTS):
             self._free.put(bytearray(self.head + unit.segment))
-        self.seg = self._free.get()
+        # who still needs a segment: the session filling it, then the cut (or the tail it
+        # leaves), and every blob with a chunk in it; at none it goes back to _free
+        self._seg_refs: dict[int, int] = {}
+        self._seg_lock = threading.Lock()
+        self.seg = self._take()
         self.fill = self.head                 # where the next byte goes in self.seg
         self.tail = memoryview(b"")           # the cut-off last chunk of the previous segment
         self.tail_seg: bytearray | None = None
@@ -798,7 +823,12 @@ class DedupImageWriter(ImageWriter):
         self._blob_bufs: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
         for _ in range(SEALS_IN_FLIGHT + 2):
             self._blob_bufs.put(bytearray(BLOB_TARGET + unit.chunk_max))
+        # the blob being gathered: its chunks, each a view of the segment being cut or of
+        # ``pending`` (a copy, made when the cut of a segment ends: see _keep_pending)
         self.pending = self._blob_bufs.get()
+        self.pending_copied = 0                      # bytes of ``pending`` in use
+        self.pending_views: list[memoryview] = []
+        self.pending_seg: bytearray | None = None    # the segment it holds, if any
         self.pending_fill = 0
         self.pending_ids: list[tuple[bytes, int]] = []
         self._all_contexts = [_SealContext(unit, BLOB_TARGET + unit.chunk_max)
@@ -864,9 +894,9 @@ class DedupImageWriter(ImageWriter):
 
     def _segment_full(self) -> None:
         self._cuts.append(self._cutter.submit(self._cut, self.seg, self.fill, False))
-        while len(self._cuts) > 1:
+        while len(self._cuts) > CUTS_QUEUED:
             self._wait(self._cuts)
-        self.seg, self.fill = self._free.get(), self.head
+        self.seg, self.fill = self._take(), self.head
         self._raise_failure()
 
     def end_object(self) -> StoredObject:
@@ -880,7 +910,7 @@ class DedupImageWriter(ImageWriter):
         except Exception as exc:        # reported as a cutter thread's failure would be
             if self._failed is None:
                 self._failed = exc
-        self.seg = self._free.get()
+        self.seg = self._take()
         self.fill = self.head
         self._raise_failure()
         self.recipes.append((self.seq, self.obj_size, self.parts))
@@ -925,11 +955,35 @@ class DedupImageWriter(ImageWriter):
             # every buffer goes back, so the session thread never waits for one; it learns
             # of the failure from the future (reported at BSAEndData or the commit)
             if self.tail_seg is not None and self.tail_seg is not seg:
-                self._free.put(self.tail_seg)
+                self._drop(self.tail_seg)
             self.tail = memoryview(b"")
             self.tail_seg = None
-            self._free.put(seg)
+            self._drop(seg)
+            if self.pending_seg is not None:     # the blob being gathered is lost anyway
+                self.pending_views.clear()
+                self._drop(self.pending_seg)
+                self.pending_seg = None
             raise
+
+    def _take(self) -> bytearray:
+        """A free segment, for the session thread to fill (it holds the one reference)."""
+        seg = self._free.get()
+        with self._seg_lock:
+            self._seg_refs[id(seg)] = 1
+        return seg
+
+    def _hold(self, seg: bytearray) -> None:
+        with self._seg_lock:
+            self._seg_refs[id(seg)] += 1
+
+    def _drop(self, seg: bytearray) -> None:
+        with self._seg_lock:
+            left = self._seg_refs[id(seg)] - 1
+            if left:
+                self._seg_refs[id(seg)] = left
+                return
+            del self._seg_refs[id(seg)]
+        self._free.put(seg)
 
     def _cut_segment(self, seg: bytearray, end: int, final: bool) -> None:
         """Cut seg[head:end], after the previous segment's tail; recycle what is done."""
@@ -939,7 +993,7 @@ class DedupImageWriter(ImageWriter):
             self.tail.release()
             self.tail = memoryview(b"")
         if self.tail_seg is not None:
-            self._free.put(self.tail_seg)
+            self._drop(self.tail_seg)
             self.tail_seg = None
         view = memoryview(seg)[start:end]
         cuts = [(c.offset, c.length) for c in self.cdc.cut_buf(view)]
@@ -951,30 +1005,34 @@ class DedupImageWriter(ImageWriter):
         chunks = [view[o:o + n] for o, n in cuts]
         ids = [blake3.blake3(c, key=key).digest() for c in chunks]
         new = self._classify(ids)
+        kept = False
         for cid, chunk in zip(ids, chunks):
             if cid not in new:
+                chunk.release()
                 continue
             new.discard(cid)                    # stored once, however often it repeats
+            if self.pending_seg is None:        # the blob points into the segment
+                self._hold(seg)
+                self.pending_seg = seg
             n = len(chunk)
-            self.pending[self.pending_fill:self.pending_fill + n] = chunk
+            self.pending_views.append(chunk)
             self.pending_fill += n
             self.pending_ids.append((cid, n))
             self.new_bytes += n
+            kept = True
             if self.pending_fill >= BLOB_TARGET:
                 self._seal_pending()
+        self._keep_pending()
         joined = b"".join(ids)
         self.recipe_hash.update(joined)
         self.recipe += joined
         if len(self.recipe) >= PART_IDS * ID_LEN:
             with self.scratch.lock:
                 self._store_piece(final=False)
-        for c in chunks:
-            c.release()
+        if not kept:
+            view.release()
         if self.tail_seg is None:
-            view.release()
-            self._free.put(seg)
-        else:
-            view.release()
+            self._drop(seg)
 
     def _classify(self, ids: list[bytes]) -> set[bytes]:
         """Count the segment's chunk IDs in the scratch; return those never met before
@@ -1017,28 +1075,55 @@ class DedupImageWriter(ImageWriter):
         with self.scratch.lock:
             return self.scratch.pinned(ids)
 
+    def _keep_pending(self) -> None:
+        """At the end of a segment's cut: the blob being gathered lets go of the segment,
+        so that a blob slow to fill (few new chunks: a daily dump) never holds segments the
+        session needs. Half full or more, it is sealed as it is; less, its chunks from the
+        segment are copied into its own buffer."""
+        seg = self.pending_seg
+        if seg is None:
+            return
+        if self.pending_fill >= BLOB_TARGET // 2:
+            self._seal_pending()
+            return
+        buf, pos = self.pending, self.pending_copied
+        views = self.pending_views
+        for i, chunk in enumerate(views):
+            if chunk.obj is seg:
+                n = len(chunk)
+                buf[pos:pos + n] = chunk
+                chunk.release()
+                views[i] = memoryview(buf)[pos:pos + n]
+                pos += n
+        self.pending_copied = pos
+        self.pending_seg = None
+        self._drop(seg)
+
     def _seal_pending(self) -> None:
         if not self.pending_ids:
             return
         while len(self._seals) >= SEALS_IN_FLIGHT:     # bounded memory: wait for the oldest
             self._wait(self._seals)
-        raw, size, entries = self.pending, self.pending_fill, self.pending_ids
-        self.pending, self.pending_fill, self.pending_ids = self._blob_bufs.get(), 0, []
-        self._seals.append(self._sealer.submit(self._seal, raw, size, entries))
+        blob = (self.pending, self.pending_views, self.pending_seg, self.pending_ids)
+        self.pending, self.pending_copied, self.pending_fill = self._blob_bufs.get(), 0, 0
+        self.pending_views, self.pending_seg, self.pending_ids = [], None, []
+        self._seals.append(self._sealer.submit(self._seal, *blob))
 
     # -------------------------------------------------------------- sealer thread
-    def _seal(self, buf: bytearray, size: int, items: list[tuple[bytes, int]]) -> None:
+    def _seal(self, buf: bytearray, views: list[memoryview], seg: bytearray | None,
+              items: list[tuple[bytes, int]]) -> None:
         """Compress (unless a sample shows the blob incompressible), encrypt and append
-        one blob to this writer's pack; the blob buffer goes back to the pool after."""
-        raw = memoryview(buf)[:size]
+        one blob (its chunks ``views``, of ``seg`` or of ``buf``) to this writer's pack;
+        the blob buffer and the segment go back after."""
+        size = sum(n for _cid, n in items)
         ctx = self._contexts.get()
         try:
-            sample = raw[:TRIAL]
+            sample = _sample(views, TRIAL)
             # the trial is skipped while blobs keep compressing (one guess per writer;
             # a blob that does not shrink is stored raw all the same)
             compress = self._compressing or \
                 len(ctx.trial.compress(sample)) < TRIAL_KEEP * len(sample)
-            aad, sealed = ctx.seal(raw, items, compress)
+            aad, sealed = ctx.seal(views, items, compress)
             if compress:                # what the chunks take, their tags left out
                 self._compressing = len(sealed) - 16 * (len(items) + 1) < TRIAL_KEEP * size
             entries, off = [], 0
@@ -1054,9 +1139,12 @@ class DedupImageWriter(ImageWriter):
         except OSError as exc:
             raise self._failure(exc) from exc
         finally:
-            raw.release()
+            for view in views:
+                view.release()
             self._contexts.put(ctx)
             self._blob_bufs.put(buf)
+            if seg is not None:
+                self._drop(seg)
 
     def _write_recipe_records(self) -> None:
         """The image's recipes, sealed into packs too (records of about RECORD_TARGET, a
