@@ -959,10 +959,10 @@ class DedupImageWriter(ImageWriter):
             self.tail = memoryview(b"")
             self.tail_seg = None
             self._drop(seg)
-            if self.pending_seg is not None:     # the blob being gathered is lost anyway
-                self.pending_views.clear()
-                self._drop(self.pending_seg)
-                self.pending_seg = None
+            if self.pending_seg is not None:     # the blob being gathered is lost anyway:
+                self._drop(self.pending_seg)     # the backup fails at its next call
+            self.pending_views, self.pending_seg, self.pending_ids = [], None, []
+            self.pending_fill = self.pending_copied = 0
             raise
 
     def _take(self) -> bytearray:
