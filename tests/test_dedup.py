@@ -1907,8 +1907,7 @@ def test_a_segment_is_not_reused_while_a_blob_in_flight_points_into_it(tmp_path,
     copies: the segment must not be filled again before every blob pointing into it is
     sealed. Sealers slowed down keep many blobs in flight while the session goes on
     receiving; a segment reused too early would put later bytes into an earlier blob,
-    and the restore (every chunk checked against its ID) would fail or differ. Afterwards
-    every segment is back in the writer's free list."""
+    and the restore (every chunk checked against its ID) would fail or differ."""
     from openxbsa.storage import dedup
 
     real_seal = dedup._SealContext.seal
@@ -1926,7 +1925,7 @@ def test_a_segment_is_not_reused_while_a_blob_in_flight_points_into_it(tmp_path,
     unit.close()
 
 
-def test_a_blob_slow_to_fill_lets_go_of_its_segments(tmp_path, monkeypatch):
+def test_a_blob_slow_to_fill_lets_go_of_its_segments(tmp_path):
     """A daily dump's backup meets a new chunk now and then: the blob gathering them would
     point into many segments, more than a writer has, and the session would wait for a
     free one for ever. Each segment's new chunks are copied out of it when its cut ends,

@@ -48,7 +48,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import fcntl
-import itertools
 import json
 import logging
 import mmap
@@ -676,9 +675,9 @@ class _SealContext:
 
     def seal(self, raw: memoryview | list[memoryview], items: list[tuple[bytes, int]],
              compress: bool, magic: bytes = BLOB_MAGIC) -> tuple[bytes, memoryview]:
-        """One record of ``raw`` (the chunks ``items``, in order; or the chunks themselves,
-        a view each): its header with the chunk table, and what follows them (a view of
-        ``out``, valid until the next seal).
+        """One record of ``raw`` (the chunks ``items``, in order, a view each; or, with no
+        items, the record's payload): its header with the chunk table, and what follows
+        them (a view of ``out``, valid until the next seal).
 
         A blob is sealed chunk by chunk (FLAG_SEALED): a restore that needs three of its
         chunks reads and decrypts those three. Each chunk is compressed on its own when
@@ -692,9 +691,6 @@ class _SealContext:
             sealed = self._room(len(raw) + 16)
             self.aead.encrypt_into(nonce, raw, head, sealed)
             return head, sealed
-        if isinstance(raw, memoryview):
-            offsets = itertools.accumulate((n for _cid, n in items), initial=0)
-            raw = [raw[off:off + n] for off, (_cid, n) in zip(offsets, items)]
         units: list[bytes | memoryview] = []
         rows = []
         size = 0
@@ -1005,7 +1001,6 @@ class DedupImageWriter(ImageWriter):
         chunks = [view[o:o + n] for o, n in cuts]
         ids = [blake3.blake3(c, key=key).digest() for c in chunks]
         new = self._classify(ids)
-        kept = False
         for cid, chunk in zip(ids, chunks):
             if cid not in new:
                 chunk.release()
@@ -1019,7 +1014,6 @@ class DedupImageWriter(ImageWriter):
             self.pending_fill += n
             self.pending_ids.append((cid, n))
             self.new_bytes += n
-            kept = True
             if self.pending_fill >= BLOB_TARGET:
                 self._seal_pending()
         self._keep_pending()
@@ -1029,8 +1023,7 @@ class DedupImageWriter(ImageWriter):
         if len(self.recipe) >= PART_IDS * ID_LEN:
             with self.scratch.lock:
                 self._store_piece(final=False)
-        if not kept:
-            view.release()
+        view.release()                          # the chunks kept are views of their own
         if self.tail_seg is None:
             self._drop(seg)
 
@@ -1104,18 +1097,18 @@ class DedupImageWriter(ImageWriter):
             return
         while len(self._seals) >= SEALS_IN_FLIGHT:     # bounded memory: wait for the oldest
             self._wait(self._seals)
-        blob = (self.pending, self.pending_views, self.pending_seg, self.pending_ids)
+        blob = (self.pending, self.pending_views, self.pending_seg, self.pending_fill,
+                self.pending_ids)
         self.pending, self.pending_copied, self.pending_fill = self._blob_bufs.get(), 0, 0
         self.pending_views, self.pending_seg, self.pending_ids = [], None, []
         self._seals.append(self._sealer.submit(self._seal, *blob))
 
     # -------------------------------------------------------------- sealer thread
     def _seal(self, buf: bytearray, views: list[memoryview], seg: bytearray | None,
-              items: list[tuple[bytes, int]]) -> None:
+              size: int, items: list[tuple[bytes, int]]) -> None:
         """Compress (unless a sample shows the blob incompressible), encrypt and append
         one blob (its chunks ``views``, of ``seg`` or of ``buf``) to this writer's pack;
         the blob buffer and the segment go back after."""
-        size = sum(n for _cid, n in items)
         ctx = self._contexts.get()
         try:
             sample = _sample(views, TRIAL)
@@ -2120,13 +2113,13 @@ class DedupStorageUnit(StorageUnit):
             log.warning("dedup pool %s: blob %d kept as it is while repacking: %s",
                         self.name, blob_id, exc.message)
             return None
-        live = b"".join(raw[off:off + length] for _cid, off, length in chunks)
         offsets, pos = [], 0
         for cid, _off, length in chunks:
             offsets.append((pos, cid))
             pos += length
-        aad, sealed = ctx.seal(memoryview(live), [(c[0], c[2]) for c in chunks], compress=True)
-        return [aad, bytes(sealed)], len(live), offsets
+        aad, sealed = ctx.seal([raw[off:off + length] for _cid, off, length in chunks],
+                               [(c[0], c[2]) for c in chunks], compress=True)
+        return [aad, bytes(sealed)], pos, offsets
 
     # -------------------------------------------------------------- index rebuild
     def rebuild_index(self, catalog_objects: dict[str, dict[int, tuple[int, str]]]
