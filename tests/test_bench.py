@@ -2,7 +2,7 @@
 borg are optional peers the bench uses when installed). What is asserted is what the bench
 reports, not how fast anything is: rates measured, every restore checked byte for byte by
 the bench itself, deduplication and compression visible in the bytes on disk, the server's
-memory and the kernel time of the file restores reported."""
+memory, the kernel time of the file restores and each stage's CPU time reported."""
 
 from __future__ import annotations
 
@@ -32,6 +32,12 @@ def test_vs_peers_measures_every_input_and_reports_the_targets(tmp_path):
         assert r["ingest"] > 0 and r["restore"] > 0 and r["stream"] > 0, kind
         assert 0 < r["rss"] < 300e6, kind
         assert r["restore_sys"] >= 0, kind
+        # CPU per GiB of each stage, the server's and the client's (counted in 10 ms ticks:
+        # a 4 MiB daily restore may cost less than one, the backups always more)
+        assert set(r["cpu"]) == {"ingest", "restore", "stream"}, kind
+        assert all(0 <= cpu < 100 for cpu in r["cpu"].values()), (kind, r["cpu"])
+        assert r["cpu"]["ingest"] > 0, kind
+    assert ours["random"]["cpu"]["restore"] + ours["random"]["cpu"]["stream"] > 0
     size = 16 * MiB                                  # 0.02 GiB, in whole 16 MiB blocks
     assert ours["random"]["disk"] >= size            # nothing to save on random bytes
     assert ours["text"]["disk"] < size / 2           # compressed
@@ -40,6 +46,7 @@ def test_vs_peers_measures_every_input_and_reports_the_targets(tmp_path):
     assert "targets" in proc.stdout
     assert "server peak RSS < 300 MB" in proc.stdout
     assert "restore into a file, kernel s/GiB of the writing process" in proc.stdout
+    assert "CPU s/GiB ingest / restore / stream" in proc.stdout
     assert not [n for n in os.listdir(tmp_path) if n.startswith("openxbsa-vs-peers-")], \
         "the bench left its work directory behind"
 
