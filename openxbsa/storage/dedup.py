@@ -90,6 +90,8 @@ CUTS_QUEUED = 2                 # full segments the session hands on before it w
 SEALERS = 2                     # threads compressing and encrypting blobs
 SEALS_IN_FLIGHT = 8             # blobs handed to the sealers, unwritten (docs/dedup.md: not 3)
 PREFETCH = 256                  # decoded chunks a reader keeps ready
+HANDOVER = 16                   # chunks the prefetch thread hands the session at once: one
+                                # wake-up per batch, not per chunk (docs/bench-history.md)
 DECODERS = 2                    # threads reading and decoding blobs for one reader
 LOOKAHEAD = 384                 # chunks planned ahead (their blobs decode meanwhile)
 CHECKED_IDS = 1 << 16           # chunk IDs a reader remembers as checked (about 7 MB at
@@ -1283,7 +1285,10 @@ class DedupObjectReader(ObjectReader):
         self._counted = True
         self.size = stored.size
         self._rest = memoryview(b"")
-        self._queue: queue.Queue[memoryview | BaseException | None] = queue.Queue(PREFETCH)
+        self._batch: collections.deque[memoryview] = collections.deque()   # handed over, unread
+        # batches of up to HANDOVER chunks, then None (the end) or the failure
+        self._queue: queue.Queue[list[memoryview] | BaseException | None] = \
+            queue.Queue(PREFETCH // HANDOVER)
         self._stop = threading.Event()
         self._fds: dict[str, int] = {}
         self._local = threading.local()
@@ -1338,6 +1343,7 @@ class DedupObjectReader(ObjectReader):
         decoder = _Decoder(self.unit.key)
         refs = self.unit._chunk_refs(self._location, self._seq)
         held = None                       # the first chunk of the next batch
+        ready: list[memoryview] = []      # decoded and checked, not yet handed over
         try:
             more = True
             while more or plan:
@@ -1380,23 +1386,28 @@ class DedupObjectReader(ObjectReader):
                     if len(checked) >= CHECKED_IDS:         # bounded: may check again
                         checked.clear()
                     checked.add(cid)
-                if not self._put(chunk):
-                    return
+                ready.append(chunk)
+                if len(ready) >= HANDOVER:
+                    if not self._put(ready):
+                        return
+                    ready = []
                 while len(blobs) > CACHED_BLOBS:         # forget the oldest not planned
                     old = next((b for b in blobs if planned[b] <= 0), None)
                     if old is None:
                         break
                     del blobs[old]
                     del planned[old]
-            self._put(None)
+            if not ready or self._put(ready):
+                self._put(None)
         except BaseException as exc:      # handed to the session thread, raised by read()
-            self._put(exc)
+            if not ready or self._put(ready):    # the good chunks before it go first
+                self._put(exc)
         finally:
             for fut in blobs.values():
                 fut.cancel()
             pool.shutdown(wait=True)
 
-    def _put(self, item: memoryview | BaseException | None) -> bool:
+    def _put(self, item: list[memoryview] | BaseException | None) -> bool:
         while not self._stop.is_set():
             try:
                 self._queue.put(item, timeout=0.5)
@@ -1413,16 +1424,18 @@ class DedupObjectReader(ObjectReader):
         need = n
         while need > 0:
             if not self._rest:
-                item = self._queue.get()
-                if item is None:
-                    self._queue.put(None)          # stays at the end for later reads
-                    break
-                if isinstance(item, BaseException):
-                    self._queue.put(item)
-                    if isinstance(item, OpenXBSAError):
-                        raise item
-                    raise MediaReadError(f"reading from dedup pool {self.unit.name}: {item}")
-                self._rest = item
+                if not self._batch:
+                    item = self._queue.get()
+                    if item is None:
+                        self._queue.put(None)          # stays at the end for later reads
+                        break
+                    if isinstance(item, BaseException):
+                        self._queue.put(item)
+                        if isinstance(item, OpenXBSAError):
+                            raise item
+                        raise MediaReadError(f"reading from dedup pool {self.unit.name}: {item}")
+                    self._batch.extend(item)
+                self._rest = self._batch.popleft()
             part = self._rest[:need]
             parts.append(part)
             need -= len(part)
@@ -1431,6 +1444,7 @@ class DedupObjectReader(ObjectReader):
 
     def close(self) -> None:
         self._stop.set()
+        self._batch.clear()
         try:
             while True:
                 self._queue.get_nowait()
