@@ -26,18 +26,14 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 import vs_peers as V  # noqa: E402  (its input generators and OpenXBSA driver)
 
-TICK = os.sysconf("SC_CLK_TCK")
-
-
 def thread_times(pid: int) -> dict[int, tuple[float, float, int]]:
     out = {}
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
-            with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
+            fields = V.proc_stat(f"/proc/{pid}/task/{tid}/stat")
         except OSError:
             continue                               # the thread ended meanwhile
-        out[int(tid)] = (int(fields[11]) / TICK, int(fields[12]) / TICK, int(fields[7]))
+        out[int(tid)] = (int(fields[11]) / V.TICK, int(fields[12]) / V.TICK, int(fields[7]))
     return out
 
 

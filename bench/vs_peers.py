@@ -157,11 +157,20 @@ def _hwm(pid: int) -> int:
     return 0
 
 
+TICK = os.sysconf("SC_CLK_TCK")          # the unit of /proc's CPU times
+
+
+def proc_stat(path: str) -> list[str]:
+    """The fields of a /proc .../stat file after the command name (state is [0], user and
+    system CPU ticks [11] and [12], minor page faults [7])."""
+    with open(path) as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
 def process_cpu(pid: int) -> float:
     """User and system CPU seconds a running process has used (all its threads)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    fields = proc_stat(f"/proc/{pid}/stat")
+    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def run(cmd: list[str], env: dict[str, str], cwd: str | None = None) -> tuple[float, int]:
