@@ -90,7 +90,9 @@ RC_ACTIONS: dict[int, str] = {
     0x00: "None.",
     0x03: "The service failed or the connection to it broke: NBBSAGetServerError gives the "
           "NetBackup status; read the job log (openxbsa jobs --log JOBID) and the server log "
-          "(openxbsa logs --job JOBID). End the transaction with BSA_Vote_ABORT.",
+          "(openxbsa logs --job JOBID). End the transaction with BSA_Vote_ABORT. From "
+          "BSAEndTxn(COMMIT) it means the commit's outcome is not known: the message names "
+          "the backup job; status 0 or 1 in 'openxbsa jobs --jobid JOBID' means it was kept.",
     0x04: "Over TCP the client host must present its secret: issue one with 'openxbsa secret "
           "issue HOST --out FILE' and keep it mode 0600 at /etc/openxbsa/host.secret or "
           "$OPENXBSA_SECRET_FILE.",
@@ -108,8 +110,8 @@ RC_ACTIONS: dict[int, str] = {
     0x1A: "The copyId does not exist, was deleted or expired, or belongs to another user or "
           "client host; query again to get current copy IDs.",
     0x20: "The commit failed and nothing of the transaction was kept: an object was still "
-          "open, a storage write failed, or the connection broke. Read the job log and back "
-          "up again.",
+          "open, a storage write failed, or the connection broke before the commit took "
+          "effect. Read the job log and back up again.",
     0x34: "Check the data block: bufferPtr set, headerBytes + numBytes <= bufferLen, every "
           "buffer full but the last, and for BSAGetData a writable buffer of bufferLen bytes.",
     0x4B: "Set BSA_API_VERSION=1.1.0 in the environment given to BSAInit.",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -65,14 +66,17 @@ def check_after_restart(srv: ServerProc, copy_id: int, data: bytes, lost_path: s
 
 
 def commit_stopped_at(srv: ServerProc, point: str, path: str, payload: bytes,
-                      **env: str) -> tuple[int, X.BSA_ObjectDescriptor, threading.Thread, list[int]]:
+                      xbsa_env: list[str] | None = None, **env: str
+                      ) -> tuple[int, X.BSA_ObjectDescriptor, threading.Thread, list[int]]:
     """Restart the server armed with the fault ``point`` (see openxbsa.server.faults), back
-    up ``payload`` at ``path`` and commit on a thread; return once the server has stopped
-    at the point: the handle, the descriptor, the thread and where it puts BSAEndTxn's rc."""
+    up ``payload`` at ``path`` (in a session opened with ``xbsa_env``, by default the
+    server's) and commit on a thread; return once the server has stopped at the point: the
+    handle, the descriptor, the thread and where it puts BSAEndTxn's rc."""
     srv.stop()
     marker = os.path.join(srv.home, "fault.reached")
     srv.start({"OPENXBSA_FAULT": point, "OPENXBSA_FAULT_FILE": marker, **env})
-    h = init(srv)
+    rc, h = X.BSAInit(None, X.BSA_ObjectOwner(), xbsa_env or srv.xbsa_env)
+    assert rc == OK
     assert X.BSABeginTxn(h) == OK
     d = descriptor(path, len(payload))
     assert X.BSACreateObject(h, d, X.BSA_DataBlock32()) == OK
@@ -172,8 +176,8 @@ def test_a_commit_under_way_when_the_server_is_stopped_completes_and_says_so(srv
 def test_a_stopping_server_waits_for_a_commit_no_longer_than_stop_grace(srv):
     """[limits] stop_grace bounds how long SIGTERM waits for a session (here a commit held
     up for a minute): the server exits cleanly after about that long, as a kill would leave
-    it — the application is told the transaction aborted, and after a restart nothing of it
-    is visible and the committed backup restores."""
+    it — the application is told that whether it committed is not known (the server is
+    gone), and after a restart nothing of it is visible and the committed backup restores."""
     copy_id, data = committed_baseline(srv)
     with open(os.path.join(srv.home, "openxbsa.toml"), "w") as f:
         f.write("[limits]\nstop_grace = 1\n")
@@ -183,19 +187,24 @@ def test_a_stopping_server_waits_for_a_commit_no_longer_than_stop_grace(srv):
     srv.stop()                  # the harness kills after 10 s, as long as the default grace
     assert srv.proc.returncode == 0 and time.monotonic() - started < 8
     t.join(30)
-    assert result == [X.BSA_RC_TRANSACTION_ABORTED]
+    assert result == [X.BSA_RC_ABORT_SYSTEM_ERROR]     # the server is gone: nobody to ask
     X.BSATerminate(h)
     check_after_restart(srv, copy_id, data, "/crash/held")
 
 
 @pytest.mark.parametrize("point", ["commit:before_catalog", "commit:after_catalog"])
 def test_server_killed_mid_commit(srv, point):
+    """The server dies while committing: the application cannot know whether the backup
+    was kept (at the second point it was), so BSAEndTxn says that (ABORT_SYSTEM_ERROR,
+    naming the job to look up), never TRANSACTION_ABORTED for a backup that may be kept."""
     copy_id, data = committed_baseline(srv)
     payload = os.urandom(2 << 20)
     h, d, t, result = commit_stopped_at(srv, point, "/crash/mid-commit", payload)
     srv.kill()
     t.join(30)
-    assert result == [X.BSA_RC_TRANSACTION_ABORTED]   # the client cannot know: it says so
+    assert result == [X.BSA_RC_ABORT_SYSTEM_ERROR]
+    assert "committed is not known" in X.BSAGetLastError()[1]
+    assert "openxbsa jobs --jobid" in X.BSAGetLastError()[1]
     X.BSATerminate(h)
     if point == "commit:before_catalog":
         check_after_restart(srv, copy_id, data, "/crash/mid-commit")
@@ -209,6 +218,129 @@ def test_server_killed_mid_commit(srv, point):
         assert len(storage_files(srv)) == 2
         job = [j for j in jobs(srv) if j["backupid"] and j["type"] == "Backup"][0]
         assert job["status"] == 0
+
+
+class Relay:
+    """A real Unix-socket relay between the application and the server: the network a
+    session crosses. ``cut()`` breaks every connection through it at once, as a failed
+    link or a reset from a middlebox would; connections made afterwards pass again."""
+
+    def __init__(self, path: str, target: str) -> None:
+        self.path, self.target = path, target
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(path)
+        self.listener.listen(8)
+        self.pairs: list[tuple[socket.socket, socket.socket]] = []
+        self.dropping = False       # what the application sends is lost on the way
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def env(self) -> list[str]:
+        return ["BSA_API_VERSION=1.1.0", f"BSA_SERVICE_HOST=unix:{self.path}"]
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                a, _ = self.listener.accept()
+            except OSError:
+                return
+            b = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            b.connect(self.target)
+            self.pairs.append((a, b))
+            for src, dst, upstream in ((a, b, True), (b, a, False)):
+                threading.Thread(target=self._pump, args=(src, dst, upstream),
+                                 daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, upstream: bool) -> None:
+        try:
+            while data := src.recv(1 << 16):
+                if not (upstream and self.dropping):
+                    dst.sendall(data)
+        except OSError:
+            pass
+        for sock in (src, dst):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self) -> None:
+        """Break the connections made so far (not one being made meanwhile)."""
+        pairs, self.pairs = self.pairs, []
+        for pair in pairs:
+            for sock in pair:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.cut()
+        self.listener.close()
+
+
+@pytest.mark.parametrize("point", ["commit:before_catalog", "commit:after_catalog"])
+def test_a_commit_whose_reply_the_network_lost_reports_how_it_ended(srv, point):
+    """The link breaks while the server commits (before, or after, its catalog
+    transaction), so the reply never arrives. The server carries on and keeps the backup;
+    the library asks it on a new session how the job ended, and BSAEndTxn says SUCCESS —
+    not TRANSACTION_ABORTED for a backup that is kept and restores."""
+    relay = Relay(os.path.join(srv.home, "relay.sock"), srv.address.removeprefix("unix:"))
+    payload = os.urandom(2 << 20)
+    try:
+        h, d, t, result = commit_stopped_at(srv, point, "/crash/reply-lost", payload,
+                                            relay.env, OPENXBSA_FAULT_SECONDS="1")
+        relay.cut()
+        t.join(60)
+        assert result == [OK], X.BSAGetLastError()
+        X.BSATerminate(h)
+    finally:
+        relay.close()
+    h = init(srv)
+    assert restore(h, d.copyId) == payload
+    X.BSATerminate(h)
+    assert [j["status"] for j in jobs(srv) if j["type"] == "Backup"] == [0]
+
+
+@pytest.mark.parametrize("how", ["link down before the commit", "commit lost on the way"])
+def test_a_commit_that_never_reached_the_server_is_reported_aborted(srv, how):
+    """The link fails after the object's data, and the commit never reaches the server:
+    either the link is already down when the library sends it (the send fails), or it is
+    lost on the way and the link then breaks (the library cannot tell whether it arrived,
+    and asks on a new session). The server aborts the backup when it finds the connection
+    gone, and BSAEndTxn reports TRANSACTION_ABORTED — true, since nothing of it is kept."""
+    relay = Relay(os.path.join(srv.home, "relay.sock"), srv.address.removeprefix("unix:"))
+    try:
+        rc, h = X.BSAInit(None, X.BSA_ObjectOwner(), relay.env)
+        assert rc == OK
+        assert X.BSABeginTxn(h) == OK
+        assert X.BSACreateObject(h, descriptor("/crash/cut", 1 << 20), X.BSA_DataBlock32()) == OK
+        send_all(h, os.urandom(1 << 20))
+        assert X.BSAEndData(h) == OK
+        if how == "link down before the commit":
+            relay.cut()
+            assert X.BSAEndTxn(h, X.BSA_Vote_COMMIT) == X.BSA_RC_TRANSACTION_ABORTED
+            assert "before the commit was sent" in X.BSAGetLastError()[1]
+        else:
+            relay.dropping = True
+            result: list[int] = []
+            t = threading.Thread(target=lambda: result.append(X.BSAEndTxn(h, X.BSA_Vote_COMMIT)))
+            t.start()
+            time.sleep(0.5)
+            assert t.is_alive()                     # waiting for a reply that cannot come
+            relay.dropping = False                  # the new session's requests pass
+            relay.cut()
+            t.join(60)
+            assert result == [X.BSA_RC_TRANSACTION_ABORTED], X.BSAGetLastError()
+            assert "ended with status" in X.BSAGetLastError()[1]
+        X.BSATerminate(h)
+    finally:
+        relay.close()
+    h = init(srv)
+    assert find(h, query("/crash/cut"))[0] == X.BSA_RC_NO_MATCH
+    X.BSATerminate(h)
+    (job,) = [j for j in jobs(srv) if j["type"] == "Backup"]
+    assert job["state_name"] == "Done" and job["status"] not in (0, 1)
 
 
 CLIENT = textwrap.dedent("""

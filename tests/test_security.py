@@ -8,7 +8,9 @@ import socket
 
 import pytest
 
+from openxbsa import wire
 from openxbsa import xbsa as X
+from openxbsa.xbsa._client import Connection, ServerError, load_host_secret, os_user
 from tests.conftest import ServerProc, backup, configured_server, find, init, query, restore
 
 OK = X.BSA_RC_SUCCESS
@@ -165,3 +167,45 @@ def test_redirected_restore_is_refused_unless_allowed(server):
     assert find(h, query("/sec/redirect"))[0] == OK   # still its own host: the setting is ignored
     assert restore(h, d.copyId) == b"x"
     X.BSATerminate(h)
+
+
+def test_only_the_host_and_user_that_ran_a_backup_learn_how_it_ended(tcp_server, monkeypatch,
+                                                                     tmp_path):
+    """A library whose commit reply was lost asks, on a new session, how its backup's job
+    ended ("outcome"). The server answers the client host and user that ran the job, and
+    for anyone else the job does not exist; a malformed job ID is refused and the session
+    goes on serving."""
+    path_a = issue(tcp_server, "hostO", str(tmp_path / "o.secret"))
+    path_b = issue(tcp_server, "hostP", str(tmp_path / "p.secret"))
+    monkeypatch.setenv("OPENXBSA_SECRET_FILE", path_a)
+    h = init(tcp_server)
+    backup(h, "/sec/outcome", b"x" * 1000)
+    X.BSATerminate(h)
+    (job,) = [j for j in json.loads(tcp_server.cli("jobs", "--json").stdout)
+              if j["type"] == "Backup" and j["client"] == "hostO"]
+
+    def session(secret_file: str, user: str = os_user()[1]) -> Connection:
+        """A session of the host whose secret is in ``secret_file``, which says ``user``."""
+        conn = Connection(tcp_server.address)
+        host, secret = load_host_secret(secret_file)
+        conn.call("init", env=tcp_server.xbsa_env, owner=["", ""], host=host, user=user,
+                  mac=wire.host_mac(secret, conn.hello["nonce"], host, user))
+        return conn
+
+    conn = session(path_a)
+    try:
+        assert conn.call("outcome", job=job["jobid"]) == {"done": True, "status": 0, "ok": True}
+        for bad in ("1", -1, 0, None, 1.5, True):
+            with pytest.raises(ServerError) as exc:
+                conn.call("outcome", job=bad)
+            assert exc.value.kind == "invalid_request", bad
+        assert conn.call("outcome", job=job["jobid"])["status"] == 0     # still serving
+    finally:
+        conn.close()
+    for other in (session(path_b), session(path_a, user="someone-else")):
+        try:
+            with pytest.raises(ServerError) as exc:
+                other.call("outcome", job=job["jobid"])
+            assert exc.value.kind == "not_found" and "is not a backup of client" in str(exc.value)
+        finally:
+            other.close()

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from openxbsa import errors, wire
 from openxbsa.catalog.store import (
-    JOB_IMAGE_DELETE, JOB_RESTORE, ObjectRow, QueryFilter, Scope, unavailable,
+    JOB_BACKUP, JOB_DONE, JOB_IMAGE_DELETE, JOB_RESTORE, ObjectRow, QueryFilter, Scope,
+    unavailable,
 )
 from openxbsa.media.stream import Receiver, peer_has_spoken, send_object
 from openxbsa.server import logs
@@ -41,6 +42,7 @@ GRANT = 1024          # copy IDs granted per answered create
 PROGRESS_EVERY = 1.0  # seconds between progress records of a running job
 FLUSH_ROWS = 2000     # ended objects kept in memory before they go to the catalog
 PROVIDER = "OpenXBSA/OpenXBSA/0.1.0"
+OUTCOME_WAIT = 30.0   # seconds an outcome request waits for the job it asks about to end
 
 # NetBackup status codes used for jobs that do not end in success
 ST_APP_ABORT = 6       # the backup failed to back up the requested files
@@ -610,6 +612,31 @@ class Session:
             raise errors.ObjectNotFound(f"job {job_id} does not exist")
         return {"jobinfo": job}
 
+    def op_outcome(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """How a backup transaction ended whose commit reply its client never got (the
+        connection broke while the commit was under way): asked on a new session, answered
+        from the job, which the catalog ends in the same transaction that makes the image
+        visible. A job still running (its session has not yet noticed that the connection
+        is gone, or is still committing) is waited for, up to OUTCOME_WAIT. Only the client
+        and user that ran the backup may ask."""
+        self._need(S1)
+        assert self.peer is not None
+        job_id = msg.get("job")
+        if type(job_id) is not int or job_id <= 0:
+            raise errors.InvalidRequest("a job ID is a positive integer")
+        deadline = time.monotonic() + OUTCOME_WAIT
+        while True:
+            job = self.catalog.job(job_id)
+            if (job is None or job["job_type"] != JOB_BACKUP
+                    or job["client"] != self.peer.client_host
+                    or job["owner"] != self.peer.os_user):
+                raise errors.ObjectNotFound(f"job {job_id} is not a backup of client "
+                                            f"{self.peer.client_host}, user {self.peer.os_user}")
+            done = job["state"] == JOB_DONE
+            if done or time.monotonic() >= deadline or self.server.stopping:
+                return {"done": done, "status": job["status"] if done else None}
+            time.sleep(0.05)
+
     def op_logmsg(self, msg: dict[str, Any]) -> object:
         """NBBSALogMsg: the application's message into its job's log. Never answered."""
         mtype, text, source = msg.get("type"), msg.get("message"), msg.get("source")
@@ -746,6 +773,7 @@ class Session:
         "qnext": op_qnext, "get": op_get, "delete": op_delete, "multiget": op_multiget,
         "multiend": op_multiend, "deleteimage": op_deleteimage, "mediaids": op_mediaids,
         "jobinfo": op_jobinfo, "logmsg": op_logmsg, "feature": op_feature, "clientd": op_clientd,
+        "outcome": op_outcome,
     }
 
 

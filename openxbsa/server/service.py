@@ -117,6 +117,11 @@ class Server:
         self._threads: set[threading.Thread] = set()
         self._sessions: set[Session] = set()
 
+    @property
+    def stopping(self) -> bool:
+        """SIGTERM arrived: the server is ending its sessions."""
+        return self._stopping.is_set()
+
     def now(self) -> dt.datetime:
         """The server's local wall-clock time (windows and calendars are in it)."""
         return dt.datetime.now().astimezone()

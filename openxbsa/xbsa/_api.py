@@ -21,7 +21,7 @@ from openxbsa import wire
 from openxbsa.wire import schema
 from openxbsa.xbsa import _constants as C
 from openxbsa.xbsa import _debuglog
-from openxbsa.xbsa._client import AuthError, Connection, ServerError
+from openxbsa.xbsa._client import AuthError, Connection, RequestNotSent, ServerError
 from openxbsa.xbsa._structs import (
     BSA_ApiVersion, BSA_DataBlock32, BSA_ObjectDescriptor, BSA_ObjectOwner,
     BSA_QueryDescriptor,
@@ -52,11 +52,25 @@ KIND_RC = {
 }
 
 
+class _Opening:
+    """How a session was opened: where, with which environment and owner — to open
+    another on its behalf (asking how a commit whose reply was lost ended)."""
+
+    def __init__(self, address: str, env: list[str], owner: list[str]) -> None:
+        self.address, self.env, self.owner = address, env, owner
+
+    def init(self, conn: Connection) -> dict[str, Any]:
+        """Authenticate on ``conn``; the server's reply, or AuthError, ServerError, OSError,
+        wire.ProtocolError."""
+        return conn.call("init", env=self.env, owner=self.owner, **conn.credentials())
+
+
 class _Session:
     def __init__(self, handle: int, conn: Connection, owner: BSA_ObjectOwner,
-                 env: dict[str, str]) -> None:
+                 env: dict[str, str], opening: _Opening) -> None:
         self.handle = handle
         self.conn = conn
+        self.opening = opening
         self.owner = owner
         self.env = env
         self.pid = os.getpid()
@@ -71,7 +85,8 @@ class _Session:
         self.received = 0
         self.ended = False          # NO_MORE_DATA already returned for the object being read
         self.doomed = False         # the transaction can only be aborted
-        self.broken = False         # the connection is gone
+        self.broken = False         # the connection is gone ...
+        self.unsent = False         # ... and the request that found it so never left
         self.job_id = 0             # the job of the open transaction (NBBSAGetJobId)
         self.last_job_id = 0        # ... or of the last one (NBBSAGetJobInfo)
         self.multi_list: list[int] = []   # NBBSAAddToMultiObjectRestoreList
@@ -163,6 +178,7 @@ def _sequence(s: _Session, call: str) -> int:
 def _lost(s: _Session, exc: BaseException) -> int:
     """The connection broke: the transaction is doomed and the session unusable."""
     s.broken = True
+    s.unsent = isinstance(exc, RequestNotSent)
     if s.state != S1:
         s.doomed = True
     try:
@@ -292,10 +308,10 @@ def BSAInit(token: Any, owner: BSA_ObjectOwner | None, env: Any) -> tuple[int, i
     except (OSError, wire.ProtocolError) as exc:
         return _fail(C.BSA_RC_ABORT_SYSTEM_ERROR,
                      f"cannot reach the backup service at {address}: {exc}"), None
+    opening = _Opening(address, [f"{k}={v}" for k, v in parsed.items()],
+                       [bsa_owner or "", app_owner or ""])
     try:
-        creds = conn.credentials()
-        env_list = [f"{k}={v}" for k, v in parsed.items()]
-        reply = conn.call("init", env=env_list, owner=[bsa_owner, app_owner], **creds)
+        reply = opening.init(conn)
     except AuthError as exc:
         conn.close()
         return _fail(C.BSA_RC_AUTHENTICATION_FAILURE, str(exc)), None
@@ -314,7 +330,7 @@ def BSAInit(token: Any, owner: BSA_ObjectOwner | None, env: Any) -> tuple[int, i
     handle = _Process.next_handle
     _Process.next_handle += 1
     _Process.session = _Session(handle, conn, BSA_ObjectOwner(bsa_owner or "", app_owner or ""),
-                                dict(reply.get("env", parsed)))
+                                dict(reply.get("env", parsed)), opening)
     return C.BSA_RC_SUCCESS, handle
 
 
@@ -380,6 +396,7 @@ def BSAEndTxn(bsaHandle: int, vote: int) -> int:
         return _fail(C.BSA_RC_INVALID_VOTE, f"vote {vote!r} is not COMMIT, ABORT or CONDITIONAL")
     was = s.state
     doomed = s.doomed
+    job_id = s.job_id
     if s.broken:
         s.state = S1
         if vote == C.BSA_Vote_ABORT:
@@ -405,9 +422,52 @@ def BSAEndTxn(bsaHandle: int, vote: int) -> int:
     if rc == C.BSA_RC_ABORT_SYSTEM_ERROR and s.broken:
         if vote == C.BSA_Vote_ABORT:    # the server nullifies a lost session's transaction
             return C.BSA_RC_SUCCESS
+        if s.unsent:                    # the server never had the commit to act on
+            return _fail(C.BSA_RC_TRANSACTION_ABORTED, "the connection was lost before the "
+                                                       "commit was sent; the transaction was "
+                                                       "not committed")
+        if was == B and not doomed and job_id:
+            return _commit_outcome(s, job_id)
+        if was == D:
+            return _fail(C.BSA_RC_ABORT_SYSTEM_ERROR, "the connection was lost during commit; "
+                                                      "whether the deletions were made is not "
+                                                      "known: query the objects again")
         return _fail(C.BSA_RC_TRANSACTION_ABORTED, "the connection was lost during commit; "
                                                    "the transaction was not committed")
     return rc
+
+
+def _commit_outcome(s: _Session, job_id: int) -> int:
+    """The connection broke after a backup's commit was asked for, so the server may have
+    committed it: ask the service, on a session of its own, how the backup's job ended.
+    Committed is SUCCESS; ended otherwise is TRANSACTION_ABORTED; and when the service
+    cannot say (it is down, or the job has not ended), ABORT_SYSTEM_ERROR — never an abort
+    reported for a backup that was kept."""
+    unknown = (f"the connection was lost during commit, and whether backup job {job_id} "
+               "committed is not known")
+    try:
+        conn = Connection(s.opening.address)
+    except (OSError, wire.ProtocolError) as exc:
+        return _fail(C.BSA_RC_ABORT_SYSTEM_ERROR,
+                     f"{unknown}: the service cannot be reached ({exc}); once it is back, "
+                     f"'openxbsa jobs --jobid {job_id}' shows status 0 or 1 for a committed backup")
+    try:
+        s.opening.init(conn)
+        reply = conn.call("outcome", job=job_id)
+        conn.call("terminate")
+    except (AuthError, ServerError, OSError, wire.ProtocolError) as exc:
+        return _fail(C.BSA_RC_ABORT_SYSTEM_ERROR, f"{unknown}: asking the service failed ({exc})")
+    finally:
+        conn.close()
+    status = reply.get("status")
+    if not reply.get("done") or type(status) is not int:
+        return _fail(C.BSA_RC_ABORT_SYSTEM_ERROR, f"{unknown}: the job is still running; "
+                     f"'openxbsa jobs --jobid {job_id}' shows how it ends")
+    if status in (0, 1):
+        return C.BSA_RC_SUCCESS
+    return _fail(C.BSA_RC_TRANSACTION_ABORTED, f"the connection was lost during commit; backup "
+                                               f"job {job_id} ended with status {status}: the "
+                                               "transaction was not committed")
 
 
 # ====================================================================== backup

@@ -24,6 +24,11 @@ class ServerError(Exception):
         self.status = status
 
 
+class RequestNotSent(OSError):
+    """The connection failed before the whole request was handed to the kernel: the
+    server cannot have acted on it (it acts only on a complete frame)."""
+
+
 class AuthError(Exception):
     """The client could not present credentials (secret file missing or unsafe)."""
 
@@ -100,7 +105,11 @@ class Connection:
 
     def call(self, op: str, **fields: Any) -> dict[str, Any]:
         fields["op"] = op
-        self.channel.send_message(wire.REQ, fields)
+        try:
+            self.channel.send_message(wire.REQ, fields)
+        except OSError as exc:
+            raise RequestNotSent(exc.errno, f"{exc.strerror or exc} (the request was not "
+                                 "sent)") from exc
         reply = self.channel.read_message(wire.REP)
         if not reply.get("ok"):
             raise ServerError(str(reply.get("kind", "system")), int(reply.get("status", 130)),

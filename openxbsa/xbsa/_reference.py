@@ -39,7 +39,13 @@ RETURN_CODES: dict[str, list[tuple[str, str]]] = {
                   (ICS, "no transaction is open"),
                   ("BSA_RC_INVALID_VOTE", "the vote is not COMMIT, ABORT or CONDITIONAL"),
                   ("BSA_RC_TRANSACTION_ABORTED", "a commit was impossible (an object still open, "
-                   "a storage failure, a lost connection); nothing was kept"), SYS],
+                   "a storage failure, a connection lost before the commit took effect); "
+                   "nothing was kept"),
+                  (SYS[0], ("the service failed; or the connection broke while a commit "
+                            "was under way and the service could not say how the backup's "
+                            "job ended (it was down, or the job had not ended): the backup "
+                            "may or may not be kept, and the message names the job to look "
+                            "up"))],
     "BSACreateObject": [(S, "copyId, createTime, restoreOrder and objectStatus are filled in; "
                             "the data block says headerBytes 0 and a preferred bufferLen"),
                         HANDLE, (NULL, "the descriptor or the data block is NULL"),
