@@ -454,11 +454,14 @@ def _commit_outcome(s: _Session, job_id: int) -> int:
     try:
         s.opening.init(conn)
         reply = conn.call("outcome", job=job_id)
-        conn.call("terminate")
     except (AuthError, ServerError, OSError, wire.ProtocolError) as exc:
-        return _fail(C.BSA_RC_ABORT_SYSTEM_ERROR, f"{unknown}: asking the service failed ({exc})")
-    finally:
         conn.close()
+        return _fail(C.BSA_RC_ABORT_SYSTEM_ERROR, f"{unknown}: asking the service failed ({exc})")
+    try:
+        conn.call("terminate")
+    except (ServerError, OSError, wire.ProtocolError):
+        pass                            # the answer is in: a failed goodbye changes nothing
+    conn.close()
     status = reply.get("status")
     if not reply.get("done") or type(status) is not int:
         return _fail(C.BSA_RC_ABORT_SYSTEM_ERROR, f"{unknown}: the job is still running; "
