@@ -195,7 +195,7 @@ def test_only_the_host_and_user_that_ran_a_backup_learn_how_it_ended(tcp_server,
     conn = session(path_a)
     try:
         assert conn.call("outcome", job=job["jobid"]) == {"done": True, "status": 0, "ok": True}
-        for bad in ("1", -1, 0, None, 1.5, True):
+        for bad in ("1", -1, 0, None, 1.5, True, 2**63, 2**64 - 1):
             with pytest.raises(ServerError) as exc:
                 conn.call("outcome", job=bad)
             assert exc.value.kind == "invalid_request", bad

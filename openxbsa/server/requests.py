@@ -622,8 +622,8 @@ class Session:
         self._need(S1)
         assert self.peer is not None
         job_id = msg.get("job")
-        if type(job_id) is not int or job_id <= 0:
-            raise errors.InvalidRequest("a job ID is a positive integer")
+        if type(job_id) is not int or not 0 < job_id < 2**63:
+            raise errors.InvalidRequest(f"job ID {job_id!r} is not valid")
         deadline = time.monotonic() + OUTCOME_WAIT
         while True:
             job = self.catalog.job(job_id)
