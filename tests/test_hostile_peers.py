@@ -111,6 +111,10 @@ def test_bad_requests_are_answered_and_the_session_goes_on(server, request_):
     {"op": "create", "d": {"bo": 1, "ao": "", "sn": "", "pn": "/x", "ct": 3, "es": 1,
                            "rt": "r", "ot": 2, "de": "", "oi": b""}},
     {"op": "query", "q": None},
+    {"op": "query", "q": {"bo": "", "ao": "", "sn": "", "pn": "/*", "tf": 2**64 - 1, "tt": None,
+                          "ct": 1, "ot": 1, "st": 1}},      # beyond SQL's 64-bit integers
+    {"op": "query", "q": {"bo": "", "ao": "", "sn": "", "pn": "/*", "tf": None, "tt": 2**63,
+                          "ct": 1, "ot": 1, "st": 1}},
     {"op": "get", "copy_id": "1"},
     {"op": "delete", "copy_id": -5},
     {"op": "end", "vote": "commit"},
@@ -125,6 +129,8 @@ def test_hostile_requests_inside_a_transaction(server, request_):
     s.sendall(frame(wire.REQ, msgpack.packb(request_, use_bin_type=True)))
     reply = read_reply(s)
     assert reply is not None and reply["ok"] is False
+    s.sendall(frame(wire.REQ, msgpack.packb({"op": "end", "vote": 2})))   # the session goes on
+    assert read_reply(s)["ok"] is True
     s.close()
     still_serving(server)
 

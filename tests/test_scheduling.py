@@ -382,3 +382,30 @@ def test_multiple_streams_make_one_child_job_per_script(sched):
     h = init(sched)
     assert len(find(h, query("/sched/s?", owner=("XBSA Client", "XBSA App")))[1]) == 2
     X.BSATerminate(h)
+
+
+def test_a_client_daemon_reporting_an_impossible_status_fails_its_run_and_is_dropped(sched):
+    """A (root) peer registered as this host's client daemon answers a run with a status no
+    job can have (beyond 32 bits): the server ends the run with 50, client process aborted,
+    says so, drops that connection and goes on serving."""
+    from openxbsa import wire
+    from openxbsa.xbsa._client import Connection
+    policy(sched, "odd", script(os.path.join(sched.scripts, "ok.sh"), "exit 0\n"))
+    conn = Connection(sched.address)
+    try:
+        conn.call("init", env=["BSA_API_VERSION=1.1.0"], owner=["", ""])
+        conn.call("clientd")
+        run = conn.channel.read_message(wire.REP)["run"]
+        conn.channel.send_message(wire.REQ, {"op": "jobdone", "job": run["job"],
+                                             "status": 2**63})
+        refusal = conn.channel.read_message(wire.REP)
+        assert refusal["ok"] is False and "unexpected message" in refusal["msg"]
+        with pytest.raises((wire.ProtocolError, OSError)):
+            conn.channel.read_message(wire.REP)           # ... and the server hangs up
+    finally:
+        conn.close()
+    failed = wait_for(lambda: [j for j in parents(sched, "odd") if j["jobid"] == run["job"]
+                               and j["state_name"] == "Done"])[0]
+    assert failed["status"] == 50
+    h = init(sched)                                       # the server goes on serving
+    X.BSATerminate(h)

@@ -698,7 +698,8 @@ class Session:
                         severity = msg.get("severity") if msg.get("severity") in LOG_SEVERITY.values() \
                             else "info"
                         self.server.jobs.log(job_id, severity, msg["line"][:4096])
-                    elif msg.get("op") == "jobdone" and type(msg.get("status")) is int:
+                    elif (msg.get("op") == "jobdone" and type(msg.get("status")) is int
+                          and 0 <= msg["status"] < 2**31):
                         status = msg["status"]
                         self.server.jobs.finish(job_id, status, "the policy's scripts finished")
                         return

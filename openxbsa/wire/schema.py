@@ -81,7 +81,7 @@ def query_problem(q: Any) -> str | None:
         if problem:
             return problem
     for key in ("tf", "tt"):
-        if q[key] is not None and type(q[key]) is not int:
+        if q[key] is not None and (type(q[key]) is not int or not -2**63 <= q[key] < 2**63):
             return "createTime bounds must be UNIX seconds"
     if type(q["ct"]) is not int or q["ct"] not in COPY_TYPES | {ANY}:
         return f"copyType {q['ct']!r} is not a BSA_CopyType"
