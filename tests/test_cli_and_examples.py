@@ -255,6 +255,9 @@ def test_policy_commands(server):
         return out.stdout
 
     ok("policy", "add", "db-prod", "--keyword", "prod", "--priority", "5", "--limit-jobs", "2")
+    for args in (("add", "db-long"), ("modify", "db-prod")):          # a keyword phrase is
+        out = server.cli("policy", *args, "--keyword", "k" * 129)     # 128 characters at most
+        assert out.returncode != 0 and "at most 128" in out.stderr, out
     ok("policy", "client", "add", "db-prod", "dbhost1")
     ok("policy", "client", "add", "db-prod", "dbhost2")
     ok("policy", "client", "remove", "db-prod", "dbhost2")

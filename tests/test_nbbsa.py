@@ -151,6 +151,35 @@ def test_keyword_is_stored_with_the_image(server):
     assert json.loads(server.cli("images", "--json").stdout)[0]["keyword"] == "nightly-db1"
 
 
+def test_a_keyword_phrase_holds_at_most_128_characters(server):
+    """NetBackup's keyword phrase is at most 128 characters: that many (two-byte UTF-8
+    ones here) are stored with the image, on SQLite and on PostgreSQL alike; one more is
+    refused with BSA_RC_INVALID_ENV by BSAInit and NBBSASetEnv, and by the server from a
+    peer that is not our library (before, PostgreSQL's refusal cost that peer its session)."""
+    from openxbsa.xbsa._client import Connection, ServerError
+    longest, too_long = "é" * 128, "NBBSA_KEYWORD=" + "k" * 129
+    h = init(server, extra=[f"NBBSA_KEYWORD={longest}"])
+    backup(h, "/nb/keyword-longest", b"k")
+    assert X.NBBSASetEnv(h, "NBBSA_KEYWORD", "k" * 129) == X.BSA_RC_INVALID_ENV
+    assert X.NBBSAGetEnv(h, "NBBSA_KEYWORD") == (OK, longest)
+    X.BSATerminate(h)
+    assert longest in [i["keyword"] for i in json.loads(server.cli("images", "--json").stdout)]
+    rc, none = X.BSAInit(None, X.BSA_ObjectOwner(), [*server.xbsa_env, too_long])
+    assert rc == X.BSA_RC_INVALID_ENV and none is None
+    assert "at most 128" in X.BSAGetLastError()[1]
+    conn = Connection(server.address)
+    try:
+        with pytest.raises(ServerError) as exc:
+            conn.call("init", env=[*server.xbsa_env, too_long], owner=["", ""])
+        assert exc.value.kind == "invalid_env"
+        conn.call("init", env=server.xbsa_env, owner=["", ""])       # the session goes on
+        with pytest.raises(ServerError) as exc:
+            conn.call("setenv", env=[too_long])
+        assert exc.value.kind == "invalid_env"
+    finally:
+        conn.close()
+
+
 def test_service_host_may_change_between_transactions(server, tmp_path_factory):
     other = configured_server(tmp_path_factory)
     try:

@@ -23,6 +23,7 @@ from openxbsa.catalog.schema import (
     policy_includes, schedules, storage_units,
 )
 from openxbsa.errors import CatalogError
+from openxbsa.wire import schema as wire_schema
 
 MIGRATIONS = pathlib.Path(__file__).with_name("migrations")
 log = logging.getLogger("openxbsa.catalog")
@@ -54,6 +55,15 @@ def check_name(what: str, name: Any) -> str:
         raise ValueError(f"{name!r} is not a valid {what} name: 1 to 127 letters, digits "
                          "and . _ + - (not starting with -, not only periods)")
     return name
+
+
+def check_keyword(keyword: Any) -> str:
+    """``keyword`` if it is a keyword phrase; otherwise ValueError saying why."""
+    problem = ("the keyword phrase must be text" if not isinstance(keyword, str)
+               else wire_schema.keyword_problem(keyword))
+    if problem:
+        raise ValueError(problem)
+    return keyword
 
 
 # a client is named as NetBackup names hosts: a host name, FQDN or IP address
@@ -337,6 +347,7 @@ class Catalog:
                    multiple_streams: bool = False) -> None:
         """A DataStore policy, with its Default-Application-Backup schedule as NetBackup adds."""
         check_name("policy", name)
+        check_keyword(keyword)
         with self._writer.begin() as conn:
             if conn.execute(select(storage_units.c.name).where(
                     storage_units.c.name == stunit)).first() is None:
@@ -353,6 +364,8 @@ class Catalog:
                 retention_level=1, windows=ALWAYS_OPEN))
 
     def modify_policy(self, name: str, **values: Any) -> None:
+        if "keyword" in values:
+            check_keyword(values["keyword"])
         with self._writer.begin() as conn:
             pid = self.policy_id(conn, name)
             if values:

@@ -209,20 +209,25 @@ class Server:
                     f"schedule {policy['schedule']}")
         if not free:      # wait, as NetBackup queues a job for its storage unit
             self.units.take(unit.name)
-            self.catalog.update_job(job_id, state=JOB_ACTIVE, queue_reason=None,
-                                    started=int(dt.datetime.now().timestamp()))
-            self.jobs.log(job_id, "info", f"storage unit {unit.name} free: backup started")
         image_id = None
-        try:
+        try:              # from here on the job holds a slot of the unit
+            if not free:
+                self.catalog.update_job(job_id, state=JOB_ACTIVE, queue_reason=None,
+                                        started=int(dt.datetime.now().timestamp()))
+                self.jobs.log(job_id, "info", f"storage unit {unit.name} free: backup started")
             image_id, backup_id, _ = self.catalog.create_image(
                 client=peer.client_host, os_user=peer.os_user, policy=policy, job_id=job_id,
                 location_for=unit.location_for, media_id=unit.media_id)
             writer = unit.open_writer(backup_id)
-        except errors.OpenXBSAError as exc:
-            if image_id is not None:
-                self.catalog.drop_image(image_id)
-            self.units.give(unit.name)
-            self.jobs.finish(job_id, exc.status, f"backup could not start: {exc.message}")
+        except Exception as exc:     # whatever failed, the job ends and the slot is free again
+            status, why = ((exc.status, exc.message) if isinstance(exc, errors.OpenXBSAError)
+                           else (130, f"internal error: {exc}"))
+            try:
+                if image_id is not None:
+                    self.catalog.drop_image(image_id)
+                self.jobs.finish(job_id, status, f"backup could not start: {why}")
+            finally:
+                self.units.give(unit.name)
             raise
         session.env["NBBSA_POLICY"] = policy["policy"]
         session.env["NBBSA_SCHEDULE"] = policy["schedule"]

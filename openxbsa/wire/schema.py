@@ -16,6 +16,7 @@ NAME_SIZE = 1024
 RESOURCETYPE_SIZE = 31
 DESCRIPTION_SIZE = 100
 OBJECTINFO_SIZE = 256
+KEYWORD_MAX = 128           # characters of a keyword phrase (policy, NBBSA_KEYWORD), as NetBackup
 
 COPY_TYPES = {2, 3}                 # ARCHIVE, BACKUP
 OBJECT_TYPES = {2, 3, 4}            # FILE, DIRECTORY, OTHER
@@ -113,6 +114,16 @@ def env_entry_problem(entry: Any) -> str | None:
         return f"environment entry {entry!r} has an empty or spaced keyword"
     if value[:1].isspace():
         return f"environment entry {entry!r} has a space after '='"
+    if key == "NBBSA_KEYWORD":
+        return keyword_problem(value)
+    return None
+
+
+def keyword_problem(keyword: str) -> str | None:
+    """Why ``keyword`` is not a keyword phrase (at most KEYWORD_MAX characters), or None."""
+    if len(keyword) > KEYWORD_MAX:
+        return (f"the keyword phrase is {len(keyword)} characters long; at most "
+                f"{KEYWORD_MAX} are allowed")
     return None
 
 
