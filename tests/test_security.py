@@ -209,3 +209,26 @@ def test_only_the_host_and_user_that_ran_a_backup_learn_how_it_ended(tcp_server,
             assert exc.value.kind == "not_found" and "is not a backup of client" in str(exc.value)
         finally:
             other.close()
+
+
+def test_a_host_presents_a_user_name_not_a_blob(tcp_server, tmp_path):
+    """An authenticated client host names the OS user of its session; the server believes a
+    user name (up to 128 printable characters), not kilobytes or control characters — those
+    are refused as an authentication failure, and the server goes on."""
+    path = issue(tcp_server, "hostU", str(tmp_path / "u.secret"))
+    host, secret = load_host_secret(path)
+
+    def init_as(user: str) -> dict:
+        conn = Connection(tcp_server.address)
+        try:
+            return conn.call("init", env=tcp_server.xbsa_env, owner=["", ""], host=host,
+                             user=user, mac=wire.host_mac(secret, conn.hello["nonce"], host, user))
+        finally:
+            conn.close()
+
+    assert init_as("u" * 128)["user"] == "u" * 128
+    for bad in ("u" * 129, "x" * 4096, "evil\nuser", "tab\tuser"):
+        with pytest.raises(ServerError) as exc:
+            init_as(bad)
+        assert exc.value.kind == "auth" and "user name" in str(exc.value), bad[:20]
+    assert init_as("dbadmin")["user"] == "dbadmin"

@@ -33,6 +33,7 @@ from openxbsa.storage.base import dedup_rate
 log = logging.getLogger("openxbsa.server")
 
 UNIX_PATH_MAX = 107                     # sun_path holds 108 bytes with the terminating NUL
+USER_MAX = 128                          # characters of the user name a TCP client presents
 
 
 class ListenError(RuntimeError):
@@ -171,6 +172,10 @@ class Server:
         if not (isinstance(host, str) and isinstance(user, str) and isinstance(mac, str)
                 and host and user and (uid is None or type(uid) is int)):
             raise errors.AuthenticationFailed("this TCP session presented no host credentials")
+        if len(user) > USER_MAX or not user.isprintable():
+            raise errors.AuthenticationFailed(f"the user name this TCP session presented is "
+                                              f"not one (printable, at most {USER_MAX} "
+                                              "characters)")
         secret = self.catalog.host_secret(host)
         if secret is None or not wire.hmac.compare_digest(
                 wire.host_mac(secret, session.nonce, host, user), mac):
@@ -197,16 +202,21 @@ class Server:
         unit = self.storage(policy["stunit"])
         parent_job = parent["job_id"] if parent and parent["policy"] == policy["policy"] else None
         free = self.units.try_take(unit.name)
-        job_id = self.jobs.start(
-            job_type=JOB_BACKUP, client=peer.client_host, owner=peer.os_user,
-            policy=policy["policy"], schedule=policy["schedule"], parent_job=parent_job,
-            sched_type=policy["sched_type"], stunit=unit.name,
-            state=JOB_ACTIVE if free else JOB_QUEUED,
-            queue_reason=None if free else f"storage unit {unit.name} is busy (all its "
-                                           f"concurrent jobs are running)",
-            message=f"backup {'started' if free else 'queued'} for client {peer.client_host}, "
-                    f"user {peer.os_user}, policy {policy['policy']}, "
-                    f"schedule {policy['schedule']}")
+        try:
+            job_id = self.jobs.start(
+                job_type=JOB_BACKUP, client=peer.client_host, owner=peer.os_user,
+                policy=policy["policy"], schedule=policy["schedule"], parent_job=parent_job,
+                sched_type=policy["sched_type"], stunit=unit.name,
+                state=JOB_ACTIVE if free else JOB_QUEUED,
+                queue_reason=None if free else f"storage unit {unit.name} is busy (all its "
+                                               f"concurrent jobs are running)",
+                message=f"backup {'started' if free else 'queued'} for client "
+                        f"{peer.client_host}, user {peer.os_user}, policy {policy['policy']}, "
+                        f"schedule {policy['schedule']}")
+        except BaseException:
+            if free:                      # no job: the slot it took goes back
+                self.units.give(unit.name)
+            raise
         if not free:      # wait, as NetBackup queues a job for its storage unit
             self.units.take(unit.name)
         image_id = None
