@@ -445,3 +445,22 @@ def test_log_level_keeps_the_library_log_quieter(server, tmp_path):
     rc, _ = X.BSAInit(None, X.BSA_ObjectOwner(), server.xbsa_env + [
         f"NBBSA_LOG_DIRECTORY={logdir}", "NBBSA_LOG_LEVEL=LOUD"])
     assert rc == X.BSA_RC_INVALID_ENV and "NBBSA_LOG_LEVEL" in X.BSAGetLastError()[1]
+
+
+def test_python_strings_that_are_not_text_get_the_codes_of_bad_text(server):
+    """A Python caller may hand over a str that is no text (a lone surrogate, as
+    surrogateescape makes of undecodable bytes): it is refused as the C library refuses
+    invalid UTF-8 — INVALID_ENV for environment entries and log messages, FEATURE_NOT_LICENSED
+    for a feature ID — never an internal error, and the session goes on, its restore
+    included (a refused log message is not left to fail later sends)."""
+    rc, none = X.BSAInit(None, X.BSA_ObjectOwner(), [*server.xbsa_env, "NBBSA_KEYWORD=\udcff"])
+    assert (rc, none) == (X.BSA_RC_INVALID_ENV, None)
+    assert "not valid text" in X.BSAGetLastError()[1]
+    h = init(server)
+    assert X.NBBSASetEnv(h, "NBBSA_KEYWORD", "db\udcff") == X.BSA_RC_INVALID_ENV
+    assert X.NBBSALogMsg(h, 0, "dump of db\udcff done", "Backup") == X.BSA_RC_INVALID_ENV
+    assert X.NBBSAValidateFeatureId(h, "\udcff") == X.NBBSA_RC_FEATURE_NOT_LICENSED
+    assert X.NBBSAValidateFeatureId(h, "DataStore") == OK
+    d = backup(h, "/nb/not-text", b"still fine")
+    assert restore(h, d.copyId) == b"still fine"
+    X.BSATerminate(h)

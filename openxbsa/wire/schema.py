@@ -107,6 +107,10 @@ def env_entry_problem(entry: Any) -> str | None:
         return "environment entries must be strings"
     if "\x00" in entry:
         return f"environment entry {entry!r} contains a NUL character"
+    try:
+        entry.encode("utf-8")
+    except UnicodeEncodeError:
+        return f"environment entry {entry!r} is not valid text"
     key, sep, value = entry.partition("=")
     if not sep:
         return f"environment entry {entry!r} is not KEY=value"

@@ -219,7 +219,12 @@ def _flush_logs(s: _Session) -> None:
 
 
 def _text(value: Any) -> str | None:
+    """``value`` as text (str, or UTF-8 bytes up to a NUL); None if it is not text."""
     if isinstance(value, str):
+        try:
+            value.encode("utf-8")      # lone surrogates cannot travel (nor be C strings)
+        except UnicodeEncodeError:
+            return None
         return value
     if isinstance(value, (bytes, bytearray)):
         try:

@@ -97,7 +97,7 @@ def NBBSASetEnv(bsaHandle: int, EnvVar: Any, EnvVal: Any) -> int:
         return _fail(C.BSA_RC_NULL_ARGUMENT, "NBBSASetEnv needs a variable and a value")
     var, val = _api._text(EnvVar), _api._text(EnvVal)
     if var is None or val is None:
-        return _fail(C.BSA_RC_INVALID_ENV, "the variable and value must be strings")
+        return _fail(C.BSA_RC_INVALID_ENV, "the variable and value must be text (str, or UTF-8 bytes)")
     return _update_env(s, [f"{var}={val}"])
 
 
@@ -209,7 +209,8 @@ def NBBSALogMsg(bsaHandle: int, msgType: int, message: Any, source: Any) -> int:
         return _fail(C.BSA_RC_NULL_ARGUMENT, "NBBSALogMsg needs a message")
     text, src = _api._text(message), _api._text(source) if source is not None else ""
     if text is None or src is None or type(msgType) is not int:
-        return _fail(C.BSA_RC_INVALID_ENV, "message and source must be strings, the type an int")
+        return _fail(C.BSA_RC_INVALID_ENV, "message and source must be text (str, or UTF-8 "
+                                           "bytes), the type an int")
     if s.broken:
         return _fail(C.BSA_RC_ABORT_SYSTEM_ERROR, "the connection to the backup service is lost")
     s.pending_logs.append((msgType, text, src))
@@ -229,7 +230,10 @@ def NBBSAValidateFeatureId(bsaHandle: int, featureId: Any) -> int:
         return _bad_handle(bsaHandle)
     if featureId is None:
         return _fail(C.BSA_RC_NULL_ARGUMENT, "NBBSAValidateFeatureId needs a feature ID")
-    feature = featureId if isinstance(featureId, str) else str(featureId)
+    feature = _api._text(featureId) if isinstance(featureId, (str, bytes, bytearray)) \
+        else str(featureId)
+    if feature is None:
+        return _fail(C.NBBSA_RC_FEATURE_NOT_LICENSED, "the feature ID is not text")
     if s.state == R_OBJ:
         return _sequence(s, "NBBSAValidateFeatureId while an object is being read")
     rc, _ = _request(s, "feature", feature=feature)
