@@ -59,3 +59,31 @@ def test_a_catalog_database_that_restarts_or_goes_down_costs_no_backup(tmp_path_
     finally:
         srv.stop()
         pg.stop()
+
+
+def test_a_delete_transaction_of_more_objects_than_a_statement_takes_parameters(server):
+    """A delete transaction ends in one catalog transaction for all its objects; PostgreSQL
+    takes at most 65,535 parameters per statement, and 66,000 objects deleted at once all
+    go (before, the commit failed with status 220). The 66,000 objects are backed up
+    through XBSA; the commit's catalog step is then driven directly (66,000 BSADeleteObject
+    round trips would take a minute of the suite for the same statement)."""
+    from openxbsa import xbsa as X
+    from openxbsa.admin.views import open_catalog
+    from tests.conftest import descriptor, find, init, query
+    h = init(server)
+    assert X.BSABeginTxn(h) == X.BSA_RC_SUCCESS
+    ids = []
+    for i in range(66_000):
+        d = descriptor(f"/pg/many/{i}", 0)
+        assert X.BSACreateObject(h, d, X.BSA_DataBlock32()) == X.BSA_RC_SUCCESS
+        assert X.BSAEndData(h) == X.BSA_RC_SUCCESS
+        ids.append(d.copyId)
+    assert X.BSAEndTxn(h, X.BSA_Vote_COMMIT) == X.BSA_RC_SUCCESS
+    catalog = open_catalog(server.home)
+    try:
+        rows, emptied = catalog.delete_objects(ids)
+    finally:
+        catalog.dispose()
+    assert len(rows) == 66_000 and len(emptied) == 1           # the image went with them
+    assert find(h, query("/pg/many/*"))[0] == X.BSA_RC_NO_MATCH
+    X.BSATerminate(h)

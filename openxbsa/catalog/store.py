@@ -26,6 +26,7 @@ from openxbsa.errors import CatalogError
 from openxbsa.wire import schema as wire_schema
 
 MIGRATIONS = pathlib.Path(__file__).with_name("migrations")
+IN_CHUNK = 500        # values per SQL IN list (a statement's parameters are finite)
 log = logging.getLogger("openxbsa.catalog")
 
 # NetBackup's default retention-level table (levels 0..9), in seconds; 9 and above: infinity.
@@ -456,8 +457,8 @@ class Catalog:
             old = [r[0] for r in conn.execute(select(jobs.c.job_id).where(
                 jobs.c.state == JOB_DONE, jobs.c.ended < before,
                 jobs.c.job_id.notin_(newest.scalar_subquery())))]
-            for i in range(0, len(old), 500):
-                part = old[i:i + 500]
+            for i in range(0, len(old), IN_CHUNK):
+                part = old[i:i + IN_CHUNK]
                 conn.execute(job_events.delete().where(job_events.c.job_id.in_(part)))
                 conn.execute(jobs.delete().where(jobs.c.job_id.in_(part)))
         return len(old)
@@ -795,23 +796,29 @@ class Catalog:
         out: list[ObjectRow] = []
         ids = list(dict.fromkeys(copy_ids))
         with self.engine.connect() as conn:
-            for i in range(0, len(ids), 500):
+            for i in range(0, len(ids), IN_CHUNK):
                 q = (select(objects, images.c.location, images.c.stunit, images.c.backup_id)
                      .join(images, images.c.id == objects.c.image_id)
-                     .where(objects.c.copy_id.in_(ids[i:i + 500]), *self._visible(scope)))
+                     .where(objects.c.copy_id.in_(ids[i:i + IN_CHUNK]), *self._visible(scope)))
                 out += [self._row(r) for r in conn.execute(q).mappings()]
         return out
 
     def delete_objects(self, copy_ids: Sequence[int]) -> tuple[list[ObjectRow], list[dict[str, Any]]]:
-        """Delete objects in one transaction; returns (deleted rows, images left empty and removed)."""
+        """Delete objects in one transaction; returns (deleted rows, images left empty and removed).
+        The IDs go to the database IN_CHUNK at a time: a statement takes a bounded number of
+        parameters (65,535 on PostgreSQL), a delete transaction any number of objects."""
         if not copy_ids:
             return [], []
+        ids = list(dict.fromkeys(copy_ids))
+        rows: list[ObjectRow] = []
         with self._writer.begin() as conn:
-            q = (select(objects, images.c.location, images.c.stunit, images.c.backup_id)
-                 .join(images, images.c.id == objects.c.image_id)
-                 .where(objects.c.copy_id.in_(list(copy_ids))))
-            rows = [self._row(r) for r in conn.execute(q).mappings()]
-            conn.execute(objects.delete().where(objects.c.copy_id.in_(list(copy_ids))))
+            for i in range(0, len(ids), IN_CHUNK):
+                part = ids[i:i + IN_CHUNK]
+                q = (select(objects, images.c.location, images.c.stunit, images.c.backup_id)
+                     .join(images, images.c.id == objects.c.image_id)
+                     .where(objects.c.copy_id.in_(part)))
+                rows += [self._row(r) for r in conn.execute(q).mappings()]
+                conn.execute(objects.delete().where(objects.c.copy_id.in_(part)))
             emptied = []
             for image_id in {r.image_id for r in rows}:
                 left = conn.execute(select(func.count(), func.coalesce(func.sum(objects.c.size), 0))
