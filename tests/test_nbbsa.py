@@ -433,6 +433,55 @@ def test_multi_object_restore_errors(h):
     assert rc == OK and info.jobStatus == 1 and info.numObjects == 1   # one of two: partial
 
 
+def test_a_multi_object_restore_list_longer_than_one_message(server, h):
+    """A multiple-object restore of 250,000 objects: their copy IDs (over 1.1 MB packed)
+    do not fit the 1 MiB a control message may hold, so the library sends the list in
+    pieces and the server joins them into one job (before, the session was dropped as
+    hostile). A list beyond the server's 1,000,000 is refused with a message saying so, and
+    the session goes on."""
+    from openxbsa import wire
+    from openxbsa.xbsa._client import Connection, ServerError
+    n = 250_000
+    assert X.BSABeginTxn(h) == OK
+    descs = []
+    for i in range(n):
+        d = descriptor(f"/nb/long-list/{i}", 0)
+        assert X.BSACreateObject(h, d, X.BSA_DataBlock32()) == OK
+        assert X.BSAEndData(h) == OK
+        descs.append(d)
+    assert X.BSAEndTxn(h, X.BSA_Vote_COMMIT) == OK
+    assert len(wire.pack({"op": "multiget", "copy_ids": [d.copyId for d in descs]})) \
+        > wire.MAX_CONTROL
+    assert X.BSABeginTxn(h) == OK
+    for d in descs:
+        assert X.NBBSAAddToMultiObjectRestoreList(h, d) == OK
+    assert X.NBBSAGetMultipleObjects(h) == OK, X.BSAGetLastError()
+    for d in descs[:2]:                                   # read in list order
+        assert X.BSAGetObject(h, d, X.BSA_DataBlock32()) == OK
+        assert read_all(h, 100)[0] == b""
+        assert X.BSAEndData(h) == OK
+    assert X.NBBSAEndGetMultipleObjects(h) == OK
+    assert X.BSAEndTxn(h, X.BSA_Vote_COMMIT) == OK
+    rc, info = X.NBBSAGetJobInfo(h)
+    assert rc == OK and (info.jobStatus, info.numObjects) == (1, 2)
+    log = server.cli("jobs", "--log", str(info.jobId)).stdout
+    assert f"multiple-object restore of {n} objects" in log
+    conn = Connection(server.address)        # past the limit, from a peer that sends it
+    try:
+        conn.call("init", env=server.xbsa_env, owner=["", ""])
+        conn.call("begin")
+        piece = [descs[0].copyId] * 100_000
+        for _ in range(10):
+            conn.call("multiadd", copy_ids=piece)
+        with pytest.raises(ServerError) as exc:
+            conn.call("multiget", copy_ids=[descs[0].copyId])
+        assert "at most 1000000 objects" in str(exc.value)
+        conn.call("multiget", copy_ids=[descs[-1].copyId])    # the pieces went with it
+        conn.call("multiend")
+    finally:
+        conn.close()
+
+
 def test_log_level_keeps_the_library_log_quieter(server, tmp_path):
     logdir = tmp_path / "quiet"
     h = init(server, extra=[f"NBBSA_LOG_DIRECTORY={logdir}", "NBBSA_LOG_LEVEL=WARNING"])

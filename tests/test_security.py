@@ -147,11 +147,23 @@ def test_users_of_one_host_do_not_see_each_others_objects(tcp_server, monkeypatc
         X.BSA_RC_OBJECT_NOT_FOUND
     assert X.BSADeleteObject(h, d.copyId) == X.BSA_RC_OBJECT_NOT_FOUND  # a failed get fixed nothing
     assert X.BSAEndTxn(h, X.BSA_Vote_ABORT) == OK
+    mine = backup(h, "/users/bob-data", b"bob")
+    assert X.BSABeginTxn(h) == OK                # nor as part of a multiple-object restore
+    for copy_id in (mine.copyId, d.copyId):
+        assert X.NBBSAAddToMultiObjectRestoreList(h, X.BSA_ObjectDescriptor(copyId=copy_id)) == OK
+    assert X.NBBSAGetMultipleObjects(h) == X.BSA_RC_OBJECT_NOT_FOUND
+    assert X.BSAEndTxn(h, X.BSA_Vote_ABORT) == OK
     X.BSATerminate(h)
     # root on that host is the administrator and sees every user's objects
     monkeypatch.setattr(_client, "os_user", lambda: (0, "root"))
     h = init(tcp_server)
     assert restore(h, d.copyId) == b"alice"
+    assert X.BSABeginTxn(h) == OK
+    for copy_id in (mine.copyId, d.copyId):
+        assert X.NBBSAAddToMultiObjectRestoreList(h, X.BSA_ObjectDescriptor(copyId=copy_id)) == OK
+    assert X.NBBSAGetMultipleObjects(h) == OK
+    assert X.NBBSAEndGetMultipleObjects(h) == OK
+    assert X.BSAEndTxn(h, X.BSA_Vote_COMMIT) == OK
     X.BSATerminate(h)
     monkeypatch.setattr(_client, "os_user", lambda: (1001, "alice"))
     h = init(tcp_server)

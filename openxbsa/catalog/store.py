@@ -792,15 +792,21 @@ class Catalog:
         return self._row(r) if r else None
 
     def visible_objects(self, scope: Scope, copy_ids: Sequence[int]) -> list[ObjectRow]:
-        """The objects among ``copy_ids`` this scope may see (in chunks: SQL IN lists are finite)."""
+        """The objects among ``copy_ids`` this scope may see (in chunks: SQL IN lists are
+        finite). The rows are found by copy ID alone and the scope is checked here: given the
+        owner's columns too, SQLite walks the (client, user) index — every object of that
+        user for each chunk — rather than look the IDs up."""
         out: list[ObjectRow] = []
         ids = list(dict.fromkeys(copy_ids))
         with self.engine.connect() as conn:
             for i in range(0, len(ids), IN_CHUNK):
                 q = (select(objects, images.c.location, images.c.stunit, images.c.backup_id)
                      .join(images, images.c.id == objects.c.image_id)
-                     .where(objects.c.copy_id.in_(ids[i:i + IN_CHUNK]), *self._visible(scope)))
-                out += [self._row(r) for r in conn.execute(q).mappings()]
+                     .where(objects.c.copy_id.in_(ids[i:i + IN_CHUNK]),
+                            images.c.state == IMAGE_COMMITTED))
+                out += [self._row(r) for r in conn.execute(q).mappings()
+                        if r["client_host"] == scope.client_host
+                        and (scope.os_user is None or r["os_user"] == scope.os_user)]
         return out
 
     def delete_objects(self, copy_ids: Sequence[int]) -> tuple[list[ObjectRow], list[dict[str, Any]]]:

@@ -42,6 +42,8 @@ GRANT = 1024          # copy IDs granted per answered create
 PROGRESS_EVERY = 1.0  # seconds between progress records of a running job
 FLUSH_ROWS = 2000     # ended objects kept in memory before they go to the catalog
 PROVIDER = "OpenXBSA/OpenXBSA/0.1.0"
+MULTI_MAX = 1_000_000   # objects one multiple-object restore may list
+MULTI_CHECK = 50_000    # of them checked visible per catalog round
 OUTCOME_WAIT = 30.0   # seconds an outcome request waits for the job it asks about to end
 
 # NetBackup status codes used for jobs that do not end in success
@@ -93,11 +95,11 @@ class RestoreState:
 
 @dataclass
 class MultiState:
-    """NBBSAGetMultipleObjects: one restore job for a list of objects read in list order."""
+    """NBBSAGetMultipleObjects: one restore job for a list of objects read in list order
+    (all checked visible at the start; each row is read again when its object is)."""
 
     job_id: int
     copy_ids: list[int]
-    rows: dict[int, ObjectRow] = field(default_factory=dict)   # checked once, at the start
     pos: int = 0
     complete: int = 0
     kbytes: int = 0
@@ -119,6 +121,7 @@ class Session:
         self.restore: RestoreState | None = None
         self.deletes: list[int] = []
         self.multi: MultiState | None = None
+        self.multi_pending: list[int] = []      # a long list, arriving in pieces (multiadd)
         self.last_job = 0
         self.doomed: errors.OpenXBSAError | None = None
         self.cancelled = ""         # why an administrator ended the session, if one did
@@ -455,7 +458,7 @@ class Session:
                             else "none: the list is exhausted")
                 raise errors.CallSequenceError(
                     f"a multiple-object restore reads its list in order; next is {expected}")
-        row = multi.rows[copy_id] if multi else self._visible(copy_id)
+        row = self._visible(copy_id)
         unit = self.server.storage(row.stunit)
         reader = unit.open_reader(row.location, StoredObject(row.offset, row.size, row.checksum))
         if multi is not None:
@@ -539,25 +542,55 @@ class Session:
         return {}
 
     # ------------------------------------------------------------------ NetBackup extensions
-    def op_multiget(self, msg: dict[str, Any]) -> dict[str, Any]:
-        """NBBSAGetMultipleObjects: one restore job for the whole list."""
+    def op_multiadd(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """A piece of a multiple-object restore list too long for one message; the last
+        piece comes with multiget. Any failure drops the pieces gathered so far."""
         self._need(T0, R)
-        if self.multi is not None:
-            raise errors.CallSequenceError("a multiple-object restore is already active")
+        try:
+            if self.multi is not None:
+                raise errors.CallSequenceError("a multiple-object restore is already active")
+            self.multi_pending += self._multi_piece(msg, len(self.multi_pending))
+        except errors.OpenXBSAError:
+            self.multi_pending = []
+            raise
+        return {}
+
+    @staticmethod
+    def _multi_piece(msg: dict[str, Any], before: int) -> list[int]:
         ids = msg.get("copy_ids")
         if (not isinstance(ids, list) or not ids
                 or any(type(c) is not int or not 0 < c < 2**63 for c in ids)):
-            raise errors.CallSequenceError("the multiple-object restore list is empty")
+            raise errors.CallSequenceError("the multiple-object restore list is empty or "
+                                           "holds something that is not a copy ID")
+        if before + len(ids) > MULTI_MAX:
+            raise errors.InvalidRequest(f"a multiple-object restore lists at most {MULTI_MAX} "
+                                        "objects")
+        return ids
+
+    def op_multiget(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """NBBSAGetMultipleObjects: one restore job for the whole list."""
+        self._need(T0, R)
+        pending, self.multi_pending = self.multi_pending, []
+        if self.multi is not None:
+            raise errors.CallSequenceError("a multiple-object restore is already active")
+        ids = pending + self._multi_piece(msg, len(pending))
         assert self.peer is not None
-        found = {r.copy_id: r for r in self.catalog.visible_objects(self.scope, ids)}
-        for c in ids:
-            if c not in found:
-                raise errors.ObjectNotFound(f"copy ID {c} not found for this user and client")
+        first: ObjectRow | None = None
+        seen: set[int] = set()
+        for i in range(0, len(ids), MULTI_CHECK):    # in pieces: the rows are not kept
+            for row in self.catalog.visible_objects(self.scope, ids[i:i + MULTI_CHECK]):
+                seen.add(row.copy_id)
+                if row.copy_id == ids[0]:
+                    first = row
+        missing = next((c for c in ids if c not in seen), None)
+        if missing is not None or first is None:
+            raise errors.ObjectNotFound(f"copy ID {missing or ids[0]} not found for this user "
+                                        "and client")
         job_id = self.server.jobs.start(
             job_type=JOB_RESTORE, client=self.peer.client_host, owner=self.peer.os_user,
-            stunit=found[ids[0]].stunit, backup_id=found[ids[0]].backup_id,
+            stunit=first.stunit, backup_id=first.backup_id,
             message=f"multiple-object restore of {len(ids)} objects")
-        self.multi = MultiState(job_id=job_id, copy_ids=list(ids), rows=found)
+        self.multi = MultiState(job_id=job_id, copy_ids=ids)
         self.last_job = job_id
         logs.set_job(job_id)
         self.state = R
@@ -730,6 +763,7 @@ class Session:
     def _finish_transaction(self, vote: int, abort_status: int, why: str) -> None:
         bk, rs, deletes = self.backup, self.restore, self.deletes
         self.backup, self.restore, self.deletes = None, None, []
+        self.multi_pending = []
         self.state, self.cursor, self.queried = S1, None, False
         if rs is not None:
             if rs.reader is not None:
@@ -772,7 +806,8 @@ class Session:
         "init": op_init, "setenv": op_setenv, "terminate": op_terminate, "begin": op_begin,
         "end": op_end, "create": op_create, "enddata": op_enddata, "endobject": op_endobject, "query": op_query,
         "qnext": op_qnext, "get": op_get, "delete": op_delete, "multiget": op_multiget,
-        "multiend": op_multiend, "deleteimage": op_deleteimage, "mediaids": op_mediaids,
+        "multiend": op_multiend, "multiadd": op_multiadd, "deleteimage": op_deleteimage,
+        "mediaids": op_mediaids,
         "jobinfo": op_jobinfo, "logmsg": op_logmsg, "feature": op_feature, "clientd": op_clientd,
         "outcome": op_outcome,
     }

@@ -21,6 +21,9 @@ from openxbsa.xbsa._api import (
 from openxbsa.xbsa._client import AuthError, Connection, ServerError
 from openxbsa.xbsa._structs import BSA_ObjectDescriptor, NBBSA_JobInfo
 
+# copy IDs per message of a multiple-object restore list (at most 9 bytes each packed: well
+# inside the 1 MiB a control message may hold)
+MULTI_PIECE = 65_536
 
 def _too_small(size: Any, needed: int) -> bool:
     return size is not None and (type(size) is not int or size < needed)
@@ -309,7 +312,13 @@ def NBBSAGetMultipleObjects(bsaHandle: int) -> int:
     if s.state not in (T0, R) or s.multi_active or not s.multi_list:
         return _sequence(s, "NBBSAGetMultipleObjects" +
                          ("" if s.multi_list else " with an empty list"))
-    rc, reply = _request(s, "multiget", copy_ids=s.multi_list)
+    ids = s.multi_list                  # a long list goes in pieces: a message is bounded
+    last = (len(ids) - 1) // MULTI_PIECE * MULTI_PIECE
+    for i in range(0, last, MULTI_PIECE):
+        rc, _ = _request(s, "multiadd", copy_ids=ids[i:i + MULTI_PIECE])
+        if rc != C.BSA_RC_SUCCESS:
+            return rc
+    rc, reply = _request(s, "multiget", copy_ids=ids[last:])
     if rc != C.BSA_RC_SUCCESS or reply is None:
         return rc
     s.multi_active = True
