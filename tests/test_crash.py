@@ -343,6 +343,28 @@ def test_a_commit_that_never_reached_the_server_is_reported_aborted(srv, how):
     assert job["state_name"] == "Done" and job["status"] not in (0, 1)
 
 
+def test_asking_how_a_commit_ended_is_bounded_in_time(tmp_path):
+    """The second session that asks how a commit ended has a time limit (OUTCOME_TIMEOUT,
+    45 s, over the server's 30 s wait for the job): a service that accepts and then says
+    nothing — a half-dead host, a link that drops packets — yields a timeout the library
+    turns into ABORT_SYSTEM_ERROR, not a call that hangs. Here a real listener that never
+    answers, with a short limit."""
+    from openxbsa.xbsa import _api
+    from openxbsa.xbsa._client import Connection
+    assert 30 < _api.OUTCOME_TIMEOUT <= 60
+    path = str(tmp_path / "silent.sock")
+    silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    silent.bind(path)
+    silent.listen(1)
+    try:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            Connection(f"unix:{path}", timeout=0.5)          # no hello ever comes
+        assert time.monotonic() - started < 5
+    finally:
+        silent.close()
+
+
 CLIENT = textwrap.dedent("""
     import os, sys, time
     from openxbsa import xbsa as X

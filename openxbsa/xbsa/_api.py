@@ -30,6 +30,7 @@ from openxbsa.xbsa._structs import (
 PROVIDER = "OpenXBSA/OpenXBSA/0.1.0"
 DELIMITER = "/"
 PREFERRED_BUFFER = 1 << 20
+OUTCOME_TIMEOUT = 45.0      # seconds to ask how a commit ended (the server waits up to 30)
 
 S1, T0, B, B_OBJ, R, R_OBJ, D, M = "S1", "T0", "B", "B*", "R", "R*", "D", "M"
 
@@ -450,8 +451,8 @@ def _commit_outcome(s: _Session, job_id: int) -> int:
     reported for a backup that was kept."""
     unknown = (f"the connection was lost during commit, and whether backup job {job_id} "
                "committed is not known")
-    try:
-        conn = Connection(s.opening.address)
+    try:                    # bounded: a link that is down must not hold the call for minutes
+        conn = Connection(s.opening.address, timeout=OUTCOME_TIMEOUT)
     except (OSError, wire.ProtocolError) as exc:
         return _fail(C.BSA_RC_ABORT_SYSTEM_ERROR,
                      f"{unknown}: the service cannot be reached ({exc}); once it is back, "

@@ -72,9 +72,12 @@ watch_connection: Callable[[int], None] | None = None
 
 
 class Connection:
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, timeout: float | None = None) -> None:
+        """Connect and read the server's hello; ``timeout`` bounds every wait on this
+        connection (connect included), None none."""
         family, addr = wire.parse_address(address)
         sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
         try:
             sock.connect(addr)
         except OSError:
