@@ -365,6 +365,38 @@ def test_asking_how_a_commit_ended_is_bounded_in_time(tmp_path):
         silent.close()
 
 
+@pytest.mark.timeout(90)        # a leaked slot shows as a create that waits for ever
+def test_a_backup_that_fails_to_start_unexpectedly_ends_its_job_and_frees_its_slot(srv):
+    """An error nobody foresaw while a backup starts (injected: OPENXBSA_FAULT_ACTION=raise
+    at backup:start, after the job took its storage-unit slot): BSACreateObject returns
+    ABORT_SYSTEM_ERROR (the session ends, as after any internal error), the job ends Done
+    with status 130 and the slot is given back — on a unit of one concurrent job, the next
+    backup fails the same way at once instead of waiting for ever in the queue. Without
+    the fault, backups go on."""
+    copy_id, data = committed_baseline(srv)
+    out = srv.cli("stu", "modify", "disk-default", "--max-jobs", "1")
+    assert out.returncode == 0, out.stderr
+    srv.stop()
+    srv.start({"OPENXBSA_FAULT": "backup:start", "OPENXBSA_FAULT_ACTION": "raise"})
+    for attempt in range(2):          # the unexpected error ends its session: a new one
+        h = init(srv)
+        assert X.BSABeginTxn(h) == OK
+        started = time.monotonic()
+        rc = X.BSACreateObject(h, descriptor(f"/crash/unstarted/{attempt}", 10),
+                               X.BSA_DataBlock32())
+        assert rc == X.BSA_RC_ABORT_SYSTEM_ERROR and time.monotonic() - started < 10
+        assert X.BSAEndTxn(h, X.BSA_Vote_ABORT) == OK
+        X.BSATerminate(h)
+    failed = [j for j in jobs(srv) if j["type"] == "Backup" and j["status"] != 0]
+    assert [(j["state_name"], j["status"]) for j in failed] == [("Done", 130)] * 2
+    srv.stop()
+    srv.start()
+    h = init(srv)
+    assert restore(h, copy_id) == data
+    backup(h, "/crash/started", b"fine")
+    X.BSATerminate(h)
+
+
 CLIENT = textwrap.dedent("""
     import os, sys, time
     from openxbsa import xbsa as X

@@ -225,6 +225,7 @@ class Server:
                 self.catalog.update_job(job_id, state=JOB_ACTIVE, queue_reason=None,
                                         started=int(dt.datetime.now().timestamp()))
                 self.jobs.log(job_id, "info", f"storage unit {unit.name} free: backup started")
+            faults.point("backup:start")
             image_id, backup_id, _ = self.catalog.create_image(
                 client=peer.client_host, os_user=peer.os_user, policy=policy, job_id=job_id,
                 location_for=unit.location_for, media_id=unit.media_id)
