@@ -157,6 +157,61 @@ def test_random_bytes_never_take_the_server_down(server, junk):
     probe.close()
 
 
+# Requests a session may make, each well formed, and values to put in place of a field
+_DESC = {"bo": "", "ao": "", "sn": "", "pn": "/fz/x", "ct": 3, "es": 10, "rt": "r", "ot": 2,
+         "de": "", "oi": b""}
+_QUERY = {"bo": "", "ao": "", "sn": "", "pn": "/fz/*", "tf": None, "tt": None, "ct": 1,
+          "ot": 1, "st": 1}
+_REQUESTS = [
+    ("begin", {}), ("create", {"d": _DESC}), ("query", {"q": _QUERY}), ("qnext", {}),
+    ("get", {"copy_id": 1025}), ("delete", {"copy_id": 1025}),
+    ("multiadd", {"copy_ids": [1025]}), ("multiget", {"copy_ids": [1025]}), ("multiend", {}),
+    ("deleteimage", {"copy_id": 1025}), ("mediaids", {"copy_id": 1025}), ("jobinfo", {"job": 1}),
+    ("feature", {"feature": "DataStore"}), ("setenv", {"env": ["NBBSA_KEYWORD=x"]}),
+    ("outcome", {"job": 1}), ("end", {"vote": 2}),
+]
+_ODD = [2**64 - 1, 2**63, -2**63, -1, 0, None, "", "x" * 70_000, "\x00", [], {}, [1] * 1000,
+        {"a": 1}, b"\xff" * 10, True, 1.5, "é" * 3000]
+
+
+def test_odd_values_in_any_field_of_any_request_get_an_answer_and_the_session_goes_on(server):
+    """Every request a session makes, with each of its fields in turn (a descriptor's and a
+    query's fields too) holding each odd value — integers past 64 bits, negative IDs, long
+    or binary strings, lists for numbers — inside an open transaction: each is answered,
+    with a reply or an error that names the problem, never an internal error, and the
+    session stays open for the next request. All of them, not a sample: a single odd field
+    is where an overflow or a type slip hides."""
+    from openxbsa.xbsa._client import Connection, ServerError
+    conn = Connection(server.address)
+    tried = 0
+    try:
+        conn.call("init", env=server.xbsa_env, owner=["", ""])
+        for op, fields in _REQUESTS:
+            keys = [(k, None) for k in fields] + [(k, kk) for k, v in fields.items()
+                                                  if isinstance(v, dict) for kk in v]
+            for key, inner in keys:
+                for odd in _ODD:
+                    msg = {k: (dict(v) if isinstance(v, dict) else v) for k, v in fields.items()}
+                    if inner is None:
+                        msg[key] = odd
+                    else:
+                        msg[key][inner] = odd
+                    for step, args in (("begin", {}), (op, msg)):
+                        try:
+                            conn.call(step, **args)
+                        except ServerError as exc:
+                            assert "internal error" not in str(exc), (op, key, inner, odd, exc)
+                    try:
+                        conn.call("end", vote=2)          # whatever it began, ended
+                    except ServerError as exc:
+                        assert "internal error" not in str(exc), (op, key, inner, odd, exc)
+                    tried += 1
+        assert conn.call("feature", feature="DataStore")["ok"]     # still answering
+    finally:
+        conn.close()
+    assert tried > 500
+
+
 def test_pipelined_create_with_a_copy_id_never_granted_is_dropped(server):
     s = connect(server)
     hello(s)
