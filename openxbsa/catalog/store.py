@@ -719,6 +719,12 @@ class Catalog:
             conds.append(objects.c.os_user == scope.os_user)
         return conds
 
+    @staticmethod
+    def _owned(scope: Scope, row: Any) -> bool:
+        """_visible's owner conditions on a fetched row (an image already known committed)."""
+        return row["client_host"] == scope.client_host and (
+            scope.os_user is None or row["os_user"] == scope.os_user)
+
     def query_ids(self, scope: Scope, flt: QueryFilter) -> list[tuple[int, bool]]:
         """(copy ID, is MOST_RECENT) of every object matching a query, in copy-ID order.
 
@@ -805,8 +811,7 @@ class Catalog:
                      .where(objects.c.copy_id.in_(ids[i:i + IN_CHUNK]),
                             images.c.state == IMAGE_COMMITTED))
                 out += [self._row(r) for r in conn.execute(q).mappings()
-                        if r["client_host"] == scope.client_host
-                        and (scope.os_user is None or r["os_user"] == scope.os_user)]
+                        if self._owned(scope, r)]
         return out
 
     def delete_objects(self, copy_ids: Sequence[int]) -> tuple[list[ObjectRow], list[dict[str, Any]]]:

@@ -559,7 +559,7 @@ class Session:
     def _multi_piece(msg: dict[str, Any], before: int) -> list[int]:
         ids = msg.get("copy_ids")
         if (not isinstance(ids, list) or not ids
-                or any(type(c) is not int or not 0 < c < 2**63 for c in ids)):
+                or not all(map(_is_id, ids))):
             raise errors.CallSequenceError("the multiple-object restore list is empty or "
                                            "holds something that is not a copy ID")
         if before + len(ids) > MULTI_MAX:
@@ -575,17 +575,14 @@ class Session:
             raise errors.CallSequenceError("a multiple-object restore is already active")
         ids = pending + self._multi_piece(msg, len(pending))
         assert self.peer is not None
-        first: ObjectRow | None = None
+        first = self._visible(ids[0])                # the job is named after it
         seen: set[int] = set()
         for i in range(0, len(ids), MULTI_CHECK):    # in pieces: the rows are not kept
-            for row in self.catalog.visible_objects(self.scope, ids[i:i + MULTI_CHECK]):
-                seen.add(row.copy_id)
-                if row.copy_id == ids[0]:
-                    first = row
+            seen.update(row.copy_id for row in
+                        self.catalog.visible_objects(self.scope, ids[i:i + MULTI_CHECK]))
         missing = next((c for c in ids if c not in seen), None)
-        if missing is not None or first is None:
-            raise errors.ObjectNotFound(f"copy ID {missing or ids[0]} not found for this user "
-                                        "and client")
+        if missing is not None:
+            raise errors.ObjectNotFound(f"copy ID {missing} not found for this user and client")
         job_id = self.server.jobs.start(
             job_type=JOB_RESTORE, client=self.peer.client_host, owner=self.peer.os_user,
             stunit=first.stunit, backup_id=first.backup_id,
@@ -655,7 +652,7 @@ class Session:
         self._need(S1)
         assert self.peer is not None
         job_id = msg.get("job")
-        if type(job_id) is not int or not 0 < job_id < 2**63:
+        if not _is_id(job_id):
             raise errors.InvalidRequest(f"job ID {job_id!r} is not valid")
         deadline = time.monotonic() + OUTCOME_WAIT
         while True:
@@ -824,9 +821,14 @@ def _environment(entries: Any) -> dict[str, str]:
     return parsed
 
 
+def _is_id(value: Any) -> bool:
+    """A catalog ID (copy ID, job ID): a positive integer SQL's 64 bits hold."""
+    return type(value) is int and 0 < value < 2**63
+
+
 def _copy_id(msg: dict[str, Any]) -> int:
     copy_id = msg.get("copy_id")
-    if type(copy_id) is not int or not 0 < copy_id < 2**63:
+    if not _is_id(copy_id):
         raise errors.InvalidCopyId(f"copy ID {copy_id!r} is not valid")
     return copy_id
 

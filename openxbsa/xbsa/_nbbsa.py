@@ -25,6 +25,7 @@ from openxbsa.xbsa._structs import BSA_ObjectDescriptor, NBBSA_JobInfo
 # inside the 1 MiB a control message may hold)
 MULTI_PIECE = 65_536
 
+
 def _too_small(size: Any, needed: int) -> bool:
     return size is not None and (type(size) is not int or size < needed)
 
@@ -100,7 +101,8 @@ def NBBSASetEnv(bsaHandle: int, EnvVar: Any, EnvVal: Any) -> int:
         return _fail(C.BSA_RC_NULL_ARGUMENT, "NBBSASetEnv needs a variable and a value")
     var, val = _api._text(EnvVar), _api._text(EnvVal)
     if var is None or val is None:
-        return _fail(C.BSA_RC_INVALID_ENV, "the variable and value must be text (str, or UTF-8 bytes)")
+        return _fail(C.BSA_RC_INVALID_ENV,
+                     "the variable and value must be text (str, or UTF-8 bytes)")
     return _update_env(s, [f"{var}={val}"])
 
 
