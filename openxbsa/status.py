@@ -91,8 +91,9 @@ RC_ACTIONS: dict[int, str] = {
     0x03: "The service failed or the connection to it broke: NBBSAGetServerError gives the "
           "NetBackup status; read the job log (openxbsa jobs --log JOBID) and the server log "
           "(openxbsa logs --job JOBID). End the transaction with BSA_Vote_ABORT. From "
-          "BSAEndTxn(COMMIT) it means the commit's outcome is not known: the message names "
-          "the backup job; status 0 or 1 in 'openxbsa jobs --jobid JOBID' means it was kept.",
+          "BSAEndTxn(COMMIT) it means the commit's outcome is not known (the service went "
+          "down meanwhile): for a backup the message names the job, and status 0 or 1 in "
+          "'openxbsa jobs --jobid JOBID' means it was kept; for deletions, query the objects.",
     0x04: "Over TCP the client host must present its secret: issue one with 'openxbsa secret "
           "issue HOST --out FILE' and keep it mode 0600 at /etc/openxbsa/host.secret or "
           "$OPENXBSA_SECRET_FILE.",

@@ -245,7 +245,12 @@ class Relay:
             except OSError:
                 return
             b = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            b.connect(self.target)
+            try:
+                b.connect(self.target)
+            except OSError:                 # the server is down: refused, as it would be
+                a.close()
+                b.close()
+                continue
             self.pairs.append((a, b))
             for src, dst, upstream in ((a, b, True), (b, a, False)):
                 threading.Thread(target=self._pump, args=(src, dst, upstream),
@@ -341,6 +346,112 @@ def test_a_commit_that_never_reached_the_server_is_reported_aborted(srv, how):
     X.BSATerminate(h)
     (job,) = [j for j in jobs(srv) if j["type"] == "Backup"]
     assert job["state_name"] == "Done" and job["status"] not in (0, 1)
+
+
+def delete_commit_stopped_at(srv: ServerProc, point: str, relay: Relay, **env: str
+                             ) -> tuple[int, int, threading.Thread, list[int]]:
+    """Back up an object, restart the server armed with the fault ``point``, delete the
+    object in a transaction through ``relay`` and commit it on a thread; return once the
+    server has stopped at the point: the handle, the copy ID, the thread and where it puts
+    BSAEndTxn's rc."""
+    h = init(srv)
+    copy_id = backup(h, "/crash/deleted", b"d" * 5000).copyId
+    X.BSATerminate(h)
+    srv.stop()
+    marker = os.path.join(srv.home, "fault.reached")
+    srv.start({"OPENXBSA_FAULT": point, "OPENXBSA_FAULT_FILE": marker, **env})
+    rc, h = X.BSAInit(None, X.BSA_ObjectOwner(), relay.env)
+    assert rc == OK
+    assert X.BSABeginTxn(h) == OK
+    assert X.BSADeleteObject(h, copy_id) == OK
+    result: list[int] = []
+    t = threading.Thread(target=lambda: result.append(X.BSAEndTxn(h, X.BSA_Vote_COMMIT)))
+    t.start()
+    deadline = time.time() + 30
+    while not os.path.exists(marker) and time.time() < deadline:
+        time.sleep(0.02)
+    assert os.path.exists(marker), "the server never reached the crash point"
+    return h, copy_id, t, result
+
+
+@pytest.mark.parametrize("point", ["delete:before_catalog", "delete:after_catalog"])
+def test_a_delete_commit_whose_reply_the_network_lost_reports_how_it_ended(srv, point):
+    """As for a backup, for deletions: the link breaks while the server commits a delete
+    transaction. The server carries on and deletes; the library asks on a new session
+    whether the transaction (by the token the server gave it at BSABeginTxn) committed,
+    and BSAEndTxn says SUCCESS — the object is gone, as the application was told."""
+    relay = Relay(os.path.join(srv.home, "relay.sock"), srv.address.removeprefix("unix:"))
+    try:
+        h, copy_id, t, result = delete_commit_stopped_at(srv, point, relay,
+                                                         OPENXBSA_FAULT_SECONDS="1")
+        relay.cut()
+        t.join(60)
+        assert result == [OK], X.BSAGetLastError()
+        X.BSATerminate(h)
+    finally:
+        relay.close()
+    h = init(srv)
+    assert find(h, query("/crash/deleted"))[0] == X.BSA_RC_NO_MATCH
+    assert X.BSABeginTxn(h) == OK
+    assert X.BSAGetObject(h, X.BSA_ObjectDescriptor(copyId=copy_id),
+                          X.BSA_DataBlock32()) == X.BSA_RC_OBJECT_NOT_FOUND
+    X.BSATerminate(h)
+
+
+def test_a_delete_commit_lost_on_the_way_is_reported_aborted_and_deletes_nothing(srv):
+    """The commit of a delete transaction is lost on the way and the link then breaks:
+    the server never had it, nullifies the transaction when it finds the connection gone,
+    and BSAEndTxn reports TRANSACTION_ABORTED; the object is still there and restores."""
+    relay = Relay(os.path.join(srv.home, "relay.sock"), srv.address.removeprefix("unix:"))
+    h = init(srv)
+    copy_id = backup(h, "/crash/kept", b"k" * 5000).copyId
+    X.BSATerminate(h)
+    try:
+        rc, h = X.BSAInit(None, X.BSA_ObjectOwner(), relay.env)
+        assert rc == OK
+        assert X.BSABeginTxn(h) == OK
+        assert X.BSADeleteObject(h, copy_id) == OK
+        relay.dropping = True
+        result: list[int] = []
+        t = threading.Thread(target=lambda: result.append(X.BSAEndTxn(h, X.BSA_Vote_COMMIT)))
+        t.start()
+        time.sleep(0.5)
+        assert t.is_alive()                         # waiting for a reply that cannot come
+        relay.dropping = False
+        relay.cut()
+        t.join(60)
+        assert result == [X.BSA_RC_TRANSACTION_ABORTED], X.BSAGetLastError()
+        assert "the deletions were not made" in X.BSAGetLastError()[1]
+        X.BSATerminate(h)
+    finally:
+        relay.close()
+    h = init(srv)
+    assert restore(h, copy_id) == b"k" * 5000
+    X.BSATerminate(h)
+
+
+@pytest.mark.parametrize("point", ["delete:before_catalog", "delete:after_catalog"])
+def test_server_killed_mid_delete_commit(srv, point):
+    """The server dies while committing deletions: nobody can say whether they were made,
+    so BSAEndTxn says ABORT_SYSTEM_ERROR ("query the objects again"); after a restart the
+    object is there (killed before the catalog step) or gone (after it), never half."""
+    relay = Relay(os.path.join(srv.home, "relay.sock"), srv.address.removeprefix("unix:"))
+    try:
+        h, copy_id, t, result = delete_commit_stopped_at(srv, point, relay)
+        srv.kill()
+        t.join(60)
+        assert result == [X.BSA_RC_ABORT_SYSTEM_ERROR], X.BSAGetLastError()
+        assert "query the objects again" in X.BSAGetLastError()[1]
+        X.BSATerminate(h)
+    finally:
+        relay.close()
+    srv.start()
+    h = init(srv)
+    if point == "delete:before_catalog":
+        assert restore(h, copy_id) == b"d" * 5000
+    else:
+        assert find(h, query("/crash/deleted"))[0] == X.BSA_RC_NO_MATCH
+    X.BSATerminate(h)
 
 
 def test_asking_how_a_commit_ended_is_bounded_in_time(tmp_path):

@@ -168,7 +168,7 @@ _REQUESTS = [
     ("multiadd", {"copy_ids": [1025]}), ("multiget", {"copy_ids": [1025]}), ("multiend", {}),
     ("deleteimage", {"copy_id": 1025}), ("mediaids", {"copy_id": 1025}), ("jobinfo", {"job": 1}),
     ("feature", {"feature": "DataStore"}), ("setenv", {"env": ["NBBSA_KEYWORD=x"]}),
-    ("outcome", {"job": 1}), ("end", {"vote": 2}),
+    ("outcome", {"job": 1}), ("outcome", {"txn": "0" * 32}), ("end", {"vote": 2}),
 ]
 _ODD = [2**64 - 1, 2**63, -2**63, -1, 0, None, "", "x" * 70_000, "\x00", [], {}, [1] * 1000,
         {"a": 1}, b"\xff" * 10, True, 1.5, "é" * 3000]

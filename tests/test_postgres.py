@@ -87,3 +87,51 @@ def test_a_delete_transaction_of_more_objects_than_a_statement_takes_parameters(
     assert len(rows) == 66_000 and len(emptied) == 1           # the image went with them
     assert find(h, query("/pg/many/*"))[0] == X.BSA_RC_NO_MATCH
     X.BSATerminate(h)
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_the_migrations_build_the_schema_the_code_uses(database, postgres, tmp_path):
+    """A catalog is made and upgraded by the migrations, and read and written through the
+    tables in schema.py: the two must agree (tables, columns, types, indexes), on both
+    databases, or an upgraded catalog fails where a test's fresh one works."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from openxbsa.catalog.schema import metadata
+    from openxbsa.catalog.store import Catalog
+    url = f"sqlite:///{tmp_path}/c.db" if database == "sqlite" else postgres.new_database()
+    catalog = Catalog(url)
+    catalog.migrate()
+    with catalog.engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+        assert compare_metadata(ctx, metadata) == []
+    assert "committed_txns" in metadata.tables
+    catalog.engine.dispose()
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_a_committed_delete_transaction_is_remembered_a_day(database, postgres, tmp_path,
+                                                            monkeypatch):
+    """The catalog remembers each committed delete transaction (so that a client whose
+    commit reply was lost can ask) for TXN_KEEP seconds, for its own client and user only,
+    and forgets older ones as new ones commit: the table does not grow for ever."""
+    from openxbsa.catalog import store
+    url = f"sqlite:///{tmp_path}/c.db" if database == "sqlite" else postgres.new_database()
+    catalog = store.Catalog(url)
+    catalog.migrate()
+    now = 1_900_000_000
+    monkeypatch.setattr(store.time, "time", lambda: now)
+    old = store.TxnMark("a" * 32, "hostA", "alice")
+    catalog.delete_objects([12345], old)
+    assert catalog.txn_committed(old)
+    assert not catalog.txn_committed(store.TxnMark("a" * 32, "hostB", "alice"))
+    assert not catalog.txn_committed(store.TxnMark("a" * 32, "hostA", "bob"))
+    assert not catalog.txn_committed(store.TxnMark("b" * 32, "hostA", "alice"))
+    now += store.TXN_KEEP - 1
+    new = store.TxnMark("c" * 32, "hostA", "alice")
+    catalog.delete_objects([12346], new)
+    assert catalog.txn_committed(old) and catalog.txn_committed(new)
+    now += 2
+    catalog.delete_objects([12347], store.TxnMark("d" * 32, "hostA", "alice"))
+    assert not catalog.txn_committed(old)          # older than a day: forgotten
+    assert catalog.txn_committed(new)
+    catalog.engine.dispose()

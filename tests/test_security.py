@@ -223,6 +223,54 @@ def test_only_the_host_and_user_that_ran_a_backup_learn_how_it_ended(tcp_server,
             other.close()
 
 
+def test_only_the_host_and_user_that_deleted_learn_whether_the_deletions_committed(
+        tcp_server, monkeypatch, tmp_path):
+    """A delete transaction is asked about by the token the server gave it at BSABeginTxn.
+    Its host and user learn that it committed; for any other host or user — even one that
+    has the token — no such transaction committed. A token that the server could not have
+    made is refused, and the session goes on serving."""
+    path_a = issue(tcp_server, "hostT", str(tmp_path / "t.secret"))
+    path_b = issue(tcp_server, "hostV", str(tmp_path / "v.secret"))
+    monkeypatch.setenv("OPENXBSA_SECRET_FILE", path_a)
+    h = init(tcp_server)
+    d = backup(h, "/sec/txn", b"t" * 1000)
+    X.BSATerminate(h)
+
+    def session(secret_file: str, user: str = os_user()[1]) -> Connection:
+        conn = Connection(tcp_server.address)
+        host, secret = load_host_secret(secret_file)
+        conn.call("init", env=tcp_server.xbsa_env, owner=["", ""], host=host, user=user,
+                  mac=wire.host_mac(secret, conn.hello["nonce"], host, user))
+        return conn
+
+    conn = session(path_a)
+    try:
+        token = conn.call("begin")["txn"]
+        with pytest.raises(ServerError) as exc:
+            conn.call("outcome", txn=token)                     # outside a transaction only
+        assert exc.value.kind == "call_sequence"
+        conn.call("delete", copy_id=d.copyId)
+        conn.call("end", vote=X.BSA_Vote_COMMIT)
+        unused = conn.call("begin")["txn"]
+        conn.call("end", vote=X.BSA_Vote_ABORT)
+        assert token != unused
+        assert conn.call("outcome", txn=token) == {"done": True, "committed": True, "ok": True}
+        assert conn.call("outcome", txn=unused)["committed"] is False     # nothing deleted
+        for bad in ("", "0" * 31, "G" * 32, "0" * 33, 1, None, ["0" * 32]):
+            with pytest.raises(ServerError) as exc:
+                conn.call("outcome", txn=bad)
+            assert exc.value.kind == "invalid_request", bad
+        assert conn.call("outcome", txn=token)["committed"] is True       # still serving
+    finally:
+        conn.close()
+    for other in (session(path_b), session(path_a, user="someone-else")):
+        try:
+            assert other.call("outcome", txn=token) == {"done": True, "committed": False,
+                                                        "ok": True}
+        finally:
+            other.close()
+
+
 def test_a_host_presents_a_user_name_not_a_blob(tcp_server, tmp_path):
     """An authenticated client host names the OS user of its session; the server believes a
     user name (up to 128 printable characters), not kilobytes or control characters — those

@@ -166,3 +166,14 @@ objects = Table(
     Index("ix_objects_owner", "client_host", "os_user"),
     Index("ix_objects_image", "image_id"),
 )
+
+# delete transactions that committed, remembered a day so that a client whose commit reply
+# was lost can ask how its transaction ended (written with the deletions, in one transaction)
+committed_txns = Table(
+    "committed_txns", metadata,
+    Column("token", String(32), primary_key=True),
+    Column("client_host", String(255), nullable=False),
+    Column("os_user", String(128), nullable=False),
+    Column("committed", BigInteger, nullable=False),
+    Index("ix_committed_txns_committed", "committed"),
+)

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from openxbsa.catalog.schema import (
-    counters, host_secrets, images, job_events, jobs, objects, policies, policy_clients,
+    committed_txns, counters, host_secrets, images, job_events, jobs, objects, policies, policy_clients,
     policy_includes, schedules, storage_units,
 )
 from openxbsa.errors import CatalogError
@@ -27,6 +27,7 @@ from openxbsa.wire import schema as wire_schema
 
 MIGRATIONS = pathlib.Path(__file__).with_name("migrations")
 IN_CHUNK = 500        # values per SQL IN list (a statement's parameters are finite)
+TXN_KEEP = 86400      # seconds a committed delete transaction's token is remembered
 log = logging.getLogger("openxbsa.catalog")
 
 # NetBackup's default retention-level table (levels 0..9), in seconds; 9 and above: infinity.
@@ -106,6 +107,16 @@ class Scope:
 
     client_host: str
     os_user: str | None
+
+
+@dataclass(frozen=True)
+class TxnMark:
+    """An XBSA transaction as the catalog remembers it: the token the server gave it at
+    BSABeginTxn, and the client host and OS user whose it is."""
+
+    token: str
+    client_host: str
+    os_user: str
 
 
 @dataclass(frozen=True)
@@ -814,15 +825,25 @@ class Catalog:
                         if self._owned(scope, r)]
         return out
 
-    def delete_objects(self, copy_ids: Sequence[int]) -> tuple[list[ObjectRow], list[dict[str, Any]]]:
+    def delete_objects(self, copy_ids: Sequence[int], txn: TxnMark | None = None
+                       ) -> tuple[list[ObjectRow], list[dict[str, Any]]]:
         """Delete objects in one transaction; returns (deleted rows, images left empty and removed).
         The IDs go to the database IN_CHUNK at a time: a statement takes a bounded number of
-        parameters (65,535 on PostgreSQL), a delete transaction any number of objects."""
+        parameters (65,535 on PostgreSQL), a delete transaction any number of objects.
+        ``txn``, the XBSA transaction doing it, is remembered as committed in the same
+        database transaction (for TXN_KEEP seconds; see ``txn_committed``)."""
         if not copy_ids:
             return [], []
         ids = list(dict.fromkeys(copy_ids))
         rows: list[ObjectRow] = []
         with self._writer.begin() as conn:
+            if txn is not None:
+                now = int(time.time())
+                conn.execute(committed_txns.delete().where(
+                    committed_txns.c.committed < now - TXN_KEEP))
+                conn.execute(committed_txns.insert().values(
+                    token=txn.token, client_host=txn.client_host, os_user=txn.os_user,
+                    committed=now))
             for i in range(0, len(ids), IN_CHUNK):
                 part = ids[i:i + IN_CHUNK]
                 q = (select(objects, images.c.location, images.c.stunit, images.c.backup_id)
@@ -842,6 +863,15 @@ class Catalog:
                     conn.execute(images.update().where(images.c.id == image_id).values(
                         num_objects=left[0], kbytes=(int(left[1]) + 1023) // 1024))
         return rows, emptied
+
+    def txn_committed(self, txn: TxnMark) -> bool:
+        """Whether ``txn`` (its token, of that client and user) committed its deletions in
+        the last TXN_KEEP seconds."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(committed_txns.c.token).where(
+                committed_txns.c.token == txn.token,
+                committed_txns.c.client_host == txn.client_host,
+                committed_txns.c.os_user == txn.os_user)).first() is not None
 
     def list_objects(self, client: str | None = None, pattern: str = "*",
                      backup_id: str | None = None) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import re
 import secrets
 import socket
 import time
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from openxbsa import errors, wire
 from openxbsa.catalog.store import (
-    JOB_BACKUP, JOB_DONE, JOB_IMAGE_DELETE, JOB_RESTORE, ObjectRow, QueryFilter, Scope,
+    JOB_BACKUP, JOB_DONE, JOB_IMAGE_DELETE, JOB_RESTORE, ObjectRow, QueryFilter, Scope, TxnMark,
     unavailable,
 )
 from openxbsa.media.stream import Receiver, peer_has_spoken, send_object
@@ -44,6 +45,7 @@ FLUSH_ROWS = 2000     # ended objects kept in memory before they go to the catal
 PROVIDER = "OpenXBSA/OpenXBSA/0.1.0"
 MULTI_MAX = 1_000_000   # objects one multiple-object restore may list
 MULTI_CHECK = 50_000    # of them checked visible per catalog round
+_TOKEN = re.compile(r"[0-9a-f]{32}")      # a transaction token, as op_begin makes them
 OUTCOME_WAIT = 30.0   # seconds an outcome request waits for the job it asks about to end
 
 # NetBackup status codes used for jobs that do not end in success
@@ -126,6 +128,7 @@ class Session:
         self.doomed: errors.OpenXBSAError | None = None
         self.cancelled = ""         # why an administrator ended the session, if one did
         self.nonce = secrets.token_hex(16)
+        self.txn = ""               # the open transaction's token, kept until it has ended
         self._frame_buffer: memoryview | None = None
 
     def frame_buffer(self) -> memoryview:
@@ -278,7 +281,8 @@ class Session:
         self.queried = False
         self.cursor = None
         self.doomed = None
-        return {}
+        self.txn = secrets.token_hex(16)
+        return {"txn": self.txn}
 
     def op_end(self, msg: dict[str, Any]) -> dict[str, Any]:
         vote = msg.get("vote")
@@ -643,13 +647,17 @@ class Session:
         return {"jobinfo": job}
 
     def op_outcome(self, msg: dict[str, Any]) -> dict[str, Any]:
-        """How a backup transaction ended whose commit reply its client never got (the
-        connection broke while the commit was under way): asked on a new session, answered
-        from the job, which the catalog ends in the same transaction that makes the image
-        visible. A job still running (its session has not yet noticed that the connection
-        is gone, or is still committing) is waited for, up to OUTCOME_WAIT. Only the client
-        and user that ran the backup may ask."""
+        """How a transaction ended whose commit reply its client never got (the connection
+        broke while the commit was under way), asked on a new session: a backup by its job
+        (``job``), which the catalog ends in the same transaction that makes the image
+        visible; deletions by the transaction's token (``txn``, given at BSABeginTxn), which
+        the catalog records in the same transaction as the deletions. A transaction still
+        under way (its session has not yet noticed that the connection is gone, or is still
+        committing) is waited for, up to OUTCOME_WAIT. Only the client and user whose
+        transaction it was are answered."""
         self._need(S1)
+        if "txn" in msg:
+            return self._txn_outcome(msg["txn"])
         assert self.peer is not None
         job_id = msg.get("job")
         if not _is_id(job_id):
@@ -666,6 +674,20 @@ class Session:
             if done or time.monotonic() >= deadline or self.server.stopping:
                 return {"done": done, "status": job["status"] if done else None}
             time.sleep(0.05)
+
+    def _txn_outcome(self, token: object) -> dict[str, Any]:
+        assert self.peer is not None
+        if not isinstance(token, str) or not _TOKEN.fullmatch(token):
+            raise errors.InvalidRequest(f"transaction token {token!r} is not valid")
+        mark = TxnMark(token, self.peer.client_host, self.peer.os_user)
+        deadline = time.monotonic() + OUTCOME_WAIT
+        while any(s is not self and s.txn == token and s.peer is not None
+                  and (s.peer.client_host, s.peer.os_user) == (mark.client_host, mark.os_user)
+                  for s in self.server.sessions()):
+            if time.monotonic() >= deadline or self.server.stopping:
+                return {"done": False}
+            time.sleep(0.05)
+        return {"done": True, "committed": self.catalog.txn_committed(mark)}
 
     def op_logmsg(self, msg: dict[str, Any]) -> object:
         """NBBSALogMsg: the application's message into its job's log. Never answered."""
@@ -755,6 +777,7 @@ class Session:
         try:
             self._finish_transaction(vote, abort_status, why)
         finally:
+            self.txn = ""           # ended: an outcome question waits no longer
             logs.set_job(None)
 
     def _finish_transaction(self, vote: int, abort_status: int, why: str) -> None:
@@ -776,7 +799,9 @@ class Session:
             else:
                 self.server.commit_backup(bk, vote == VOTE_CONDITIONAL)
         if deletes and vote != VOTE_ABORT:
-            self.server.delete_objects(deletes)
+            assert self.peer is not None
+            self.server.delete_objects(deletes, TxnMark(self.txn, self.peer.client_host,
+                                                        self.peer.os_user))
 
     def cancel(self, why: str = "termination requested by the administrator",
                how: int = socket.SHUT_RDWR) -> None:

@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 from openxbsa import errors, wire
-from openxbsa.catalog.store import JOB_ACTIVE, JOB_BACKUP, JOB_QUEUED, Catalog
+from openxbsa.catalog.store import JOB_ACTIVE, JOB_BACKUP, JOB_QUEUED, Catalog, TxnMark
 from openxbsa.server import faults, schedule
 from openxbsa.server.config import ServerConfig
 from openxbsa.server.jobs import JobManager
@@ -122,6 +122,10 @@ class Server:
     def stopping(self) -> bool:
         """SIGTERM arrived: the server is ending its sessions."""
         return self._stopping.is_set()
+
+    def sessions(self) -> list[Session]:
+        """The sessions open now (a copy: sessions come and go on their own threads)."""
+        return list(self._sessions)
 
     def now(self) -> dt.datetime:
         """The server's local wall-clock time (windows and calendars are in it)."""
@@ -276,8 +280,10 @@ class Server:
         self.catalog.drop_image(bk.image_id)
         self.jobs.finish(bk.job_id, status, why)
 
-    def delete_objects(self, copy_ids: list[int]) -> None:
-        rows, emptied = self.catalog.delete_objects(copy_ids)
+    def delete_objects(self, copy_ids: list[int], txn: TxnMark | None = None) -> None:
+        faults.point("delete:before_catalog")
+        rows, emptied = self.catalog.delete_objects(copy_ids, txn)
+        faults.point("delete:after_catalog")
         gone = {img["id"] for img in emptied}
         for img in emptied:
             self.storage(img["stunit"]).delete_image(img["location"])
@@ -374,7 +380,7 @@ class Server:
         (its transaction nullified, its job Done with status 150) and wait for them, up to
         ``grace`` seconds, so that a stopped server leaves no job Active in its catalog.
         Each session ends at its next read, so a commit under way still answers."""
-        sessions = list(self._sessions)
+        sessions = self.sessions()
         for session in sessions:
             session.cancel("the server was stopped while this job was active; nothing of "
                            "it was kept", socket.SHUT_RD)
@@ -397,7 +403,7 @@ class Server:
 
     def cancel_session(self, job_id: int) -> bool:
         """End the session whose transaction is this job; False if none is."""
-        for session in list(self._sessions):
+        for session in self.sessions():
             if session.last_job == job_id and session.state != "S1":
                 session.cancel()
                 return True

@@ -89,6 +89,7 @@ class _Session:
         self.broken = False         # the connection is gone ...
         self.unsent = False         # ... and the request that found it so never left
         self.job_id = 0             # the job of the open transaction (NBBSAGetJobId)
+        self.txn = ""               # the server's token for the open transaction
         self.last_job_id = 0        # ... or of the last one (NBBSAGetJobInfo)
         self.multi_list: list[int] = []   # NBBSAAddToMultiObjectRestoreList
         self.multi_active = False
@@ -379,9 +380,11 @@ def BSABeginTxn(bsaHandle: int) -> int:
         return _bad_handle(bsaHandle)
     if s.state != S1:
         return _sequence(s, "BSABeginTxn (transactions do not nest)")
-    rc, _ = _request(s, "begin")
+    rc, reply = _request(s, "begin")
     if rc != C.BSA_RC_SUCCESS:
         return rc
+    token = reply.get("txn") if isinstance(reply, dict) else None
+    s.txn = token if isinstance(token, str) else ""
     s.state, s.queried, s.cursor, s.doomed = T0, False, False, False
     s.results.clear()
     s.job_id = 0
@@ -433,50 +436,85 @@ def BSAEndTxn(bsaHandle: int, vote: int) -> int:
                                                        "commit was sent; the transaction was "
                                                        "not committed")
         if was == B and not doomed and job_id:
-            return _commit_outcome(s, job_id)
+            return _commit_outcome(s, _BackupOutcome(job_id))
         if was == D:
-            return _fail(C.BSA_RC_ABORT_SYSTEM_ERROR, "the connection was lost during commit; "
-                                                      "whether the deletions were made is not "
-                                                      "known: query the objects again")
+            return _commit_outcome(s, _DeleteOutcome(s.txn))
         return _fail(C.BSA_RC_TRANSACTION_ABORTED, "the connection was lost during commit; "
                                                    "the transaction was not committed")
     return rc
 
 
-def _commit_outcome(s: _Session, job_id: int) -> int:
-    """The connection broke after a backup's commit was asked for, so the server may have
-    committed it: ask the service, on a session of its own, how the backup's job ended.
-    Committed is SUCCESS; ended otherwise is TRANSACTION_ABORTED; and when the service
-    cannot say (it is down, or the job has not ended), ABORT_SYSTEM_ERROR — never an abort
-    reported for a backup that was kept."""
-    unknown = (f"the connection was lost during commit, and whether backup job {job_id} "
-               "committed is not known")
+class _BackupOutcome:
+    """How to ask whether a backup transaction committed: by its job."""
+
+    def __init__(self, job_id: int) -> None:
+        self.ask = {"job": job_id}
+        self.unknown = (f"the connection was lost during commit, and whether backup job "
+                        f"{job_id} committed is not known")
+        self.look = f"'openxbsa jobs --jobid {job_id}' shows status 0 or 1 for a committed backup"
+        self.job_id = job_id
+
+    def committed(self, reply: dict[str, Any]) -> int:
+        status = reply.get("status")
+        if type(status) is not int:
+            return _fail(C.BSA_RC_ABORT_SYSTEM_ERROR, f"{self.unknown}: the service's answer "
+                                                      f"had no status; {self.look}")
+        if status in (0, 1):
+            return C.BSA_RC_SUCCESS
+        return _fail(C.BSA_RC_TRANSACTION_ABORTED,
+                     f"the connection was lost during commit; backup job {self.job_id} ended "
+                     f"with status {status}: the transaction was not committed")
+
+
+class _DeleteOutcome:
+    """How to ask whether a delete transaction committed: by the token the server gave it
+    at BSABeginTxn (none from a server that gives none: then it cannot be asked)."""
+
+    def __init__(self, token: str) -> None:
+        self.ask = {"txn": token} if token else None
+        self.unknown = ("the connection was lost during commit, and whether the deletions "
+                        "were made is not known")
+        self.look = "query the objects again"
+
+    @staticmethod
+    def committed(reply: dict[str, Any]) -> int:
+        if reply.get("committed") is True:
+            return C.BSA_RC_SUCCESS
+        return _fail(C.BSA_RC_TRANSACTION_ABORTED, "the connection was lost during commit; "
+                                                   "the deletions were not made")
+
+
+def _commit_outcome(s: _Session, asked: _BackupOutcome | _DeleteOutcome) -> int:
+    """The connection broke after the commit was asked for, so the server may have
+    committed: ask the service, on a session of its own, how the transaction ended (a
+    backup by its job, deletions by the transaction's token). Committed is SUCCESS; ended
+    otherwise is TRANSACTION_ABORTED; and when the service cannot say (it is down, or the
+    transaction has not ended), ABORT_SYSTEM_ERROR — never an abort reported for a
+    transaction whose work was kept."""
+    unknown, look = asked.unknown, asked.look
+    if asked.ask is None:
+        return _fail(C.BSA_RC_ABORT_SYSTEM_ERROR, f"{unknown}: {look}")
     try:                    # bounded: a link that is down must not hold the call for minutes
         conn = Connection(s.opening.address, timeout=OUTCOME_TIMEOUT)
     except (OSError, wire.ProtocolError) as exc:
-        return _fail(C.BSA_RC_ABORT_SYSTEM_ERROR,
-                     f"{unknown}: the service cannot be reached ({exc}); once it is back, "
-                     f"'openxbsa jobs --jobid {job_id}' shows status 0 or 1 for a committed backup")
+        return _fail(C.BSA_RC_ABORT_SYSTEM_ERROR, f"{unknown}: the service cannot be reached "
+                                                  f"({exc}); once it is back, {look}")
     try:
         s.opening.init(conn)
-        reply = conn.call("outcome", job=job_id)
+        reply = conn.call("outcome", **asked.ask)
     except (AuthError, ServerError, OSError, wire.ProtocolError) as exc:
         conn.close()
-        return _fail(C.BSA_RC_ABORT_SYSTEM_ERROR, f"{unknown}: asking the service failed ({exc})")
+        return _fail(C.BSA_RC_ABORT_SYSTEM_ERROR, f"{unknown}: asking the service failed "
+                                                  f"({exc}); {look}")
     try:
         conn.call("terminate")
     except (ServerError, OSError, wire.ProtocolError):
         pass                            # the answer is in: a failed goodbye changes nothing
     conn.close()
-    status = reply.get("status")
-    if not reply.get("done") or type(status) is not int:
-        return _fail(C.BSA_RC_ABORT_SYSTEM_ERROR, f"{unknown}: the job is still running; "
-                     f"'openxbsa jobs --jobid {job_id}' shows how it ends")
-    if status in (0, 1):
-        return C.BSA_RC_SUCCESS
-    return _fail(C.BSA_RC_TRANSACTION_ABORTED, f"the connection was lost during commit; backup "
-                                               f"job {job_id} ended with status {status}: the "
-                                               "transaction was not committed")
+    if not reply.get("done"):
+        return _fail(C.BSA_RC_ABORT_SYSTEM_ERROR, f"{unknown}: the transaction is still "
+                                                  f"under way on the server; {look}")
+    return asked.committed(reply)
 
 
 # ====================================================================== backup
