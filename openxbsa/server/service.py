@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import datetime as dt
+import gc
 import logging
 import os
 import pwd
@@ -354,6 +355,11 @@ class Server:
         log.info("OpenXBSA server listening on %s (home %s)", self.config.listen,
                  self.config.home)
         self.scheduler.start()
+        # what start-up made (configuration, catalog engine, imported modules: most of the
+        # heap) stays for the server's life; frozen, the collector no longer walks it, which
+        # it did on every full collection — about 3 % of the CPU of a text backup in perf
+        gc.collect()
+        gc.freeze()
         while not self._stopping.is_set():
             try:
                 conn, addr = sock.accept()
