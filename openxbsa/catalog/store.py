@@ -254,8 +254,14 @@ class Catalog:
         if self.engine.dialect.name == "sqlite":
             _sqlite_setup(self.engine)
             self._writer = self.engine.execution_options(begin_mode="IMMEDIATE")
+            self._reader = self.engine
         else:
             self._writer = self.engine
+            # a read is one statement (or several, each needing only its own snapshot, as
+            # READ COMMITTED gives them anyway): in autocommit it costs no BEGIN and no
+            # ROLLBACK, two of the four round trips of a lookup (a BSADeleteObject's, a
+            # BSAGetObject's) on a database server
+            self._reader = self.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     # ------------------------------------------------------------------ set-up
     def migrate(self) -> None:
@@ -314,7 +320,7 @@ class Catalog:
         return secret
 
     def host_secret(self, host: str) -> str | None:
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             return conn.execute(select(host_secrets.c.secret).where(
                 host_secrets.c.host == host)).scalar_one_or_none()
 
@@ -335,7 +341,7 @@ class Catalog:
             q = q.where(policies.c.name == policy)
         if schedule:
             q = q.where(schedules.c.name == schedule)
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             rows = [dict(r) for r in conn.execute(q).mappings()]
             if policy or not client:
                 return rows[0] if rows else None
@@ -435,7 +441,7 @@ class Catalog:
 
     def list_policies(self) -> list[dict[str, Any]]:
         """Every policy with its clients, backup selections and schedules."""
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             out = []
             for p in conn.execute(select(policies).order_by(policies.c.name)).mappings():
                 pid = p["id"]
@@ -476,7 +482,7 @@ class Catalog:
 
     def last_success(self, policy: str, schedule: str, client: str) -> int | None:
         """When the newest successful scheduled run of (policy, schedule, client) started."""
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             return conn.execute(select(func.max(jobs.c.started)).where(
                 jobs.c.scheduled.is_(True), jobs.c.policy == policy, jobs.c.schedule == schedule,
                 jobs.c.client == client, jobs.c.parent_job.is_(None),
@@ -487,38 +493,38 @@ class Catalog:
         (runs, not their streams).
         Runs the server's own stop interrupted (130) or that never started (196) are not
         failed attempts: they are simply due again."""
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             return [r[0] for r in conn.execute(select(jobs.c.started).where(
                 jobs.c.scheduled.is_(True), jobs.c.policy == policy, jobs.c.schedule == schedule,
                 jobs.c.client == client, jobs.c.state == JOB_DONE, jobs.c.started >= since,
                 jobs.c.parent_job.is_(None), jobs.c.status.notin_([0, 1, 130, 196])))]
 
     def children(self, job_id: int) -> list[int]:
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             return [r[0] for r in conn.execute(select(jobs.c.job_id).where(
                 jobs.c.parent_job == job_id).order_by(jobs.c.job_id))]
 
     def cancel_requested(self) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             return [dict(r) for r in conn.execute(select(jobs).where(
                 jobs.c.cancel_requested.is_(True), jobs.c.state != JOB_DONE)).mappings()]
 
     def open_scheduled_jobs(self) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             return [dict(r) for r in conn.execute(select(jobs).where(
                 jobs.c.scheduled.is_(True), jobs.c.state != JOB_DONE)
                 .order_by(jobs.c.job_id)).mappings()]
 
     def active_parent(self, client: str) -> dict[str, Any] | None:
         """The scheduled run now active on this client: its backups are the run's children."""
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             row = conn.execute(select(jobs).where(
                 jobs.c.scheduled.is_(True), jobs.c.state == JOB_ACTIVE, jobs.c.client == client,
                 jobs.c.streams == 0).order_by(jobs.c.job_id.desc())).mappings().first()
         return dict(row) if row else None
 
     def expired_images(self, now: int) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             return [dict(r) for r in conn.execute(select(images).where(
                 images.c.state == IMAGE_COMMITTED, images.c.expiration <= now)).mappings()]
 
@@ -529,7 +535,7 @@ class Catalog:
         return bool(done.rowcount)
 
     def list_storage_units(self) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             return [dict(r) for r in conn.execute(
                 select(storage_units).order_by(storage_units.c.name)).mappings()]
 
@@ -549,7 +555,7 @@ class Catalog:
                                                        max_jobs=max_jobs))
 
     def storage_unit(self, name: str) -> dict[str, Any] | None:
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             row = conn.execute(select(storage_units).where(
                 storage_units.c.name == name)).mappings().first()
         return dict(row) if row else None
@@ -583,7 +589,7 @@ class Catalog:
                                                     severity=severity, message=message))
 
     def job(self, job_id: int) -> dict[str, Any] | None:
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             row = conn.execute(select(jobs).where(jobs.c.job_id == job_id)).mappings().first()
         return dict(row) if row else None
 
@@ -591,11 +597,11 @@ class Catalog:
         q = select(jobs).order_by(jobs.c.job_id.desc())
         if job_ids:
             q = q.where(jobs.c.job_id.in_(list(job_ids)))
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             return [dict(r) for r in conn.execute(q).mappings()]
 
     def job_log(self, job_id: int) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             return [dict(r) for r in conn.execute(
                 select(job_events).where(job_events.c.job_id == job_id)
                 .order_by(job_events.c.id)).mappings()]
@@ -608,7 +614,7 @@ class Catalog:
         NetBackup backup IDs are unique to the second; when this client already has an
         image at or after now, the next free second after it keeps IDs in creation order."""
         ctime = int(time.time())
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             newest = conn.execute(select(func.max(images.c.ctime))
                                   .where(images.c.client == client)).scalar()
         if newest is not None and newest >= ctime:
@@ -668,7 +674,7 @@ class Catalog:
             conn.execute(images.delete().where(images.c.id == image_id))
 
     def image(self, image_id: int) -> dict[str, Any] | None:
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             row = conn.execute(select(images).where(images.c.id == image_id)).mappings().first()
         return dict(row) if row else None
 
@@ -678,13 +684,13 @@ class Catalog:
         return [img["media_id"]] if img and img["media_id"] else []
 
     def writing_images(self) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             return [dict(r) for r in conn.execute(
                 select(images).where(images.c.state == IMAGE_WRITING)).mappings()]
 
     def image_locations(self, stunit: str) -> set[str]:
         """Where the images of one storage unit live (the rest of it is orphaned)."""
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             return {r[0] for r in conn.execute(
                 select(images.c.location).where(images.c.stunit == stunit))}
 
@@ -692,7 +698,7 @@ class Catalog:
         """What the committed images of one storage unit hold: location -> {offset in the
         image (a dedup pool's object number): (size, checksum)}."""
         out: dict[str, dict[int, tuple[int, str]]] = {}
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             for loc, off, size, checksum in conn.execute(
                     select(images.c.location, objects.c.offset, objects.c.size,
                            objects.c.checksum)
@@ -720,7 +726,7 @@ class Catalog:
             q = q.where(images.c.client == client)
         if backup_id:
             q = q.where(images.c.backup_id == backup_id)
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             return [dict(r) for r in conn.execute(q).mappings()]
 
     # ------------------------------------------------------------------ objects
@@ -767,7 +773,7 @@ class Catalog:
         elif flt.most_recent is False:
             outer_where.append(inner.c.rank > 1)
         q = select(inner.c.copy_id, inner.c.rank).where(*outer_where).order_by(inner.c.copy_id)
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             return [(r[0], r[1] == 1) for r in conn.execute(q)]
 
     def objects_by_ids(self, ids: Sequence[tuple[int, bool]]) -> list[ObjectRow]:
@@ -776,7 +782,7 @@ class Catalog:
         q = (select(objects, images.c.location, images.c.stunit, images.c.backup_id)
              .join(images, images.c.id == objects.c.image_id)
              .where(objects.c.copy_id.in_(list(wanted))))
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             found = {r["copy_id"]: self._row(r) for r in conn.execute(q).mappings()}
         out = []
         for copy_id, _ in ids:
@@ -804,7 +810,7 @@ class Catalog:
         q = (select(objects, images.c.location, images.c.stunit, images.c.backup_id)
              .join(images, images.c.id == objects.c.image_id)
              .where(objects.c.copy_id == copy_id, *self._visible(scope)))
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             r = conn.execute(q).mappings().first()
         return self._row(r) if r else None
 
@@ -815,7 +821,7 @@ class Catalog:
         user for each chunk — rather than look the IDs up."""
         out: list[ObjectRow] = []
         ids = list(dict.fromkeys(copy_ids))
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             for i in range(0, len(ids), IN_CHUNK):
                 q = (select(objects, images.c.location, images.c.stunit, images.c.backup_id)
                      .join(images, images.c.id == objects.c.image_id)
@@ -867,7 +873,7 @@ class Catalog:
     def txn_committed(self, txn: TxnMark) -> bool:
         """Whether ``txn`` (its token, of that client and user) committed its deletions in
         the last TXN_KEEP seconds."""
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             return conn.execute(select(committed_txns.c.token).where(
                 committed_txns.c.token == txn.token,
                 committed_txns.c.client_host == txn.client_host,
@@ -882,6 +888,6 @@ class Catalog:
             q = q.where(objects.c.client_host == client)
         if backup_id:
             q = q.where(images.c.backup_id == backup_id)
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             return [dict(r) for r in conn.execute(q).mappings()]
 
