@@ -483,6 +483,28 @@ def test_wildcards(h):
     assert names(query(f"{base}/a_", space="*")) == []
 
 
+def test_a_pattern_with_a_literal_start_finds_exactly_the_names_that_match_it(h):
+    """A pattern such as "/db/2026*" is looked up as the range of names that start so
+    (an index seek rather than a walk through every object of the user): the range must
+    neither lose nor add a name, whatever characters end its literal part — the largest
+    code point, the last before the surrogates, LIKE's own % and _ — compared with a
+    plain reading of the pattern (* any string, ? one character)."""
+    base = unique("prefix")
+    tails = ["a", "a\uffff", "a\U0010ffff", "a\U0010ffffz", "a\ud7ff", "a\ud7ffx", "a\ue000",
+             "b", "a%", "a%b", "a_x", "ab", "a/c", "\U0010ffff", "A", "aa\U0010ffff"]
+    for tail in tails:
+        backup(h, f"{base}/{tail}", b"p")
+    patterns = ["a*", "a\uffff*", "a\U0010ffff*", "a\ud7ff*", "a%*", "a_*", "a?*", "*", "a",
+                "\U0010ffff*", "aa\U0010ffff*", "a/*", "?%*", "A*"]
+    for pattern in patterns:
+        rx = re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c)
+                                for c in pattern), re.DOTALL)
+        want = sorted(t for t in tails if rx.fullmatch(t))
+        got = sorted(d.objectName.pathName[len(base) + 1:]
+                     for d in find(h, query(f"{base}/{pattern}"))[1])
+        assert got == want, pattern
+
+
 def test_empty_strings_match_only_empty(h):
     path = unique("empty-match")
     plain = backup(h, path, b"e")

@@ -163,7 +163,10 @@ objects = Table(
     Column("offset", BigInteger, nullable=False),
     Column("checksum", String(64), nullable=False),
     Index("ix_objects_path", "path_name"),
-    Index("ix_objects_owner", "client_host", "os_user"),
+    # a client's objects by name (then user: root may see every user's): BSAQueryObject
+    # looks one name, or the names that start so, up among them; with only (client, user),
+    # SQLite walked every object of the user (of the client, for root) for each query
+    Index("ix_objects_client_path", "client_host", "path_name", "os_user"),
     Index("ix_objects_image", "image_id"),
 )
 

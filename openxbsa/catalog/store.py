@@ -197,6 +197,23 @@ def _match(column: sa.ColumnElement[Any], pattern: str) -> sa.ColumnElement[bool
     return column.like(like, escape="\\")
 
 
+def _prefix_range(column: sa.ColumnElement[Any], pattern: str) -> list[sa.ColumnElement[bool]]:
+    """For a pattern with a literal start ("/db/2026*"), the range of values that start so,
+    which an index on ``column`` can seek to (SQLite does not use an index for a LIKE with
+    an ESCAPE clause). Only where text compares by code point, as SQLite's BINARY collation
+    does: a database's linguistic collation may order "/db/2026-x" outside that range."""
+    cut = min([i for i in (pattern.find("*"), pattern.find("?")) if i >= 0], default=-1)
+    prefix = pattern[:cut] if cut >= 0 else ""
+    while prefix and ord(prefix[-1]) == 0x10FFFF:
+        prefix = prefix[:-1]
+    if not prefix:
+        return []
+    after = ord(prefix[-1]) + 1
+    if 0xD800 <= after <= 0xDFFF:       # surrogates are not text: the next character is
+        after = 0xE000
+    return [column >= prefix, column < prefix[:-1] + chr(after)]
+
+
 def _sqlite_setup(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -757,6 +774,8 @@ class Catalog:
             _match(o.c.bsa_owner, flt.bsa_owner), _match(o.c.app_owner, flt.app_owner),
             _match(o.c.space_name, flt.space_name), _match(o.c.path_name, flt.path_name),
         ]
+        if self.engine.dialect.name == "sqlite":
+            inner_where += _prefix_range(o.c.path_name, flt.path_name)
         if flt.copy_type is not None:
             inner_where.append(o.c.copy_type == flt.copy_type)
         inner = (select(o.c.copy_id, o.c.create_time, o.c.object_type, rank)
