@@ -70,3 +70,22 @@ def test_a_bench_runs_the_server_of_its_own_tree_from_any_directory(tmp_path):
     naive = subprocess.run([sys.executable, "-m", "openxbsa.cli.main", "--help"],
                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert "the wrong tree" in naive.stderr          # what the bench used to do
+
+
+def test_catalog_calls_times_each_call_on_sqlite_and_postgresql(tmp_path):
+    """bench/catalog_calls at a small scale, with --postgres: every call it names is timed
+    on both catalogs and printed against the socket round trip it measured."""
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "bench", "catalog_calls.py"), "--objects", "20",
+         "--others", "200", "--postgres", "--dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "raw limit: a request and its reply over a Unix socket" in proc.stdout
+    for catalog in ("SQLite", "PostgreSQL"):
+        assert f"{catalog} catalog, 20 objects timed among 220 of the user's:" in proc.stdout
+    for call in ("BSAQueryObject, one match", "BSAGetObject + BSAEndData", "BSADeleteObject",
+                 "delete commit, per object"):
+        lines = [line for line in proc.stdout.splitlines() if line.strip().startswith(call)]
+        assert len(lines) == 2, call
+        assert all(float(line.split(" us ")[0].split()[-1]) > 0 for line in lines), lines
+    assert os.listdir(tmp_path) == [], "the bench left a server home behind"
