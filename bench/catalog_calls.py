@@ -58,6 +58,15 @@ def round_trip_us(n: int = 20_000) -> float:
     return dt / n * 1e6
 
 
+def create_empty(h: int, path: str) -> int:
+    """Back up an empty object at ``path`` in the open transaction; its copy ID."""
+    d = X.BSA_ObjectDescriptor(objectName=X.BSA_ObjectName("", path), copyType=3,
+                               objectType=2, resourceType="bench", estimatedSize=0)
+    ok(X.BSACreateObject(h, d, X.BSA_DataBlock32()))
+    ok(X.BSAEndData(h))
+    return d.copyId
+
+
 def measure(home: str, objects: int, others: int) -> dict[str, float]:
     sock = os.path.join(home, "xbsa.sock")
     server = subprocess.Popen(_here.cli("server", "--home", home, "--listen", f"unix:{sock}",
@@ -74,22 +83,13 @@ def measure(home: str, objects: int, others: int) -> dict[str, float]:
         ok(rc)
         ok(X.BSABeginTxn(h))
         for i in range(others):
-            d = X.BSA_ObjectDescriptor(objectName=X.BSA_ObjectName("", f"/bench/other/{i}"),
-                                       copyType=3, objectType=2, resourceType="bench",
-                                       estimatedSize=0)
-            ok(X.BSACreateObject(h, d, X.BSA_DataBlock32()))
-            ok(X.BSAEndData(h))
+            create_empty(h, f"/bench/other/{i}")
         ok(X.BSAEndTxn(h, X.BSA_Vote_COMMIT))
         ids = []
         for i in range(objects):
             ok(X.BSABeginTxn(h))
-            d = X.BSA_ObjectDescriptor(objectName=X.BSA_ObjectName("", f"/bench/{i}"),
-                                       copyType=3, objectType=2, resourceType="bench",
-                                       estimatedSize=0)
-            ok(X.BSACreateObject(h, d, X.BSA_DataBlock32()))
-            ok(X.BSAEndData(h))
+            ids.append(create_empty(h, f"/bench/{i}"))
             ok(X.BSAEndTxn(h, X.BSA_Vote_COMMIT))
-            ids.append(d.copyId)
         out: dict[str, float] = {}
         ok(X.BSABeginTxn(h))
         od = X.BSA_ObjectDescriptor()

@@ -14,6 +14,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -65,23 +66,20 @@ def check_after_restart(srv: ServerProc, copy_id: int, data: bytes, lost_path: s
                                for j in interrupted)
 
 
-def commit_stopped_at(srv: ServerProc, point: str, path: str, payload: bytes,
-                      xbsa_env: list[str] | None = None, **env: str
-                      ) -> tuple[int, X.BSA_ObjectDescriptor, threading.Thread, list[int]]:
-    """Restart the server armed with the fault ``point`` (see openxbsa.server.faults), back
-    up ``payload`` at ``path`` (in a session opened with ``xbsa_env``, by default the
-    server's) and commit on a thread; return once the server has stopped at the point: the
-    handle, the descriptor, the thread and where it puts BSAEndTxn's rc."""
+def _commit_stopped_at(srv: ServerProc, point: str, xbsa_env: list[str],
+                       env: dict[str, str], work: Callable[[int], None]
+                       ) -> tuple[int, threading.Thread, list[int]]:
+    """Restart the server armed with the fault ``point`` (see openxbsa.server.faults), open
+    a session with ``xbsa_env``, do ``work`` in a transaction and commit it on a thread;
+    return once the server has stopped at the point: the handle, the thread and where it
+    puts BSAEndTxn's rc."""
     srv.stop()
     marker = os.path.join(srv.home, "fault.reached")
     srv.start({"OPENXBSA_FAULT": point, "OPENXBSA_FAULT_FILE": marker, **env})
-    rc, h = X.BSAInit(None, X.BSA_ObjectOwner(), xbsa_env or srv.xbsa_env)
+    rc, h = X.BSAInit(None, X.BSA_ObjectOwner(), xbsa_env)
     assert rc == OK
     assert X.BSABeginTxn(h) == OK
-    d = descriptor(path, len(payload))
-    assert X.BSACreateObject(h, d, X.BSA_DataBlock32()) == OK
-    send_all(h, payload)
-    assert X.BSAEndData(h) == OK
+    work(h)
     result: list[int] = []
     t = threading.Thread(target=lambda: result.append(X.BSAEndTxn(h, X.BSA_Vote_COMMIT)))
     t.start()
@@ -89,6 +87,23 @@ def commit_stopped_at(srv: ServerProc, point: str, path: str, payload: bytes,
     while not os.path.exists(marker) and time.time() < deadline:
         time.sleep(0.02)
     assert os.path.exists(marker), "the server never reached the crash point"
+    return h, t, result
+
+
+def commit_stopped_at(srv: ServerProc, point: str, path: str, payload: bytes,
+                      xbsa_env: list[str] | None = None, **env: str
+                      ) -> tuple[int, X.BSA_ObjectDescriptor, threading.Thread, list[int]]:
+    """Back up ``payload`` at ``path`` (in a session opened with ``xbsa_env``, by default
+    the server's) and commit it, stopping at the fault ``point``: the handle, the
+    descriptor, the thread and where it puts BSAEndTxn's rc."""
+    d = descriptor(path, len(payload))
+
+    def create(h: int) -> None:
+        assert X.BSACreateObject(h, d, X.BSA_DataBlock32()) == OK
+        send_all(h, payload)
+        assert X.BSAEndData(h) == OK
+
+    h, t, result = _commit_stopped_at(srv, point, xbsa_env or srv.xbsa_env, env, create)
     return h, d, t, result
 
 
@@ -279,6 +294,21 @@ class Relay:
                 except OSError:
                     pass
 
+    def commit_lost_on_the_way(self, h: int) -> int:
+        """BSAEndTxn(COMMIT) on ``h`` whose request is lost on the way, after which the link
+        breaks (the library cannot tell whether the commit arrived); its rc."""
+        self.dropping = True
+        result: list[int] = []
+        t = threading.Thread(target=lambda: result.append(X.BSAEndTxn(h, X.BSA_Vote_COMMIT)))
+        t.start()
+        time.sleep(0.5)
+        assert t.is_alive()                     # waiting for a reply that cannot come
+        self.dropping = False                   # the new session's requests pass
+        self.cut()
+        t.join(60)
+        assert not t.is_alive()
+        return result[0]
+
     def close(self) -> None:
         self.cut()
         self.listener.close()
@@ -327,16 +357,8 @@ def test_a_commit_that_never_reached_the_server_is_reported_aborted(srv, how):
             assert X.BSAEndTxn(h, X.BSA_Vote_COMMIT) == X.BSA_RC_TRANSACTION_ABORTED
             assert "before the commit was sent" in X.BSAGetLastError()[1]
         else:
-            relay.dropping = True
-            result: list[int] = []
-            t = threading.Thread(target=lambda: result.append(X.BSAEndTxn(h, X.BSA_Vote_COMMIT)))
-            t.start()
-            time.sleep(0.5)
-            assert t.is_alive()                     # waiting for a reply that cannot come
-            relay.dropping = False                  # the new session's requests pass
-            relay.cut()
-            t.join(60)
-            assert result == [X.BSA_RC_TRANSACTION_ABORTED], X.BSAGetLastError()
+            assert relay.commit_lost_on_the_way(h) == X.BSA_RC_TRANSACTION_ABORTED, \
+                X.BSAGetLastError()
             assert "ended with status" in X.BSAGetLastError()[1]
         X.BSATerminate(h)
     finally:
@@ -350,27 +372,17 @@ def test_a_commit_that_never_reached_the_server_is_reported_aborted(srv, how):
 
 def delete_commit_stopped_at(srv: ServerProc, point: str, relay: Relay, **env: str
                              ) -> tuple[int, int, threading.Thread, list[int]]:
-    """Back up an object, restart the server armed with the fault ``point``, delete the
-    object in a transaction through ``relay`` and commit it on a thread; return once the
-    server has stopped at the point: the handle, the copy ID, the thread and where it puts
+    """Back up an object, then delete it in a transaction through ``relay`` and commit,
+    stopping at the fault ``point``: the handle, the copy ID, the thread and where it puts
     BSAEndTxn's rc."""
     h = init(srv)
     copy_id = backup(h, "/crash/deleted", b"d" * 5000).copyId
     X.BSATerminate(h)
-    srv.stop()
-    marker = os.path.join(srv.home, "fault.reached")
-    srv.start({"OPENXBSA_FAULT": point, "OPENXBSA_FAULT_FILE": marker, **env})
-    rc, h = X.BSAInit(None, X.BSA_ObjectOwner(), relay.env)
-    assert rc == OK
-    assert X.BSABeginTxn(h) == OK
-    assert X.BSADeleteObject(h, copy_id) == OK
-    result: list[int] = []
-    t = threading.Thread(target=lambda: result.append(X.BSAEndTxn(h, X.BSA_Vote_COMMIT)))
-    t.start()
-    deadline = time.time() + 30
-    while not os.path.exists(marker) and time.time() < deadline:
-        time.sleep(0.02)
-    assert os.path.exists(marker), "the server never reached the crash point"
+
+    def delete(h: int) -> None:
+        assert X.BSADeleteObject(h, copy_id) == OK
+
+    h, t, result = _commit_stopped_at(srv, point, relay.env, env, delete)
     return h, copy_id, t, result
 
 
@@ -411,16 +423,8 @@ def test_a_delete_commit_lost_on_the_way_is_reported_aborted_and_deletes_nothing
         assert rc == OK
         assert X.BSABeginTxn(h) == OK
         assert X.BSADeleteObject(h, copy_id) == OK
-        relay.dropping = True
-        result: list[int] = []
-        t = threading.Thread(target=lambda: result.append(X.BSAEndTxn(h, X.BSA_Vote_COMMIT)))
-        t.start()
-        time.sleep(0.5)
-        assert t.is_alive()                         # waiting for a reply that cannot come
-        relay.dropping = False
-        relay.cut()
-        t.join(60)
-        assert result == [X.BSA_RC_TRANSACTION_ABORTED], X.BSAGetLastError()
+        assert relay.commit_lost_on_the_way(h) == X.BSA_RC_TRANSACTION_ABORTED, \
+            X.BSAGetLastError()
         assert "the deletions were not made" in X.BSAGetLastError()[1]
         X.BSATerminate(h)
     finally:

@@ -181,6 +181,17 @@ def test_redirected_restore_is_refused_unless_allowed(server):
     X.BSATerminate(h)
 
 
+def host_session(server: ServerProc, secret_file: str, user: str | None = None) -> Connection:
+    """A raw session of the host whose secret is in ``secret_file``, which says ``user``
+    (by default this process's)."""
+    user = user or os_user()[1]
+    conn = Connection(server.address)
+    host, secret = load_host_secret(secret_file)
+    conn.call("init", env=server.xbsa_env, owner=["", ""], host=host, user=user,
+              mac=wire.host_mac(secret, conn.hello["nonce"], host, user))
+    return conn
+
+
 def test_only_the_host_and_user_that_ran_a_backup_learn_how_it_ended(tcp_server, monkeypatch,
                                                                      tmp_path):
     """A library whose commit reply was lost asks, on a new session, how its backup's job
@@ -196,15 +207,7 @@ def test_only_the_host_and_user_that_ran_a_backup_learn_how_it_ended(tcp_server,
     (job,) = [j for j in json.loads(tcp_server.cli("jobs", "--json").stdout)
               if j["type"] == "Backup" and j["client"] == "hostO"]
 
-    def session(secret_file: str, user: str = os_user()[1]) -> Connection:
-        """A session of the host whose secret is in ``secret_file``, which says ``user``."""
-        conn = Connection(tcp_server.address)
-        host, secret = load_host_secret(secret_file)
-        conn.call("init", env=tcp_server.xbsa_env, owner=["", ""], host=host, user=user,
-                  mac=wire.host_mac(secret, conn.hello["nonce"], host, user))
-        return conn
-
-    conn = session(path_a)
+    conn = host_session(tcp_server, path_a)
     try:
         assert conn.call("outcome", job=job["jobid"]) == {"done": True, "status": 0, "ok": True}
         for bad in ("1", -1, 0, None, 1.5, True, 2**63, 2**64 - 1):
@@ -214,7 +217,7 @@ def test_only_the_host_and_user_that_ran_a_backup_learn_how_it_ended(tcp_server,
         assert conn.call("outcome", job=job["jobid"])["status"] == 0     # still serving
     finally:
         conn.close()
-    for other in (session(path_b), session(path_a, user="someone-else")):
+    for other in (host_session(tcp_server, path_b), host_session(tcp_server, path_a, "someone-else")):
         try:
             with pytest.raises(ServerError) as exc:
                 other.call("outcome", job=job["jobid"])
@@ -236,14 +239,7 @@ def test_only_the_host_and_user_that_deleted_learn_whether_the_deletions_committ
     d = backup(h, "/sec/txn", b"t" * 1000)
     X.BSATerminate(h)
 
-    def session(secret_file: str, user: str = os_user()[1]) -> Connection:
-        conn = Connection(tcp_server.address)
-        host, secret = load_host_secret(secret_file)
-        conn.call("init", env=tcp_server.xbsa_env, owner=["", ""], host=host, user=user,
-                  mac=wire.host_mac(secret, conn.hello["nonce"], host, user))
-        return conn
-
-    conn = session(path_a)
+    conn = host_session(tcp_server, path_a)
     try:
         token = conn.call("begin")["txn"]
         with pytest.raises(ServerError) as exc:
@@ -263,7 +259,7 @@ def test_only_the_host_and_user_that_deleted_learn_whether_the_deletions_committ
         assert conn.call("outcome", txn=token)["committed"] is True       # still serving
     finally:
         conn.close()
-    for other in (session(path_b), session(path_a, user="someone-else")):
+    for other in (host_session(tcp_server, path_b), host_session(tcp_server, path_a, "someone-else")):
         try:
             assert other.call("outcome", txn=token) == {"done": True, "committed": False,
                                                         "ok": True}
