@@ -578,32 +578,47 @@ class Catalog:
         return dict(row) if row else None
 
     # ------------------------------------------------------------------ jobs
-    def create_job(self, **values: Any) -> int:
+    def create_job(self, event: tuple[str, str] | None = None, **values: Any) -> int:
+        """A new job; with ``event`` (severity, message), its first log line, written in the
+        same transaction (one commit, one sync, per job started)."""
         row = {"state": JOB_ACTIVE, "status": None, "policy": "", "schedule": "",
                "sched_type": None, "server": "", "owner": "", "stunit": "",
                "started": int(time.time()), "kbytes": 0, "files": 0, "try_count": 1}
         row.update(values)
         with self._writer.begin() as conn:
-            return int(conn.execute(jobs.insert().values(**row)).inserted_primary_key[0])
+            job_id = int(conn.execute(jobs.insert().values(**row)).inserted_primary_key[0])
+            if event is not None:
+                self._log_job(conn, job_id, *event)
+            return job_id
 
     def update_job(self, job_id: int, **values: Any) -> None:
         with self._writer.begin() as conn:
             conn.execute(jobs.update().where(jobs.c.job_id == job_id).values(**values))
 
     def finish_job(self, job_id: int, status: int, conn: Connection | None = None,
-                   **values: Any) -> None:
+                   event: tuple[str, str] | None = None, **values: Any) -> None:
+        """End a job (one already Done stays as it ended); with ``event`` (severity,
+        message), its last log line, in the same transaction."""
         values.update(state=JOB_DONE, status=status, ended=int(time.time()))
         stmt = jobs.update().where(jobs.c.job_id == job_id, jobs.c.state != JOB_DONE).values(**values)
         if conn is not None:
             conn.execute(stmt)
+            if event is not None:
+                self._log_job(conn, job_id, *event)
             return
         with self._writer.begin() as c:
             c.execute(stmt)
+            if event is not None:
+                self._log_job(c, job_id, *event)
 
     def log_job(self, job_id: int, severity: str, message: str) -> None:
         with self._writer.begin() as conn:
-            conn.execute(job_events.insert().values(job_id=job_id, time=int(time.time()),
-                                                    severity=severity, message=message))
+            self._log_job(conn, job_id, severity, message)
+
+    @staticmethod
+    def _log_job(conn: Connection, job_id: int, severity: str, message: str) -> None:
+        conn.execute(job_events.insert().values(job_id=job_id, time=int(time.time()),
+                                                severity=severity, message=message))
 
     def job(self, job_id: int) -> dict[str, Any] | None:
         with self._reader.connect() as conn:
@@ -664,10 +679,12 @@ class Catalog:
 
     def commit_backup(self, image_id: int, rows: Iterable[ObjectRow], job_id: int,
                       status: int, count: int, total: int,
-                      stats: dict[str, int] | None = None) -> None:
+                      stats: dict[str, int] | None = None,
+                      events: Sequence[tuple[str, str]] = ()) -> None:
         """The one catalog transaction that makes a backup visible: the last objects, the
-        image's state, the job's end. ``count``/``total`` cover every object of the image;
-        ``stats`` are the storage unit's bytes received, after dedup and stored."""
+        image's state, the job's end and its last log lines (``events``, severity and
+        message each). ``count``/``total`` cover every object of the image; ``stats`` are
+        the storage unit's bytes received, after dedup and stored."""
         rows = list(rows)
         sizes = {} if stats is None else {
             "bytes_received": stats["received"], "bytes_after_dedup": stats["after_dedup"],
@@ -681,6 +698,8 @@ class Catalog:
                     **sizes))
                 self.finish_job(job_id, status, conn=conn, kbytes=(total + 1023) // 1024,
                                 files=count, **sizes)
+                for event in events:
+                    self._log_job(conn, job_id, *event)
         except sa.exc.SQLAlchemyError as exc:
             log.error("catalog commit of image %d failed: %s", image_id, exc)
             raise CatalogError(f"catalog commit failed: {exc}") from exc

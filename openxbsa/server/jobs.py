@@ -21,18 +21,24 @@ class JobManager:
     def start(self, *, job_type: int, client: str, owner: str, message: str,
               **values: Any) -> int:
         values.setdefault("state", JOB_ACTIVE)
-        job_id = self.catalog.create_job(job_type=job_type, client=client, owner=owner,
-                                         server=self.server_name, started=int(time.time()),
-                                         **values)
-        self.log(job_id, "info", message)
+        job_id = self.catalog.create_job(event=("info", message), job_type=job_type,
+                                         client=client, owner=owner, server=self.server_name,
+                                         started=int(time.time()), **values)
+        self.say(job_id, "info", message)
         return job_id
 
     def finish(self, job_id: int, status: int, message: str, **values: Any) -> None:
-        self.catalog.finish_job(job_id, status, **values)
-        self.log(job_id, "info" if status in (0, 1) else "error",
-                 f"{message} (status {status})")
+        severity = "info" if status in (0, 1) else "error"
+        message = f"{message} (status {status})"
+        self.catalog.finish_job(job_id, status, event=(severity, message), **values)
+        self.say(job_id, severity, message)
 
     def log(self, job_id: int, severity: str, message: str) -> None:
         self.catalog.log_job(job_id, severity, message)
+        self.say(job_id, severity, message)
+
+    @staticmethod
+    def say(job_id: int, severity: str, message: str) -> None:
+        """A job's log line, already in the catalog, in the server's log too."""
         with logs.job_context(job_id):
             log.log(_LEVELS.get(severity, logging.INFO), "%s", message)

@@ -263,17 +263,18 @@ class Server:
             bk.writer.commit()                     # data durable first ...
             faults.point("commit:before_catalog")
             stats = bk.writer.stats()
+            events = [("info", f"image {bk.backup_id} committed: {bk.count} objects, "
+                               f"{bk.bytes} bytes (status {status})")]
+            if stats["received"] and stats["after_dedup"] != stats["received"]:
+                events.append(("info", dedup_summary(stats)))
             self.catalog.commit_backup(bk.image_id, bk.rows, bk.job_id, status,  # ... then visible
-                                       bk.count, bk.bytes, stats)
+                                       bk.count, bk.bytes, stats, events)
             faults.point("commit:after_catalog")
         except errors.OpenXBSAError as exc:
             self.abort_backup(bk, exc.status, f"commit failed: {exc.message}")
             raise errors.TransactionAborted(f"commit failed: {exc.message}") from exc
-        self.jobs.log(bk.job_id, "info",
-                      f"image {bk.backup_id} committed: {bk.count} objects, {bk.bytes} bytes "
-                      f"(status {status})")
-        if stats["received"] and stats["after_dedup"] != stats["received"]:
-            self.jobs.log(bk.job_id, "info", dedup_summary(stats))
+        for severity, message in events:
+            self.jobs.say(bk.job_id, severity, message)
 
     def abort_backup(self, bk: BackupState, status: int, why: str) -> None:
         self._release(bk)
