@@ -700,6 +700,40 @@ def test_many_objects_in_one_transaction_keep_service_assigned_fields(h):
     assert restore(h, made[1999].copyId) == b"999"
 
 
+def test_one_delete_transaction_across_many_images_keeps_every_image_right(server, h):
+    """One delete transaction over more images than the catalog handles in one statement
+    (500): an image with objects left keeps them, with its object count and size updated;
+    an image left empty goes from the image list; nothing else changes."""
+    base = unique("many-images")
+    keep_data, gone_data = os.urandom(3000), os.urandom(5000)
+    assert X.BSABeginTxn(h) == OK
+    kept = []
+    for i in range(3):                   # an image of three, one of them deleted
+        d = descriptor(f"{base}/kept/{i}", len(keep_data))
+        assert X.BSACreateObject(h, d, X.BSA_DataBlock32()) == OK
+        send_all(h, keep_data)
+        assert X.BSAEndData(h) == OK
+        kept.append(d)
+    assert X.BSAEndTxn(h, X.BSA_Vote_COMMIT) == OK
+    singles = [backup(h, f"{base}/single/{i}", gone_data) for i in range(520)]
+    images = lambda: {i["backupid"]: i for i in json.loads(server.cli("images", "--json").stdout)}
+    before = images()
+    (kept_image,) = [b for b, i in before.items() if i["num_files"] == 3 and
+                     i["kbytes"] == (3 * len(keep_data) + 1023) // 1024]
+    assert X.BSABeginTxn(h) == OK
+    for d in [kept[1], *singles]:
+        assert X.BSADeleteObject(h, d.copyId) == OK
+    assert X.BSAEndTxn(h, X.BSA_Vote_COMMIT) == OK
+    after = images()
+    assert len(set(before) - set(after)) == 520 and set(after) <= set(before)  # the singles
+    assert after[kept_image]["num_files"] == 2
+    assert after[kept_image]["kbytes"] == (2 * len(keep_data) + 1023) // 1024
+    assert {k: v for k, v in after.items() if k != kept_image} == {
+        k: v for k, v in before.items() if k in after and k != kept_image}
+    assert restore(h, kept[0].copyId) == keep_data and restore(h, kept[2].copyId) == keep_data
+    assert find(h, query(f"{base}/single/*"))[0] == X.BSA_RC_NO_MATCH
+
+
 def test_backup_ids_stay_in_creation_order_after_deletes(server, h):
     first = backup(h, unique("order-a"), b"a")
     backup(h, unique("order-b"), b"b")
