@@ -359,7 +359,9 @@ def test_storage_units_and_configuration_export_import(server, tmp_path):
     ok("stu", "modify", "fast", "--max-jobs", "8")
     units = {u["name"]: u for u in json.loads(ok("stu", "list", "--json"))}
     assert units["fast"]["max_jobs"] == 8 and units["fast"]["path"] == str(tmp_path / "fast")
-    ok("policy", "add", "exported", "--stunit", "fast", "--keyword", "k")
+    # inactive: an active policy with a daily window would start real scheduled jobs (for
+    # a client that is not there) on this module's server, newest in every job listing
+    ok("policy", "add", "exported", "--stunit", "fast", "--keyword", "k", "--inactive")
     ok("policy", "client", "add", "exported", "h1")
     ok("policy", "include", "add", "exported", "/etc/openxbsa/db_ext/x.sh")
     ok("policy", "schedule", "exported", "Nightly", "--frequency", "1d", "--window", "all",
@@ -379,6 +381,9 @@ def test_storage_units_and_configuration_export_import(server, tmp_path):
     out = server.cli("config", "import", str(bad))
     assert out.returncode == 1 and "not valid TOML" in out.stderr
     assert server.cli("stu", "add", "fast", "--path", "/x").returncode == 1
+    (imported,) = [p for p in json.loads(ok("policy", "list", "--json")) if p["name"] == "exported"]
+    assert not imported["active"]                  # the import kept it inactive
+    ok("policy", "delete", "exported")
 
 
 def test_follow_a_job_until_it_ends_and_exit_with_its_status(server):
@@ -450,7 +455,7 @@ def test_verify_reports_exactly_the_damaged_objects(server):
     report = json.loads(bad.stdout)
     assert bad.returncode == 1 and report["status"] == 85
     assert [(o["path"], o["ok"]) for o in report["objects"]] == [("/cli/v/a", True), ("/cli/v/b", False)]
-    job = json.loads(server.cli("jobs", "--json").stdout)[0]
+    (job,) = json.loads(server.cli("jobs", "--json", "--jobid", str(report["job"])).stdout)
     assert (job["jobtype"], job["status"]) == (3, 85)
     assert "/cli/v/b" in server.cli("jobs", "--log", str(job["jobid"])).stdout
     assert server.cli("verify", "--backupid", "nope_1").returncode == 1
@@ -464,6 +469,7 @@ def test_verify_reports_exactly_the_damaged_objects(server):
         assert X.BSABeginTxn(h) == 0
         assert X.BSAGetObject(h, X.BSA_ObjectDescriptor(copyId=copies[path]),
                               X.BSA_DataBlock32()) == 0
+        restore_job = X.NBBSAGetJobId(h)[1]
         block = X.BSA_DataBlock32(1 << 20, 0, 0, 0, 0, bytearray(1 << 20))
         while (rc := X.BSAGetData(h, block)) == X.BSA_RC_SUCCESS:
             pass
@@ -476,8 +482,8 @@ def test_verify_reports_exactly_the_damaged_objects(server):
         X.BSAEndData(h)
         X.BSAEndTxn(h, X.BSA_Vote_ABORT)
     X.BSATerminate(h)
-    restore_job = json.loads(server.cli("jobs", "--json").stdout)[0]
-    assert (restore_job["type"], restore_job["status"]) == ("Restore", 85)
+    (job,) = json.loads(server.cli("jobs", "--json", "--jobid", str(restore_job)).stdout)
+    assert (job["type"], job["status"]) == ("Restore", 85)
 
 
 @pytest.mark.parametrize("catalog", ["sqlite", "postgresql"])
