@@ -258,6 +258,9 @@ def test_policy_commands(server):
     for args in (("add", "db-long"), ("modify", "db-prod")):          # a keyword phrase is
         out = server.cli("policy", *args, "--keyword", "k" * 129)     # 128 characters at most
         assert out.returncode != 0 and "at most 128" in out.stderr, out
+    # inactive before it has a client and a schedule: on a Sunday or Wednesday night the
+    # scheduler would otherwise start a real backup on this module's server in between
+    ok("policy", "modify", "db-prod", "--inactive")
     ok("policy", "client", "add", "db-prod", "dbhost1")
     ok("policy", "client", "add", "db-prod", "dbhost2")
     ok("policy", "client", "remove", "db-prod", "dbhost2")
@@ -265,7 +268,6 @@ def test_policy_commands(server):
     ok("policy", "include", "add", "db-prod", "/etc/openxbsa/db_ext/b.sh")
     ok("policy", "schedule", "db-prod", "Weekly", "--calendar", "sun,wed", "--window", "sun",
        "22:00", "6h", "--window", "wed", "23:30", "2h", "--retention", "3")
-    ok("policy", "modify", "db-prod", "--inactive")
     (p,) = [x for x in json.loads(ok("policy", "list", "--json")) if x["name"] == "db-prod"]
     assert (p["keyword"], p["priority"], p["limit_jobs"], p["active"]) == ("prod", 5, 2, False)
     assert p["clients"] == ["dbhost1"]
