@@ -471,7 +471,8 @@ def test_verify_reports_exactly_the_damaged_objects(server):
         assert X.BSABeginTxn(h) == 0
         assert X.BSAGetObject(h, X.BSA_ObjectDescriptor(copyId=copies[path]),
                               X.BSA_DataBlock32()) == 0
-        restore_job = X.NBBSAGetJobId(h)[1]
+        if not expect_ok:
+            damaged_restore_job = X.NBBSAGetJobId(h)[1]
         block = X.BSA_DataBlock32(1 << 20, 0, 0, 0, 0, bytearray(1 << 20))
         while (rc := X.BSAGetData(h, block)) == X.BSA_RC_SUCCESS:
             pass
@@ -484,7 +485,7 @@ def test_verify_reports_exactly_the_damaged_objects(server):
         X.BSAEndData(h)
         X.BSAEndTxn(h, X.BSA_Vote_ABORT)
     X.BSATerminate(h)
-    (job,) = json.loads(server.cli("jobs", "--json", "--jobid", str(restore_job)).stdout)
+    (job,) = json.loads(server.cli("jobs", "--json", "--jobid", str(damaged_restore_job)).stdout)
     assert (job["type"], job["status"]) == ("Restore", 85)
 
 
