@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -21,9 +22,19 @@ def example(name: str) -> str:
     return os.path.join(EXAMPLES, name)
 
 
-def newest_image_file(server) -> tuple[dict, str]:
-    """The newest image (as `images --json` lists it) and its file on the disk unit."""
-    image = json.loads(server.cli("images", "--json").stdout)[0]
+def image_of(server, copy_id: int) -> dict:
+    """The image (as `images --json` lists it) holding object copy_id: found by the copy,
+    not as the newest image, which a scheduled backup on the shared server could be."""
+    (backup_id,) = [o["backupid"] for o in json.loads(server.cli("list", "--json").stdout)
+                    if o["copyid"] == copy_id]
+    (image,) = [i for i in json.loads(server.cli("images", "--json").stdout)
+                if i["backupid"] == backup_id]
+    return image
+
+
+def image_file(server, copy_id: int) -> tuple[dict, str]:
+    """The image holding object copy_id and its file on the disk unit."""
+    image = image_of(server, copy_id)
     return image, os.path.join(server.home, "storage", "disk-default", image["client"],
                                image["backupid"] + ".img")
 
@@ -60,7 +71,7 @@ def test_a_restore_that_fails_midway_leaves_no_file(server, tmp_path):
     out = run(example("xbsa_backup.py"), "/cli/damaged", "--service", server.address,
               stdin=data)
     assert out.returncode == 0, out.stderr
-    _image, path = newest_image_file(server)
+    _image, path = image_file(server, int(re.search(rb"copyId (\d+)", out.stdout).group(1)))
     assert os.path.getsize(path) >= len(data)
     with open(path, "r+b") as f:                 # damage a byte late in the object
         f.seek(len(data) * 2 // 3)
@@ -232,9 +243,12 @@ def test_every_code_has_a_troubleshooting_entry():
 def test_server_logs_carry_the_job_id_and_read_by_job(server):
     import datetime as dt
     start = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(seconds=2)
-    assert run(example("xbsa_backup.py"), "/cli/logged", "--service", server.address,
-               stdin=b"logged").returncode == 0
-    job = json.loads(server.cli("jobs", "--json").stdout)[0]["jobid"]
+    done = run(example("xbsa_backup.py"), "/cli/logged", "--service", server.address,
+               stdin=b"logged")
+    assert done.returncode == 0
+    # this backup's job, found from its copyId (not the newest job: the shared server's
+    # scheduler may have started another since)
+    job = image_of(server, int(re.search(rb"copyId (\d+)", done.stdout).group(1)))["jobid"]
     lines = json.loads(server.cli("logs", "--json", "--job", str(job)).stdout)
     assert lines and all(x["job"] == job for x in lines)
     assert any("backup started" in x["message"] and x["component"] == "jobs" for x in lines)
@@ -418,7 +432,7 @@ def test_a_large_damaged_object_fails_its_restore_at_the_end(server):
     data = os.urandom(20 << 20)
     h = init(server)
     d = backup(h, "/cli/large", data, buf_len=1 << 20)
-    _image, path = newest_image_file(server)
+    _image, path = image_file(server, d.copyId)
     with open(path, "r+b") as f:
         f.seek(len(data) - 10)
         f.write(bytes([data[-10] ^ 0xFF]))
@@ -442,12 +456,12 @@ def test_verify_reports_exactly_the_damaged_objects(server):
     h = init(server)
     assert X.BSABeginTxn(h) == 0
     for name, data in (("/cli/v/a", b"a" * 5000), ("/cli/v/b", b"b" * 7000)):
-        assert X.BSACreateObject(h, descriptor(name, len(data)), X.BSA_DataBlock32()) == 0
+        assert X.BSACreateObject(h, d := descriptor(name, len(data)), X.BSA_DataBlock32()) == 0
         send_all(h, data)
         assert X.BSAEndData(h) == 0
     assert X.BSAEndTxn(h, X.BSA_Vote_COMMIT) == 0
     X.BSATerminate(h)
-    image, path = newest_image_file(server)
+    image, path = image_file(server, d.copyId)
     good = server.cli("verify", "--backupid", image["backupid"], "--json")
     assert good.returncode == 0 and all(o["ok"] for o in json.loads(good.stdout)["objects"])
     with open(path, "r+b") as f:                   # damage one byte of the second object
