@@ -68,7 +68,8 @@ EXPECTED_CALLS = {
     "QueryServiceProvider": 0, "QueryServiceProvider.null": 85, "Init.null_handle": 85,
     "Init.null_owner": 85, "Init.null_env": 85, "Init.bad_env": 80, "Init.version": 75,
     "GetLastError.size_query": 78, "GetLastError": 0, "GetLastError.null": 85, "Init": 0,
-    "Init.second": 5, "GetEnvironment": 0, "GetEnvironment.null": 85, "BeginTxn.bad_handle": 6,
+    "Init.second": 5, "GetEnvironment": 0, "GetEnvironment.null": 85,
+    "GetEnvironment.short": 78, "BeginTxn.bad_handle": 6,
     "EndTxn.no_txn": 5, "CreateObject.no_txn": 5, "BeginTxn": 0, "BeginTxn.nested": 5,
     "GetJobId.before_create": 5, "CreateObject.null_desc": 85, "CreateObject.null_block": 85,
     "CreateObject.bad_copytype": 81, "CreateObject.unterminated": 81, "CreateObject": 0,
@@ -104,6 +105,7 @@ def test_every_call_success_and_error_paths(cbuild, server: ServerProc):
     assert "provider.needed 24" in text
     assert "lasterror.size_nonzero 1" in text and "lasterror.terminated 1" in text
     assert "env0 BSA_API_VERSION=1.1.0" in text
+    assert "env1.filled 1" in text
     assert "created.copyId_nonzero 1 year_ok 1 status 2 headerBytes 0" in text
     assert "jobinfo.same 1 status 0 objects 1 kb 3" in text
     assert "found.same 1 path /c/calls/one size 3000" in text

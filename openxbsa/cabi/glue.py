@@ -212,11 +212,24 @@ def install(ffi: Any, lib: Any) -> None:
             return _api._fail(RC_NULL, "BSAGetEnvironment needs an owner and an environment array")
         put(owner.bsa_ObjectOwner, o.bsa_ObjectOwner)
         put(owner.app_ObjectOwner, o.app_ObjectOwner)
-        for i, entry in enumerate(entries):
-            if env[i] == ffi.NULL:
-                break
+        # The buffer-size convention, for an array of fixed-size buffers: what fits is
+        # filled; an array with fewer buffers than entries, or an entry longer than a
+        # buffer, is BUFFER_TOO_SMALL rather than an environment silently cut short.
+        slots = 0
+        while slots < len(entries) and env[slots] != ffi.NULL:
+            slots += 1
+        cut = [e.split("=", 1)[0] for e in entries[:slots] if len(e.encode()) >= ENV_SLOT]
+        for i, entry in enumerate(entries[:slots]):
             data = entry.encode()[: ENV_SLOT - 1] + b"\x00"
             ffi.memmove(env[i], data, len(data))
+        if slots < len(entries):
+            return _api._fail(X.BSA_RC_BUFFER_TOO_SMALL,
+                              f"BSAGetEnvironment has {len(entries)} entries and the array "
+                              f"holds {slots} buffers (NULL-terminated)")
+        if cut:
+            return _api._fail(X.BSA_RC_BUFFER_TOO_SMALL,
+                              f"BSAGetEnvironment: {', '.join(cut)} longer than the "
+                              f"{ENV_SLOT - 1} characters a buffer holds; cut short")
         return X.BSA_RC_SUCCESS
 
     @ffi.def_extern(error=X.BSA_RC_ABORT_SYSTEM_ERROR)

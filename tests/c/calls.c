@@ -74,6 +74,11 @@ int main(int argc, char **argv) {
     SHOW("GetEnvironment", BSAGetEnvironment(h, &owner, slots));
     printf("env0 %s\n", e0);
     SHOW("GetEnvironment.null", BSAGetEnvironment(h, NULL, slots));
+    slots[2] = NULL;                      /* two buffers for more entries: filled, and told */
+    e1[0] = 0;
+    SHOW("GetEnvironment.short", BSAGetEnvironment(h, &owner, slots));
+    printf("env1.filled %d\n", strchr(e1, '=') != NULL);
+    slots[2] = e2;
     SHOW("BeginTxn.bad_handle", BSABeginTxn(h + 99));
     SHOW("EndTxn.no_txn", BSAEndTxn(h, BSA_Vote_COMMIT));
     SHOW("CreateObject.no_txn", BSACreateObject(h, &d, &b));
