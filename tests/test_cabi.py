@@ -240,6 +240,47 @@ def test_a_parent_that_dies_mid_object_ends_its_job_though_its_child_lives(
         os.kill(child, signal.SIGKILL)
 
 
+def dlopen_agent(cbuild) -> str:
+    """tests/c/dlopen.c, linked against neither libxbsa64 nor libpython: it loads the
+    library with dlopen(RTLD_LOCAL) as agents that pick their backup library at run time do."""
+    out = os.path.dirname(cbuild["calls"])
+    target = os.path.join(out, "dlopen_agent")
+    if not os.path.exists(target):
+        subprocess.run(["gcc", "-O2", "-Wall", "-Werror", "-I", os.path.join(out, "include"),
+                        "-o", target, os.path.join(ROOT, "tests", "c", "dlopen.c"), "-ldl"],
+                       check=True, capture_output=True, text=True)
+    needed = subprocess.run(["readelf", "-d", target], capture_output=True, text=True).stdout
+    assert "libxbsa" not in needed and "libpython" not in needed
+    return target
+
+
+def test_an_agent_that_dlopens_the_library_locally(cbuild, server: ServerProc):
+    """RTLD_LOCAL keeps libpython's symbols from the extension modules the embedded Python
+    loads; the library makes them visible itself, and the agent backs up and restores."""
+    lib = os.path.join(os.path.dirname(cbuild["calls"]), "libxbsa64.so")
+    out = run(dlopen_agent(cbuild), lib, server.address, "roundtrip", timeout=120)
+    assert out.returncode == 0, (out.stdout, out.stderr.decode()[-2000:])
+    assert out.stdout.decode().split() == ["roundtrip", "ok", "300000"]
+
+
+def test_a_library_that_cannot_start_answers_every_call_with_an_error(cbuild, server: ServerProc):
+    """If the embedded Python fails to start (here a fault injected at the library's start),
+    every call answers BSA_RC_ABORT_SYSTEM_ERROR and BSAGetLastError says why: never the
+    0 that would let an agent believe a backup committed."""
+    lib = os.path.join(os.path.dirname(cbuild["calls"]), "libxbsa64.so")
+    env = dict(os.environ, OPENXBSA_FAULT="cabi:start", OPENXBSA_FAULT_ACTION="raise")
+    out = run(dlopen_agent(cbuild), lib, server.address, "calls", env=env, timeout=120)
+    assert out.returncode == 0, out.stderr.decode()[-2000:]
+    lines = out.stdout.decode().splitlines()
+    rcs = dict(line.split(" ", 1) for line in lines if not line.startswith("lasterror"))
+    assert rcs == {k: "3" for k in ("QueryApiVersion", "Init", "BeginTxn", "GetJobId",
+                                    "EndTxn", "Terminate")}
+    assert "lasterror.size_query 78" in lines
+    (text,) = [line for line in lines if line.startswith("lasterror 0 ")]
+    assert "BSA_RC_ABORT_SYSTEM_ERROR" in text and "embedded Python" in text
+    assert "fault injected at cabi:start" in out.stderr.decode()     # the reason, on stderr
+
+
 def test_interrupting_signals_do_not_break_a_transfer(cbuild, server: ServerProc):
     """A C agent's SIGALRM every 0.5 ms (handler without SA_RESTART) interrupts the
     library's reads and writes a thousand times over: the 64 MiB object still goes out and

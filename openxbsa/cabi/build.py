@@ -64,6 +64,7 @@ typedef struct {
 void *calloc(size_t, size_t);
 void free(void *);
 void oxb_watch_connection(int fd);
+void oxb_started(void);
 """
 
 # C, because a C program's fork() runs no Python: the child lets go of its copy of the
@@ -92,6 +93,64 @@ static void oxb_watch_connection(int fd) {
 }
 """
 
+# C, because it must work when Python cannot. A program may load the library with
+# dlopen(RTLD_LOCAL), as many agents do: libpython's symbols then stay out of the global
+# scope, and the extension modules the embedded Python imports (cffi's backend first) could
+# not find them. The constructor promotes libpython, already loaded as our dependency, to
+# RTLD_GLOBAL before anything runs.
+#
+# Each exported call is a C wrapper around the Python one (PREFIX + name). If the embedded
+# Python fails to start, cffi makes every Python call return 0, which is BSA_RC_SUCCESS: a
+# backup that stored nothing would look committed. The wrappers answer
+# BSA_RC_ABORT_SYSTEM_ERROR instead, and BSAGetLastError says why.
+START_GUARD = """
+#include <dlfcn.h>
+#include <string.h>
+__attribute__((constructor)) static void oxb_share_libpython(void) {
+    Dl_info info;
+    if (dladdr((void *)&Py_IsInitialized, &info) && info.dli_fname)
+        dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_GLOBAL);
+}
+static int oxb_ready;
+static void oxb_started(void) { __atomic_store_n(&oxb_ready, 1, __ATOMIC_RELEASE); }
+static int oxb_failed(void) { return !__atomic_load_n(&oxb_ready, __ATOMIC_ACQUIRE); }
+static const char oxb_start_error[] =
+    "BSA_RC_ABORT_SYSTEM_ERROR: the OpenXBSA library could not start its embedded Python "
+    "(the reason is on standard error); rebuild it with openxbsa libxbsa build";
+static int oxb_last_error(BSA_UInt32 *sizePtr, char *errorCodePtr) {
+    BSA_UInt32 need = sizeof oxb_start_error;
+    if (sizePtr == NULL)
+        return BSA_RC_NULL_ARGUMENT;
+    if (*sizePtr < need || errorCodePtr == NULL) {
+        *sizePtr = need;
+        return BSA_RC_BUFFER_TOO_SMALL;
+    }
+    memcpy(errorCodePtr, oxb_start_error, need);
+    *sizePtr = need;
+    return BSA_RC_SUCCESS;
+}
+"""
+
+PREFIX = "oxb_py_"      # the Python side of each call; the C wrapper has the API's name
+
+
+def wrappers(protos: dict[str, str]) -> str:
+    """The exported C functions: each calls its Python side, and answers
+    BSA_RC_ABORT_SYSTEM_ERROR (BSAGetLastError: the reason) if Python did not start."""
+    out = []
+    for name, proto in protos.items():
+        params = proto[proto.index("(") + 1:proto.rindex(")")]
+        args = ", ".join(re.findall(r"\w+", p)[-1] for p in params.split(","))
+        failed = ("return oxb_last_error(sizePtr, errorCodePtr);" if name == "BSAGetLastError"
+                  else "return BSA_RC_ABORT_SYSTEM_ERROR;")
+        out.append(f"{proto[:-1].replace(name + '(', PREFIX + name + '(', 1)};\n"
+                   f"{proto[:-1]} {{\n"
+                   f"    int rc = {PREFIX}{name}({args});\n"
+                   f"    if (oxb_failed())\n        {failed}\n"
+                   f"    return rc;\n}}\n")
+    return "\n".join(out)
+
+
 def prototypes() -> dict[str, str]:
     """The call prototypes of xbsa.h and nbbsa.h, by name: the one declaration of the API."""
     text = "\n".join((INCLUDE / h).read_text() for h in ("xbsa.h", "nbbsa.h"))
@@ -119,12 +178,14 @@ def build(out: str) -> pathlib.Path:
     outdir.mkdir(parents=True, exist_ok=True)
     ffi = cffi.FFI()
     ffi.cdef(TYPES)
-    ffi.embedding_api("\n".join(prototypes().values()))
+    protos = prototypes()
+    ffi.embedding_api("\n".join(p.replace(f" {n}(", f" {PREFIX}{n}(", 1)
+                                 for n, p in protos.items()))
     libdir = sysconfig.get_config_var("LIBDIR") or ""
     ffi.set_source("_openxbsa_cabi",
                    '#include <stdlib.h>\n#include "xbsa.h"\n#include "nbbsa.h"\n'
-                   + FORK_GUARD,
-                   include_dirs=[str(INCLUDE)],
+                   + FORK_GUARD + START_GUARD + wrappers(protos),
+                   include_dirs=[str(INCLUDE)], libraries=["dl"],
                    extra_link_args=[f"-Wl,-rpath,{libdir}"] if libdir else [])
     path = [p for p in sys.path if p] + [str(ROOT)]
     ffi.embedding_init_code(INIT.format(path=path))

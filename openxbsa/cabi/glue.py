@@ -13,6 +13,7 @@ import datetime as dt
 from typing import Any
 
 from openxbsa import xbsa as X
+from openxbsa.server import faults
 from openxbsa.xbsa import _api, _client
 
 RC_NULL = X.BSA_RC_NULL_ARGUMENT
@@ -21,7 +22,16 @@ MAX_ENV_ENTRIES = 4096  # a C array must end at NULL well before this
 
 
 def install(ffi: Any, lib: Any) -> None:
+    """Define every call's Python side (PREFIX + its name, which the library's C function
+    of the API's name calls), then tell the C side that Python has started: until then
+    its calls answer BSA_RC_ABORT_SYSTEM_ERROR."""
+    from openxbsa.cabi.build import PREFIX
+
+    faults.point("cabi:start")        # a test makes the start fail here
     _client.watch_connection = lib.oxb_watch_connection   # for the child of a C fork()
+
+    def extern(fn: Any) -> Any:
+        return ffi.def_extern(name=PREFIX + fn.__name__, error=X.BSA_RC_ABORT_SYSTEM_ERROR)(fn)
     utc_name = ffi.new("char[]", b"UTC")
     keep = [utc_name]   # noqa: F841 - lives as long as the library
 
@@ -156,7 +166,7 @@ def install(ffi: Any, lib: Any) -> None:
         return X.BSA_RC_SUCCESS
 
     # ------------------------------------------------------------------ core calls
-    @ffi.def_extern(error=X.BSA_RC_ABORT_SYSTEM_ERROR)
+    @extern
     def BSAQueryApiVersion(p: Any) -> int:
         if p == ffi.NULL:
             return _api._fail(RC_NULL, "BSAQueryApiVersion needs a BSA_ApiVersion")
@@ -164,7 +174,7 @@ def install(ffi: Any, lib: Any) -> None:
         p.issue, p.version, p.level = v.issue, v.version, v.level
         return rc
 
-    @ffi.def_extern(error=X.BSA_RC_ABORT_SYSTEM_ERROR)
+    @extern
     def BSAQueryServiceProvider(size_ptr: Any, delimiter: Any, provider: Any) -> int:
         if size_ptr == ffi.NULL or delimiter == ffi.NULL:
             return _api._fail(RC_NULL, "BSAQueryServiceProvider needs sizePtr and delimiter")
@@ -172,7 +182,7 @@ def install(ffi: Any, lib: Any) -> None:
         delimiter[0] = delim.encode()
         return sized(size_ptr, provider, name.encode() + b"\x00")
 
-    @ffi.def_extern(error=X.BSA_RC_ABORT_SYSTEM_ERROR)
+    @extern
     def BSAGetLastError(size_ptr: Any, out: Any) -> int:
         if size_ptr == ffi.NULL:
             return _api._fail(RC_NULL, "BSAGetLastError needs sizePtr")
@@ -188,7 +198,7 @@ def install(ffi: Any, lib: Any) -> None:
         size_ptr[0] = len(data)
         return X.BSA_RC_SUCCESS
 
-    @ffi.def_extern(error=X.BSA_RC_ABORT_SYSTEM_ERROR)
+    @extern
     def BSAInit(handle_ptr: Any, token: Any, owner: Any, env: Any) -> int:
         if handle_ptr == ffi.NULL:
             return _api._fail(RC_NULL, "BSAInit needs bsaHandlePtr")
@@ -199,11 +209,11 @@ def install(ffi: Any, lib: Any) -> None:
             handle_ptr[0] = handle
         return rc
 
-    @ffi.def_extern(error=X.BSA_RC_ABORT_SYSTEM_ERROR)
+    @extern
     def BSATerminate(handle: int) -> int:
         return X.BSATerminate(handle)
 
-    @ffi.def_extern(error=X.BSA_RC_ABORT_SYSTEM_ERROR)
+    @extern
     def BSAGetEnvironment(handle: int, owner: Any, env: Any) -> int:
         rc, o, entries = X.BSAGetEnvironment(handle)
         if rc != X.BSA_RC_SUCCESS:
@@ -232,15 +242,15 @@ def install(ffi: Any, lib: Any) -> None:
                               f"{ENV_SLOT - 1} characters a buffer holds; cut short")
         return X.BSA_RC_SUCCESS
 
-    @ffi.def_extern(error=X.BSA_RC_ABORT_SYSTEM_ERROR)
+    @extern
     def BSABeginTxn(handle: int) -> int:
         return X.BSABeginTxn(handle)
 
-    @ffi.def_extern(error=X.BSA_RC_ABORT_SYSTEM_ERROR)
+    @extern
     def BSAEndTxn(handle: int, vote: int) -> int:
         return X.BSAEndTxn(handle, int(vote))
 
-    @ffi.def_extern(error=X.BSA_RC_ABORT_SYSTEM_ERROR)
+    @extern
     def BSACreateObject(handle: int, dp: Any, bp: Any) -> int:
         d, b = descriptor_in(dp), block_in(bp, False)
         rc = X.BSACreateObject(handle, d, b)
@@ -249,15 +259,15 @@ def install(ffi: Any, lib: Any) -> None:
             block_out(bp, b)
         return rc
 
-    @ffi.def_extern(error=X.BSA_RC_ABORT_SYSTEM_ERROR)
+    @extern
     def BSASendData(handle: int, bp: Any) -> int:
         return X.BSASendData(handle, block_in(bp, False))
 
-    @ffi.def_extern(error=X.BSA_RC_ABORT_SYSTEM_ERROR)
+    @extern
     def BSAEndData(handle: int) -> int:
         return X.BSAEndData(handle)
 
-    @ffi.def_extern(error=X.BSA_RC_ABORT_SYSTEM_ERROR)
+    @extern
     def BSAGetObject(handle: int, dp: Any, bp: Any) -> int:
         d = None if dp == ffi.NULL else X.BSA_ObjectDescriptor(copyId=u64(dp.copyId))
         b = block_in(bp, True)
@@ -266,7 +276,7 @@ def install(ffi: Any, lib: Any) -> None:
             block_out(bp, b)
         return rc
 
-    @ffi.def_extern(error=X.BSA_RC_ABORT_SYSTEM_ERROR)
+    @extern
     def BSAGetData(handle: int, bp: Any) -> int:
         b = block_in(bp, True)
         rc = X.BSAGetData(handle, b)
@@ -274,7 +284,7 @@ def install(ffi: Any, lib: Any) -> None:
             bp.numBytes = b.numBytes
         return rc
 
-    @ffi.def_extern(error=X.BSA_RC_ABORT_SYSTEM_ERROR)
+    @extern
     def BSAQueryObject(handle: int, qp: Any, dp: Any) -> int:
         q = None
         if qp != ffi.NULL:
@@ -291,7 +301,7 @@ def install(ffi: Any, lib: Any) -> None:
             descriptor_out(dp, d)
         return rc
 
-    @ffi.def_extern(error=X.BSA_RC_ABORT_SYSTEM_ERROR)
+    @extern
     def BSAGetNextQueryObject(handle: int, dp: Any) -> int:
         d = None if dp == ffi.NULL else X.BSA_ObjectDescriptor()
         rc = X.BSAGetNextQueryObject(handle, d)
@@ -299,20 +309,20 @@ def install(ffi: Any, lib: Any) -> None:
             descriptor_out(dp, d)
         return rc
 
-    @ffi.def_extern(error=X.BSA_RC_ABORT_SYSTEM_ERROR)
+    @extern
     def BSADeleteObject(handle: int, copy_id: Any) -> int:
         return X.BSADeleteObject(handle, u64(copy_id))
 
     # ------------------------------------------------------------------ NetBackup extensions
-    @ffi.def_extern(error=X.BSA_RC_ABORT_SYSTEM_ERROR)
+    @extern
     def NBBSASetEnv(handle: int, var: Any, val: Any) -> int:
         return X.NBBSASetEnv(handle, cstr(var), cstr(val))
 
-    @ffi.def_extern(error=X.BSA_RC_ABORT_SYSTEM_ERROR)
+    @extern
     def NBBSAUpdateEnv(handle: int, env: Any) -> int:
         return X.NBBSAUpdateEnv(handle, strings(env))
 
-    @ffi.def_extern(error=X.BSA_RC_ABORT_SYSTEM_ERROR)
+    @extern
     def NBBSAGetEnv(handle: int, var: Any, size_ptr: Any, out: Any) -> int:
         rc, value = X.NBBSAGetEnv(handle, cstr(var))
         if rc != X.BSA_RC_SUCCESS:
@@ -321,14 +331,14 @@ def install(ffi: Any, lib: Any) -> None:
             return _api._fail(RC_NULL, "NBBSAGetEnv needs sizePtr")
         return sized(size_ptr, out, value.encode() + b"\x00")
 
-    @ffi.def_extern(error=X.BSA_RC_ABORT_SYSTEM_ERROR)
+    @extern
     def NBBSAGetErrorString(code: int, size_ptr: Any, out: Any) -> int:
         if size_ptr == ffi.NULL:
             return _api._fail(RC_NULL, "NBBSAGetErrorString needs sizePtr")
         _, message = X.NBBSAGetErrorString(code)
         return sized(size_ptr, out, message.encode() + b"\x00")
 
-    @ffi.def_extern(error=X.BSA_RC_ABORT_SYSTEM_ERROR)
+    @extern
     def NBBSAGetServerError(handle: int, status_ptr: Any, size_ptr: Any, out: Any) -> int:
         rc, status, message = X.NBBSAGetServerError(handle)
         if rc != X.BSA_RC_SUCCESS:
@@ -338,7 +348,7 @@ def install(ffi: Any, lib: Any) -> None:
         status_ptr[0] = status
         return sized(size_ptr, out, message.encode() + b"\x00")
 
-    @ffi.def_extern(error=X.BSA_RC_ABORT_SYSTEM_ERROR)
+    @extern
     def NBBSAGetJobId(handle: int, job_ptr: Any) -> int:
         rc, job_id = X.NBBSAGetJobId(handle)
         if rc != X.BSA_RC_SUCCESS:
@@ -348,7 +358,7 @@ def install(ffi: Any, lib: Any) -> None:
         job_ptr[0] = job_id
         return rc
 
-    @ffi.def_extern(error=X.BSA_RC_ABORT_SYSTEM_ERROR)
+    @extern
     def NBBSAGetJobInfo(handle: int, info_ptr: Any) -> int:
         if info_ptr == ffi.NULL:
             if _api._session(handle) is None:
@@ -375,26 +385,26 @@ def install(ffi: Any, lib: Any) -> None:
         info_ptr[0] = p
         return rc
 
-    @ffi.def_extern(error=X.BSA_RC_ABORT_SYSTEM_ERROR)
+    @extern
     def NBBSAFreeJobInfo(p: Any) -> int:
         if p == ffi.NULL:
             return _api._fail(RC_NULL, "NBBSAFreeJobInfo needs the record NBBSAGetJobInfo gave")
         lib.free(p)
         return X.BSA_RC_SUCCESS
 
-    @ffi.def_extern(error=X.BSA_RC_ABORT_SYSTEM_ERROR)
+    @extern
     def NBBSALogMsg(handle: int, msg_type: int, message: Any, source: Any) -> int:
         return X.NBBSALogMsg(handle, msg_type, cstr(message), cstr(source) or "")
 
-    @ffi.def_extern(error=X.BSA_RC_ABORT_SYSTEM_ERROR)
+    @extern
     def NBBSAValidateFeatureId(handle: int, feature: Any) -> int:
         return X.NBBSAValidateFeatureId(handle, cstr(feature))
 
-    @ffi.def_extern(error=X.BSA_RC_ABORT_SYSTEM_ERROR)
+    @extern
     def NBBSADeleteImage(handle: int, copy_id: Any) -> int:
         return X.NBBSADeleteImage(handle, u64(copy_id))
 
-    @ffi.def_extern(error=X.BSA_RC_ABORT_SYSTEM_ERROR)
+    @extern
     def NBBSAGetMediaIds(handle: int, copy_id: Any, size_ptr: Any, out: Any) -> int:
         if size_ptr == ffi.NULL:
             if _api._session(handle) is None:
@@ -406,15 +416,17 @@ def install(ffi: Any, lib: Any) -> None:
         data = b"".join(m.encode() + b"\x00" for m in media) + b"\x00"
         return sized(size_ptr, out, data)
 
-    @ffi.def_extern(error=X.BSA_RC_ABORT_SYSTEM_ERROR)
+    @extern
     def NBBSAAddToMultiObjectRestoreList(handle: int, dp: Any) -> int:
         d = None if dp == ffi.NULL else X.BSA_ObjectDescriptor(copyId=u64(dp.copyId))
         return X.NBBSAAddToMultiObjectRestoreList(handle, d)
 
-    @ffi.def_extern(error=X.BSA_RC_ABORT_SYSTEM_ERROR)
+    @extern
     def NBBSAGetMultipleObjects(handle: int) -> int:
         return X.NBBSAGetMultipleObjects(handle)
 
-    @ffi.def_extern(error=X.BSA_RC_ABORT_SYSTEM_ERROR)
+    @extern
     def NBBSAEndGetMultipleObjects(handle: int) -> int:
         return X.NBBSAEndGetMultipleObjects(handle)
+
+    lib.oxb_started()
