@@ -281,6 +281,40 @@ def test_a_library_that_cannot_start_answers_every_call_with_an_error(cbuild, se
     assert "fault injected at cabi:start" in out.stderr.decode()     # the reason, on stderr
 
 
+def test_the_agents_python_environment_does_not_reach_the_library(cbuild, server: ServerProc):
+    """The embedded Python is isolated from the agent's environment: a PYTHONHOME or
+    PYTHONPATH set for some other Python (which would make a plain embedded interpreter
+    abort the agent's process) changes nothing."""
+    lib = os.path.join(os.path.dirname(cbuild["calls"]), "libxbsa64.so")
+    env = dict(os.environ, PYTHONHOME="/nonexistent", PYTHONPATH="/nonexistent/lib")
+    out = run(dlopen_agent(cbuild), lib, server.address, "roundtrip", env=env, timeout=120)
+    assert out.returncode == 0, (out.stdout, out.stderr.decode()[-2000:])
+    assert out.stdout.decode().split() == ["roundtrip", "ok", "300000"]
+
+
+def test_a_library_whose_python_is_gone_says_so(cbuild, server: ServerProc, tmp_path):
+    """A library built with a Python since removed: here a copy whose recorded Python home
+    and standard-library paths are overwritten with a directory that does not exist (the
+    run-time path to libpython is left alone, so the library still loads). Every call
+    answers BSA_RC_ABORT_SYSTEM_ERROR and BSAGetLastError names the cause; the agent lives."""
+    import sys
+    built = os.path.join(os.path.dirname(cbuild["calls"]), "libxbsa64.so")
+    data = open(built, "rb").read()
+    home = sys.base_prefix.encode()
+    gone = b"/" + b"x" * (len(home) - 1)
+    patched = data.replace(home + b"\0", gone + b"\0").replace(home + b"/lib/python",
+                                                               gone + b"/lib/python")
+    assert patched != data
+    lib = tmp_path / "libxbsa64.so"
+    lib.write_bytes(patched)
+    out = run(dlopen_agent(cbuild), str(lib), server.address, "calls", timeout=120)
+    assert out.returncode == 0, out.stderr.decode()[-2000:]
+    lines = out.stdout.decode().splitlines()
+    assert {line.split()[1] for line in lines if not line.startswith("lasterror")} == {"3"}
+    (text,) = [line for line in lines if line.startswith("lasterror 0 ")]
+    assert "could not start its embedded Python" in text and "rebuild it" in text
+
+
 def test_interrupting_signals_do_not_break_a_transfer(cbuild, server: ServerProc):
     """A C agent's SIGALRM every 0.5 ms (handler without SA_RESTART) interrupts the
     library's reads and writes a thousand times over: the 64 MiB object still goes out and

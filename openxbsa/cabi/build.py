@@ -93,32 +93,80 @@ static void oxb_watch_connection(int fd) {
 }
 """
 
-# C, because it must work when Python cannot. A program may load the library with
-# dlopen(RTLD_LOCAL), as many agents do: libpython's symbols then stay out of the global
-# scope, and the extension modules the embedded Python imports (cffi's backend first) could
-# not find them. The constructor promotes libpython, already loaded as our dependency, to
-# RTLD_GLOBAL before anything runs.
+# C, because it must work when Python cannot.
 #
-# Each exported call is a C wrapper around the Python one (PREFIX + name). If the embedded
-# Python fails to start, cffi makes every Python call return 0, which is BSA_RC_SUCCESS: a
-# backup that stored nothing would look committed. The wrappers answer
-# BSA_RC_ABORT_SYSTEM_ERROR instead, and BSAGetLastError says why.
+# The library starts its Python itself, on the first call, rather than leave it to cffi's
+# Py_InitializeEx: that one reads the agent's environment (a PYTHONHOME meant for some
+# other Python aborts the agent's process), searches for the standard library from the
+# agent's executable, and imports cffi's backend before our own paths are set, so it
+# finds only what the base Python has installed (a venv's cffi is not). Here the
+# interpreter is isolated from the environment, its home is the Python the library was
+# built with, and its module path that Python's at build time (the venv included).
+#
+# A program may load the library with dlopen(RTLD_LOCAL), as many agents do: libpython's
+# symbols then stay out of the global scope, and the extension modules the embedded Python
+# imports could not find them. The constructor promotes libpython, already loaded as our
+# dependency, to RTLD_GLOBAL.
+#
+# Each exported call is a C wrapper around the Python one (PREFIX + name). If Python fails
+# to start, cffi makes every Python call return 0, which is BSA_RC_SUCCESS: a backup that
+# stored nothing would look committed. The wrappers answer BSA_RC_ABORT_SYSTEM_ERROR
+# instead, and BSAGetLastError says why.
 START_GUARD = """
 #include <dlfcn.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 __attribute__((constructor)) static void oxb_share_libpython(void) {
     Dl_info info;
     if (dladdr((void *)&Py_IsInitialized, &info) && info.dli_fname)
         dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_GLOBAL);
 }
-static int oxb_ready;
-static void oxb_started(void) { __atomic_store_n(&oxb_ready, 1, __ATOMIC_RELEASE); }
-static int oxb_failed(void) { return !__atomic_load_n(&oxb_ready, __ATOMIC_ACQUIRE); }
-static const char oxb_start_error[] =
+static pthread_once_t oxb_once = PTHREAD_ONCE_INIT;
+static int oxb_python_ok, oxb_ready;
+static char oxb_start_error[600] =
     "BSA_RC_ABORT_SYSTEM_ERROR: the OpenXBSA library could not start its embedded Python "
     "(the reason is on standard error); rebuild it with openxbsa libxbsa build";
+static void oxb_start_python(void) {
+    PyConfig config;
+    PyStatus st;
+    wchar_t *path = NULL;
+    const char **p;
+    if (Py_IsInitialized()) {           /* loaded by a Python program: its interpreter */
+        oxb_python_ok = 1;
+        return;
+    }
+    PyConfig_InitIsolatedConfig(&config);
+    config.install_signal_handlers = 0;
+    st = PyConfig_SetBytesString(&config, &config.home, OXB_PYTHON_HOME);
+    config.module_search_paths_set = 1;
+    for (p = OXB_PYTHON_PATH; *p && !PyStatus_Exception(st); p++) {
+        st = PyConfig_SetBytesString(&config, &path, *p);
+        if (!PyStatus_Exception(st))
+            st = PyWideStringList_Append(&config.module_search_paths, path);
+    }
+    PyMem_RawFree(path);
+    if (!PyStatus_Exception(st))
+        st = Py_InitializeFromConfig(&config);
+    PyConfig_Clear(&config);
+    if (PyStatus_Exception(st)) {
+        snprintf(oxb_start_error, sizeof oxb_start_error,
+                 "BSA_RC_ABORT_SYSTEM_ERROR: the OpenXBSA library could not start its "
+                 "embedded Python (%s%s%s); rebuild it with openxbsa libxbsa build",
+                 st.func ? st.func : "", st.func ? ": " : "", st.err_msg ? st.err_msg : "");
+        return;
+    }
+    PyEval_SaveThread();                /* cffi takes the GIL for each call */
+    oxb_python_ok = 1;
+}
+static int oxb_python_up(void) {
+    pthread_once(&oxb_once, oxb_start_python);
+    return oxb_python_ok;
+}
+static void oxb_started(void) { __atomic_store_n(&oxb_ready, 1, __ATOMIC_RELEASE); }
+static int oxb_failed(void) { return !__atomic_load_n(&oxb_ready, __ATOMIC_ACQUIRE); }
 static int oxb_last_error(BSA_UInt32 *sizePtr, char *errorCodePtr) {
-    BSA_UInt32 need = sizeof oxb_start_error;
+    BSA_UInt32 need = (BSA_UInt32)strlen(oxb_start_error) + 1;
     if (sizePtr == NULL)
         return BSA_RC_NULL_ARGUMENT;
     if (*sizePtr < need || errorCodePtr == NULL) {
@@ -130,6 +178,20 @@ static int oxb_last_error(BSA_UInt32 *sizePtr, char *errorCodePtr) {
     return BSA_RC_SUCCESS;
 }
 """
+
+
+def c_string(text: str) -> str:
+    """``text`` as a C string literal (UTF-8, every other byte escaped)."""
+    return '"' + "".join(chr(b) if 32 <= b < 127 and b not in b'"\\?' else f"\\{b:03o}"
+                         for b in text.encode()) + '"'
+
+
+def python_setup(path: list[str]) -> str:
+    """The home and module path of the Python building the library, for START_GUARD."""
+    return (f"#define OXB_PYTHON_HOME {c_string(sys.base_prefix)}\n"
+            f"static const char *OXB_PYTHON_PATH[] = {{"
+            + "".join(f"{c_string(p)}, " for p in path) + "NULL};\n")
+
 
 PREFIX = "oxb_py_"      # the Python side of each call; the C wrapper has the API's name
 
@@ -145,7 +207,9 @@ def wrappers(protos: dict[str, str]) -> str:
                   else "return BSA_RC_ABORT_SYSTEM_ERROR;")
         out.append(f"{proto[:-1].replace(name + '(', PREFIX + name + '(', 1)};\n"
                    f"{proto[:-1]} {{\n"
-                   f"    int rc = {PREFIX}{name}({args});\n"
+                   f"    int rc;\n"
+                   f"    if (!oxb_python_up())\n        {failed}\n"
+                   f"    rc = {PREFIX}{name}({args});\n"
                    f"    if (oxb_failed())\n        {failed}\n"
                    f"    return rc;\n}}\n")
     return "\n".join(out)
@@ -182,12 +246,12 @@ def build(out: str) -> pathlib.Path:
     ffi.embedding_api("\n".join(p.replace(f" {n}(", f" {PREFIX}{n}(", 1)
                                  for n, p in protos.items()))
     libdir = sysconfig.get_config_var("LIBDIR") or ""
+    path = [p for p in sys.path if p] + [str(ROOT)]
     ffi.set_source("_openxbsa_cabi",
                    '#include <stdlib.h>\n#include "xbsa.h"\n#include "nbbsa.h"\n'
-                   + FORK_GUARD + START_GUARD + wrappers(protos),
+                   + FORK_GUARD + python_setup(path) + START_GUARD + wrappers(protos),
                    include_dirs=[str(INCLUDE)], libraries=["dl"],
                    extra_link_args=[f"-Wl,-rpath,{libdir}"] if libdir else [])
-    path = [p for p in sys.path if p] + [str(ROOT)]
     ffi.embedding_init_code(INIT.format(path=path))
     with tempfile.TemporaryDirectory() as tmp:
         built = ffi.compile(tmpdir=tmp, target="libxbsa64.*", verbose=False)
