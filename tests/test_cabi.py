@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -313,6 +314,34 @@ def test_a_library_whose_python_is_gone_says_so(cbuild, server: ServerProc, tmp_
     assert {line.split()[1] for line in lines if not line.startswith("lasterror")} == {"3"}
     (text,) = [line for line in lines if line.startswith("lasterror 0 ")]
     assert "could not start its embedded Python" in text and "rebuild it" in text
+
+
+def test_a_c_agent_outlives_a_server_that_dies_mid_backup(cbuild, tmp_path):
+    """The server is killed while a C agent sends. The agent's next send must fail with
+    BSA_RC_ABORT_SYSTEM_ERROR, not kill the agent by SIGPIPE (which a C program does not
+    ignore), and the transaction cannot commit."""
+    home = str(tmp_path / "home")
+    os.makedirs(home)
+    srv = ServerProc(home=home, address=f"unix:{home}/xbsa.sock")
+    srv.start()
+    lib = os.path.join(os.path.dirname(cbuild["calls"]), "libxbsa64.so")
+    agent = subprocess.Popen([dlopen_agent(cbuild), lib, srv.address, "endless"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert agent.stdout is not None
+        assert agent.stdout.readline() == b"sending\n"
+        time.sleep(1)                           # data flowing
+        srv.kill()
+        out, err = agent.communicate(timeout=120)
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+        srv.stop()
+    assert agent.returncode == 0, (agent.returncode, out, err.decode()[-2000:])
+    lines = out.decode().splitlines()
+    assert "SendData 3" in lines and "EndTxn 32" in lines and "Terminate 0" in lines
+    assert any(line.startswith("lasterror 0 BSA_RC_ABORT_SYSTEM_ERROR: connection to the "
+                               "backup service lost") for line in lines), lines
 
 
 def test_interrupting_signals_do_not_break_a_transfer(cbuild, server: ServerProc):

@@ -33,6 +33,10 @@ STREAM_FRAME = 1 << 20     # frame size the server uses when streaming a restore
 SOCKET_BUFFER = 1 << 20
 WRITE_BUFFER = 256 * 1024  # small frames gather here until a flush
 IOV_MAX = 1024             # pieces one sendmsg takes (Linux's UIO_MAXIOV)
+# Sends to a peer that has gone fail with EPIPE rather than raise SIGPIPE: the client side
+# runs inside C agents (libxbsa64.so), whose SIGPIPE is not ignored as Python's is, and
+# whose process the signal would kill instead of a call answering an error.
+NOSIGNAL = getattr(socket, "MSG_NOSIGNAL", 0)
 TCP_CLOSE = 7              # tcpi_state of a connection the kernel has closed (linux/tcp.h)
 
 
@@ -172,7 +176,7 @@ class Channel:
     def _send_all(self, parts: list[memoryview]) -> None:
         """Send every byte of ``parts`` with gathering sendmsg calls."""
         while parts:
-            n = self.sock.sendmsg(parts[:IOV_MAX])
+            n = self.sock.sendmsg(parts[:IOV_MAX], (), NOSIGNAL)
             while parts and n >= len(parts[0]):
                 n -= len(parts[0])
                 parts.pop(0)
@@ -243,7 +247,7 @@ class Channel:
 
     def flush(self) -> None:
         if self._out:
-            self.sock.sendall(self._out)
+            self.sock.sendall(self._out, NOSIGNAL)
             self._out.clear()
 
     def close(self) -> None:

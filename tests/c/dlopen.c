@@ -6,6 +6,10 @@
  *   dlopen LIB SERVICE calls       print each call's return code, one per line, and the
  *                                  text of BSAGetLastError (a library that cannot start
  *                                  must say so, never BSA_RC_SUCCESS)
+ *   dlopen LIB SERVICE endless     print "sending", then send 1 MiB buffers until a call
+ *                                  fails (the test kills the server meanwhile); print that
+ *                                  call's rc, the last error and the ending calls' rcs.
+ *                                  SIGPIPE keeps its default action, as in most C programs
  */
 #include <dlfcn.h>
 #include <stdio.h>
@@ -89,6 +93,34 @@ int main(int argc, char **argv) {
         printf("EndTxn %d\n", p_BSAEndTxn(h, BSA_Vote_COMMIT));
         printf("Terminate %d\n", p_BSATerminate(h));
         last_error();
+        return 0;
+    }
+
+    if (strcmp(argv[3], "endless") == 0) {
+        static char block[1 << 20];
+        if ((rc = p_BSAInit(&h, NULL, &owner, env)) != 0)
+            return printf("init %d\n", rc), 1;
+        memset(&d, 0, sizeof d);
+        strcpy(d.objectName.pathName, "/c/dlopen/endless");
+        strcpy(d.resourceType, "dlopen agent");
+        d.copyType = BSA_CopyType_BACKUP;
+        d.objectType = BSA_ObjectType_FILE;
+        d.estimatedSize.left = 1;
+        memset(&b, 0, sizeof b);
+        if (p_BSABeginTxn(h) || p_BSACreateObject(h, &d, &b))
+            return printf("create\n"), 1;
+        printf("sending\n");
+        fflush(stdout);
+        do {
+            b.bufferLen = b.numBytes = sizeof block;
+            b.headerBytes = 0;
+            b.bufferPtr = block;
+        } while ((rc = p_BSASendData(h, &b)) == BSA_RC_SUCCESS);
+        printf("SendData %d\n", rc);
+        last_error();
+        printf("EndData %d\n", p_BSAEndData(h));
+        printf("EndTxn %d\n", p_BSAEndTxn(h, BSA_Vote_COMMIT));
+        printf("Terminate %d\n", p_BSATerminate(h));
         return 0;
     }
 
