@@ -293,6 +293,23 @@ def test_the_agents_python_environment_does_not_reach_the_library(cbuild, server
     assert out.stdout.decode().split() == ["roundtrip", "ok", "300000"]
 
 
+def test_a_c_agent_in_the_c_locale_reaches_a_server_under_a_non_ascii_path(cbuild, tmp_path):
+    """Names and paths are UTF-8 to the library whatever the agent's locale: an agent run
+    with LC_ALL=C names a socket under a directory called hôme, and backs up and restores."""
+    home = str(tmp_path / "h\u00f4me")
+    os.makedirs(home)
+    srv = ServerProc(home=home, address=f"unix:{home}/xbsa.sock")
+    srv.start()
+    try:
+        lib = os.path.join(os.path.dirname(cbuild["calls"]), "libxbsa64.so")
+        env = dict(os.environ, LC_ALL="C", LANG="C")
+        out = run(dlopen_agent(cbuild), lib, srv.address, "roundtrip", env=env, timeout=120)
+    finally:
+        srv.stop()
+    assert out.returncode == 0, (out.stdout, out.stderr.decode()[-2000:])
+    assert out.stdout.decode().split() == ["roundtrip", "ok", "300000"]
+
+
 def test_a_library_whose_python_is_gone_says_so(cbuild, server: ServerProc, tmp_path):
     """A library built with a Python since removed: here a copy whose recorded Python home
     and standard-library paths are overwritten with a directory that does not exist (the

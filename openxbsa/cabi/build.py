@@ -100,8 +100,9 @@ static void oxb_watch_connection(int fd) {
 # other Python aborts the agent's process), searches for the standard library from the
 # agent's executable, and imports cffi's backend before our own paths are set, so it
 # finds only what the base Python has installed (a venv's cffi is not). Here the
-# interpreter is isolated from the environment, its home is the Python the library was
-# built with, and its module path that Python's at build time (the venv included).
+# interpreter is isolated from the environment, reads names and paths as UTF-8 whatever
+# the agent's locale (which it leaves alone), and has the prefixes and module path of the
+# Python that built the library (a venv's included).
 #
 # A program may load the library with dlopen(RTLD_LOCAL), as many agents do: libpython's
 # symbols then stay out of the global scope, and the extension modules the embedded Python
@@ -127,7 +128,14 @@ static int oxb_python_ok, oxb_ready;
 static char oxb_start_error[600] =
     "BSA_RC_ABORT_SYSTEM_ERROR: the OpenXBSA library could not start its embedded Python "
     "(the reason is on standard error); rebuild it with openxbsa libxbsa build";
+static void oxb_start_failed(PyStatus st) {
+    snprintf(oxb_start_error, sizeof oxb_start_error,
+             "BSA_RC_ABORT_SYSTEM_ERROR: the OpenXBSA library could not start its "
+             "embedded Python (%s%s%s); rebuild it with openxbsa libxbsa build",
+             st.func ? st.func : "", st.func ? ": " : "", st.err_msg ? st.err_msg : "");
+}
 static void oxb_start_python(void) {
+    PyPreConfig pre;
     PyConfig config;
     PyStatus st;
     wchar_t *path = NULL;
@@ -136,9 +144,23 @@ static void oxb_start_python(void) {
         oxb_python_ok = 1;
         return;
     }
+    PyPreConfig_InitIsolatedConfig(&pre);
+    pre.utf8_mode = 1;        /* UTF-8 names and paths whatever the agent's locale, which */
+    st = Py_PreInitialize(&pre);            /* stays as the agent set it */
+    if (PyStatus_Exception(st)) {
+        oxb_start_failed(st);
+        return;
+    }
     PyConfig_InitIsolatedConfig(&config);
     config.install_signal_handlers = 0;
-    st = PyConfig_SetBytesString(&config, &config.home, OXB_PYTHON_HOME);
+    /* the building Python's prefixes: in a venv, site then reads the venv's packages */
+    st = PyConfig_SetBytesString(&config, &config.base_prefix, OXB_PYTHON_BASE_PREFIX);
+    if (!PyStatus_Exception(st))
+        st = PyConfig_SetBytesString(&config, &config.base_exec_prefix, OXB_PYTHON_BASE_PREFIX);
+    if (!PyStatus_Exception(st))
+        st = PyConfig_SetBytesString(&config, &config.prefix, OXB_PYTHON_PREFIX);
+    if (!PyStatus_Exception(st))
+        st = PyConfig_SetBytesString(&config, &config.exec_prefix, OXB_PYTHON_PREFIX);
     config.module_search_paths_set = 1;
     for (p = OXB_PYTHON_PATH; *p && !PyStatus_Exception(st); p++) {
         st = PyConfig_SetBytesString(&config, &path, *p);
@@ -150,10 +172,7 @@ static void oxb_start_python(void) {
         st = Py_InitializeFromConfig(&config);
     PyConfig_Clear(&config);
     if (PyStatus_Exception(st)) {
-        snprintf(oxb_start_error, sizeof oxb_start_error,
-                 "BSA_RC_ABORT_SYSTEM_ERROR: the OpenXBSA library could not start its "
-                 "embedded Python (%s%s%s); rebuild it with openxbsa libxbsa build",
-                 st.func ? st.func : "", st.func ? ": " : "", st.err_msg ? st.err_msg : "");
+        oxb_start_failed(st);
         return;
     }
     PyEval_SaveThread();                /* cffi takes the GIL for each call */
@@ -188,7 +207,8 @@ def c_string(text: str) -> str:
 
 def python_setup(path: list[str]) -> str:
     """The home and module path of the Python building the library, for START_GUARD."""
-    return (f"#define OXB_PYTHON_HOME {c_string(sys.base_prefix)}\n"
+    return (f"#define OXB_PYTHON_BASE_PREFIX {c_string(sys.base_prefix)}\n"
+            f"#define OXB_PYTHON_PREFIX {c_string(sys.prefix)}\n"
             f"static const char *OXB_PYTHON_PATH[] = {{"
             + "".join(f"{c_string(p)}, " for p in path) + "NULL};\n")
 
