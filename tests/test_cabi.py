@@ -310,6 +310,17 @@ def test_a_c_agent_in_the_c_locale_reaches_a_server_under_a_non_ascii_path(cbuil
     assert out.stdout.decode().split() == ["roundtrip", "ok", "300000"]
 
 
+def test_the_library_leaves_the_agents_locale_and_signals_alone(cbuild, server: ServerProc):
+    """A session started and ended, the agent's LC_CTYPE is still the "C" it started with
+    (its environment says C.UTF-8, which a plainly embedded Python would have set) and no
+    signal has a handler the agent did not install."""
+    lib = os.path.join(os.path.dirname(cbuild["calls"]), "libxbsa64.so")
+    env = dict(os.environ, LC_ALL="C.UTF-8", LANG="C.UTF-8")
+    out = run(dlopen_agent(cbuild), lib, server.address, "process", env=env, timeout=120)
+    assert out.returncode == 0, (out.stdout, out.stderr.decode()[-2000:])
+    assert out.stdout.decode().splitlines() == ["LC_CTYPE C"]
+
+
 def test_a_library_whose_python_is_gone_says_so(cbuild, server: ServerProc, tmp_path):
     """A library built with a Python since removed: here a copy whose recorded Python home
     and standard-library paths are overwritten with a directory that does not exist (the

@@ -10,8 +10,13 @@
  *                                  fails (the test kills the server meanwhile); print that
  *                                  call's rc, the last error and the ending calls' rcs.
  *                                  SIGPIPE keeps its default action, as in most C programs
+ *   dlopen LIB SERVICE process     print the LC_CTYPE locale after a session's start and
+ *                                  end, and each signal whose disposition is no longer
+ *                                  the default (a library must leave both to its host)
  */
 #include <dlfcn.h>
+#include <locale.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,6 +98,18 @@ int main(int argc, char **argv) {
         printf("EndTxn %d\n", p_BSAEndTxn(h, BSA_Vote_COMMIT));
         printf("Terminate %d\n", p_BSATerminate(h));
         last_error();
+        return 0;
+    }
+
+    if (strcmp(argv[3], "process") == 0) {
+        struct sigaction sa;
+        int sig;
+        if ((rc = p_BSAInit(&h, NULL, &owner, env)) != 0 || (rc = p_BSATerminate(h)) != 0)
+            return printf("init %d\n", rc), 1;
+        printf("LC_CTYPE %s\n", setlocale(LC_CTYPE, NULL));
+        for (sig = 1; sig < NSIG; sig++)
+            if (sigaction(sig, NULL, &sa) == 0 && sa.sa_handler != SIG_DFL)
+                printf("signal %d\n", sig);
         return 0;
     }
 
