@@ -203,8 +203,9 @@ def install(ffi: Any, lib: Any) -> None:
         if handle_ptr == ffi.NULL:
             return _api._fail(RC_NULL, "BSAInit needs bsaHandlePtr")
         entries = strings(env)
-        tok = None if token == ffi.NULL else cstr(token)
-        rc, handle = X.BSAInit(tok, None if owner == ffi.NULL else owner_in(owner), entries)
+        # NetBackup ignores the security token, and so does this library: it is not even
+        # read, for an agent may pass a pointer to anything (or uninitialised)
+        rc, handle = X.BSAInit(None, None if owner == ffi.NULL else owner_in(owner), entries)
         if rc == X.BSA_RC_SUCCESS:
             handle_ptr[0] = handle
         return rc

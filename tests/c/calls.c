@@ -69,6 +69,10 @@ int main(int argc, char **argv) {
     SHOW("GetLastError", BSAGetLastError(&size, big));
     printf("lasterror.terminated %d\n", (int)strlen(big) + 1 == (int)size);
     SHOW("GetLastError.null", BSAGetLastError(NULL, big));
+    /* NetBackup ignores the security token and never reads it: an agent's pointer that
+     * leads nowhere must not crash the library */
+    SHOW("Init.unread_token", BSAInit(&h, (BSA_SecurityToken *)8, &owner, env));
+    SHOW("Terminate.unread_token", BSATerminate(h));
     SHOW("Init", BSAInit(&h, NULL, &owner, env));
     SHOW("Init.second", BSAInit(&h2, NULL, &owner, env));
     SHOW("GetEnvironment", BSAGetEnvironment(h, &owner, slots));
