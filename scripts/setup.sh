@@ -22,6 +22,13 @@ install_test_packages() {
     command -v valgrind >/dev/null 2>&1 || missing="$missing valgrind"
     ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$missing postgresql"
     command -v ip >/dev/null 2>&1 || missing="$missing iproute2"
+    # the C library embeds this Python: it compiles against Python.h and links libpython,
+    # which a distribution's Python keeps in its -dev package (python3.11-dev on Debian)
+    local ver
+    ver="$("$PY" -c 'import os, sys, sysconfig
+inc = os.path.join(sysconfig.get_paths()["include"], "Python.h")
+print("" if os.path.exists(inc) else "%d.%d" % sys.version_info[:2])')"
+    [ -z "$ver" ] || missing="$missing python$ver-dev"
     [ -n "$missing" ] || return 0
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
