@@ -240,6 +240,59 @@ def test_every_code_has_a_troubleshooting_entry():
                           capture_output=True).returncode == 2
 
 
+def bpdbjobs_fields(line: str) -> list[str]:
+    """Split a `jobs --most-columns` line on its bare commas, undoing the backslash escapes."""
+    fields, cur, chars = [], "", iter(line)
+    for ch in chars:
+        if ch == "\\":
+            cur += next(chars)
+        elif ch == ",":
+            fields.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    return fields + [cur]
+
+
+def test_jobs_in_bpdbjobs_most_columns_form(server):
+    """`jobs --most-columns` prints what scripts that parse `bpdbjobs -report -most_columns`
+    expect: one line per job, 64 comma-separated fields in NetBackup's column order, epoch
+    times, zero-padded elapsed seconds, numeric codes, a comma inside a field escaped."""
+    from openxbsa import xbsa as X
+    from tests.conftest import descriptor, init, send_all
+    path = "/cli/most,columns\\x"
+    h = init(server)
+    assert X.BSABeginTxn(h) == 0
+    assert X.BSACreateObject(h, descriptor(path, 5000), X.BSA_DataBlock32()) == 0
+    send_all(h, b"m" * 5000)
+    job_id = X.NBBSAGetJobId(h)[1]
+
+    def row() -> tuple[list[str], dict]:
+        out = server.cli("jobs", "--most-columns", "--jobid", str(job_id))
+        assert out.returncode == 0, out.stderr
+        (line,) = out.stdout.splitlines()
+        (job,) = json.loads(server.cli("jobs", "--json", "--jobid", str(job_id)).stdout)
+        return bpdbjobs_fields(line), job
+
+    assert X.BSAEndData(h) == 0
+    assert X.BSABeginTxn(h) == X.BSA_RC_INVALID_CALL_SEQUENCE      # a round trip: all arrived
+    f, job = row()                                       # active: no status, writing, killable
+    assert len(f) == 64 and f[0] == str(job_id) and (f[1], f[2], f[3]) == ("0", "1", "")
+    assert f[13] == "3" and f[52] == "1" and f[10] == ""
+    assert X.BSAEndTxn(h, X.BSA_Vote_COMMIT) == 0
+    X.BSATerminate(h)
+    f, job = row()
+    assert len(f) == 64
+    assert (f[1], f[2], f[3]) == ("0", "3", "0")               # backup, done, status 0
+    assert (f[4], f[5], f[6], f[11]) == (job["policy"], job["schedule"], job["client"],
+                                         job["stunit"])
+    assert int(f[8]) == job["started"] and int(f[10]) == job["ended"] >= job["started"]
+    assert re.fullmatch(r"\d{10}", f[9]) and int(f[9]) == job["elapsed"]
+    assert (f[14], f[15], f[16]) == (str(job["kbytes"]), "1", path)
+    assert (f[21], f[22]) == ("24", "2")                  # DataStore policy, user backup
+    assert f[51] == job["backupid"] and f[13] == "" and f[52] == "0"
+
+
 def test_server_logs_carry_the_job_id_and_read_by_job(server):
     import datetime as dt
     start = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(seconds=2)

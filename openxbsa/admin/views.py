@@ -47,9 +47,51 @@ def jobs(catalog: Catalog, job_ids: list[int] | None = None) -> list[dict[str, A
             # times are whole seconds: a job that moved data within one counts one second
             "kbpersec": int(j["kbytes"] / max(elapsed, 1)) if j["kbytes"] else 0,
             "queuereason": j.get("queue_reason"),
+            "schedtype": j.get("sched_type"), "jobpid": j.get("pid"),
+            "scheduled": bool(j.get("scheduled")), "streams": j.get("streams") or 0,
             **transfer(j),
         })
     return out
+
+
+# bpdbjobs -most_columns: the domain doc (§2.4) names columns 1-60; recent releases print
+# 64, which parsers of its output check for. Columns we have no value for stay empty.
+MOST_COLUMNS = 64
+POLICY_TYPE_DATASTORE = 24
+
+
+def _field(value: Any) -> str:
+    """One bpdbjobs field: empty when unknown; a comma or backslash inside is escaped with a
+    backslash, so that the line still splits on bare commas."""
+    if value is None:
+        return ""
+    return str(value).replace("\\", "\\\\").replace(",", "\\,")
+
+
+def most_columns(job: dict[str, Any]) -> str:
+    """A job (as ``jobs`` gives it) as the comma-separated line of ``bpdbjobs -report
+    -most_columns``, columns in NetBackup's order; what this service does not have (robot,
+    vault, retention of the job, ...) is left empty."""
+    active = job["state"] in (0, 1, 2)
+    operation = None
+    if job["state"] == 1:                      # NetBackup's operation codes of active jobs
+        operation = 27 if job["streams"] or (job["scheduled"] and not job["parentjob"]) \
+            else {0: 3, 2: 14, 3: 13}.get(job["jobtype"])
+    cols: dict[int, Any] = {
+        1: job["jobid"], 2: job["jobtype"], 3: job["state"],
+        4: None if active else job["status"], 5: job["policy"], 6: job["schedule"],
+        7: job["client"], 8: job["server"], 9: job["started"],
+        10: f"{job['elapsed']:010d}", 11: job["ended"], 12: job["stunit"], 13: job["try"],
+        14: operation, 15: job["kbytes"], 16: job["files"], 17: job["current_object"],
+        19: job["jobpid"], 20: job["owner"],
+        22: POLICY_TYPE_DATASTORE if job["policy"] else None, 23: job["schedtype"],
+        26: job["server"], 32: 0, 33: job["try"], 34: job["parentjob"] or 0,
+        35: job["kbpersec"], 47: 0, 48: 0,
+        49: int(job["scheduled"] and not active and job["parentjob"] is None),
+        52: job["backupid"], 53: int(active), 57: job["queuereason"],
+        58: job["dedup_rate"],
+    }
+    return ",".join(_field(cols.get(i)) for i in range(1, MOST_COLUMNS + 1))
 
 
 def transfer(row: dict[str, Any]) -> dict[str, Any]:

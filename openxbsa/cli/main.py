@@ -107,6 +107,9 @@ JOB_COLUMNS = [("jobid", "JobID"), ("type", "Type"), ("state_name", "State"),
 @click.option("--jobid", "job_ids", multiple=True, type=JOB_ID, help="Only these jobs.")
 @click.option("--log", "log_job", type=JOB_ID, default=None, help="Show the log of one job.")
 @click.option("--summary", is_flag=True, help="Counts by state and status (bpdbjobs -summary).")
+@click.option("--most-columns", is_flag=True,
+              help="One comma-separated line per job, NetBackup's columns in its order "
+                   "(bpdbjobs -report -most_columns), for scripts that parse bpdbjobs.")
 @click.option("--clean", is_flag=True,
               help="Remove finished jobs older than --keep-hours, with their logs (bpdbjobs "
                    "-clean); the newest successful run of each schedule and client stays.")
@@ -119,7 +122,7 @@ JOB_COLUMNS = [("jobid", "JobID"), ("type", "Type"), ("state_name", "State"),
 @click.option("--follow", "follow", type=JOB_ID, default=None,
               help="Show a job's progress live until it ends; exit with its status.")
 def jobs(home: str, as_json: bool, job_ids: tuple[int, ...], log_job: int | None,
-         summary: bool, clean: bool, keep_hours: int, cancel: int | None, restart: int | None,
+         summary: bool, most_columns: bool, clean: bool, keep_hours: int, cancel: int | None, restart: int | None,
          follow: int | None) -> None:
     """The job database, like bpdbjobs."""
     catalog = views.open_catalog(home)
@@ -154,6 +157,10 @@ def jobs(home: str, as_json: bool, job_ids: tuple[int, ...], log_job: int | None
         return
     if as_json:
         click.echo(json.dumps(rows, indent=2))
+        return
+    if most_columns:
+        for r in rows:
+            click.echo(views.most_columns(r))
         return
     for r in rows:
         r["started_at"], r["ended_at"] = _when(r["started"]), _when(r["ended"])
