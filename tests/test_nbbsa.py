@@ -76,6 +76,25 @@ def test_server_error_reports_the_netbackup_status_of_the_last_operation(server)
     X.BSATerminate(h)
 
 
+def test_a_commit_refused_for_a_server_status_reports_that_status(server):
+    """An agent that learns of the failure only at BSAEndTxn (TRANSACTION_ABORTED) and then
+    asks the server's status gets the status that doomed the transaction, not the success
+    of the abort that followed; BSAGetLastError names it too."""
+    h = init(server, extra=["NBBSA_POLICY=no-such-policy"])
+    assert X.BSABeginTxn(h) == OK
+    assert X.BSACreateObject(h, descriptor("/nb/y", 1), X.BSA_DataBlock32()) == \
+        X.BSA_RC_ABORT_SYSTEM_ERROR
+    assert X.NBBSALogMsg(h, X.NBBSA_MS_ERROR, "create failed", "agent") == OK   # no reset
+    assert X.BSAEndTxn(h, X.BSA_Vote_COMMIT) == X.BSA_RC_TRANSACTION_ABORTED
+    rc, code, text = X.NBBSAGetServerError(h)
+    assert (rc, code) == (OK, 198) and "no active policies" in text
+    assert "NetBackup status 198" in X.BSAGetLastError()[1]
+    assert X.BSABeginTxn(h) == OK                       # the next transaction starts clean
+    assert X.NBBSAGetServerError(h)[:2] == (OK, 0)
+    assert X.BSAEndTxn(h, X.BSA_Vote_ABORT) == OK
+    X.BSATerminate(h)
+
+
 # ------------------------------------------------------------------ environment
 KEYWORDS = {
     # keyword: (a valid new value, changeable between txns?, changeable inside a txn?)

@@ -85,7 +85,8 @@ class _Session:
         self.obj_size = 0           # object being read: its size
         self.received = 0
         self.ended = False          # NO_MORE_DATA already returned for the object being read
-        self.doomed = False         # the transaction can only be aborted
+        self.doomed = False         # the transaction can only be aborted ...
+        self.doom_cause = (0, "")   # ... for this server status and message, if one
         self.broken = False         # the connection is gone ...
         self.unsent = False         # ... and the request that found it so never left
         self.job_id = 0             # the job of the open transaction (NBBSAGetJobId)
@@ -196,6 +197,7 @@ def _server_error(s: _Session, exc: ServerError) -> int:
     rc = KIND_RC.get(exc.kind, C.BSA_RC_ABORT_SYSTEM_ERROR)
     if rc == C.BSA_RC_ABORT_SYSTEM_ERROR and s.state != S1:
         s.doomed = True
+        s.doom_cause = (s.server_status, s.server_message)
     return _fail(rc, f"{exc} (NetBackup status {exc.status})")
 
 
@@ -386,6 +388,7 @@ def BSABeginTxn(bsaHandle: int) -> int:
     token = reply.get("txn") if isinstance(reply, dict) else None
     s.txn = token if isinstance(token, str) else ""
     s.state, s.queried, s.cursor, s.doomed = T0, False, False, False
+    s.doom_cause = (0, "")
     s.results.clear()
     s.job_id = 0
     s.grant_next, s.grant_end = 0, -1
@@ -427,6 +430,11 @@ def BSAEndTxn(bsaHandle: int, vote: int) -> int:
     s.job_id = 0
     s.multi_list, s.multi_active = [], False
     if rc == C.BSA_RC_SUCCESS and vote != C.BSA_Vote_ABORT and (was in (B_OBJ, R_OBJ) or doomed):
+        status, message = s.doom_cause if doomed else (0, "")
+        if status:      # NBBSAGetServerError tells why, not how the abort itself went
+            s.server_status, s.server_message = status, message
+            return _fail(C.BSA_RC_TRANSACTION_ABORTED, f"the transaction had to be aborted: "
+                                                       f"{message} (NetBackup status {status})")
         return _fail(C.BSA_RC_TRANSACTION_ABORTED, "the transaction had to be aborted")
     if rc == C.BSA_RC_ABORT_SYSTEM_ERROR and s.broken:
         if vote == C.BSA_Vote_ABORT:    # the server nullifies a lost session's transaction
@@ -845,6 +853,7 @@ def BSAGetData(bsaHandle: int, dataBlockPtr: BSA_DataBlock32 | None) -> int:
         err = conn.stream_error
         s.doomed = True
         s.server_status = int(err.get("status", 130))
+        s.doom_cause = (s.server_status, str(err.get("msg")))
         return _fail(C.BSA_RC_ABORT_SYSTEM_ERROR,
                      f"{err.get('msg')} (NetBackup status {s.server_status})")
     if done:
