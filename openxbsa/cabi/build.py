@@ -206,7 +206,7 @@ def c_string(text: str) -> str:
 
 
 def python_setup(path: list[str]) -> str:
-    """The home and module path of the Python building the library, for START_GUARD."""
+    """The prefixes and module path of the Python building the library, for START_GUARD."""
     return (f"#define OXB_PYTHON_BASE_PREFIX {c_string(sys.base_prefix)}\n"
             f"#define OXB_PYTHON_PREFIX {c_string(sys.prefix)}\n"
             f"static const char *OXB_PYTHON_PATH[] = {{"
