@@ -216,6 +216,11 @@ def python_setup(path: list[str]) -> str:
 PREFIX = "oxb_py_"      # the Python side of each call; the C wrapper has the API's name
 
 
+def python_side(name: str, proto: str) -> str:
+    """The prototype ``proto`` of call ``name`` renamed to its Python side."""
+    return proto.replace(f" {name}(", f" {PREFIX}{name}(", 1)
+
+
 def wrappers(protos: dict[str, str]) -> str:
     """The exported C functions: each calls its Python side, and answers
     BSA_RC_ABORT_SYSTEM_ERROR (BSAGetLastError: the reason) if Python did not start."""
@@ -225,7 +230,7 @@ def wrappers(protos: dict[str, str]) -> str:
         args = ", ".join(re.findall(r"\w+", p)[-1] for p in params.split(","))
         failed = ("return oxb_last_error(sizePtr, errorCodePtr);" if name == "BSAGetLastError"
                   else "return BSA_RC_ABORT_SYSTEM_ERROR;")
-        out.append(f"{proto[:-1].replace(name + '(', PREFIX + name + '(', 1)};\n"
+        out.append(f"{python_side(name, proto)}\n"
                    f"{proto[:-1]} {{\n"
                    f"    int rc;\n"
                    f"    if (!oxb_python_up())\n        {failed}\n"
@@ -263,8 +268,7 @@ def build(out: str) -> pathlib.Path:
     ffi = cffi.FFI()
     ffi.cdef(TYPES)
     protos = prototypes()
-    ffi.embedding_api("\n".join(p.replace(f" {n}(", f" {PREFIX}{n}(", 1)
-                                 for n, p in protos.items()))
+    ffi.embedding_api("\n".join(python_side(n, p) for n, p in protos.items()))
     libdir = sysconfig.get_config_var("LIBDIR") or ""
     path = [p for p in sys.path if p] + [str(ROOT)]
     ffi.set_source("_openxbsa_cabi",

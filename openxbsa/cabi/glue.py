@@ -229,9 +229,12 @@ def install(ffi: Any, lib: Any) -> None:
         slots = 0
         while slots < len(entries) and env[slots] != ffi.NULL:
             slots += 1
-        cut = [e.split("=", 1)[0] for e in entries[:slots] if len(e.encode()) >= ENV_SLOT]
+        cut = []
         for i, entry in enumerate(entries[:slots]):
-            data = entry.encode()[: ENV_SLOT - 1] + b"\x00"
+            data = entry.encode()
+            if len(data) >= ENV_SLOT:
+                cut.append(entry.split("=", 1)[0])
+            data = data[: ENV_SLOT - 1] + b"\x00"
             ffi.memmove(env[i], data, len(data))
         if slots < len(entries):
             return _api._fail(X.BSA_RC_BUFFER_TOO_SMALL,

@@ -122,8 +122,8 @@ JOB_COLUMNS = [("jobid", "JobID"), ("type", "Type"), ("state_name", "State"),
 @click.option("--follow", "follow", type=JOB_ID, default=None,
               help="Show a job's progress live until it ends; exit with its status.")
 def jobs(home: str, as_json: bool, job_ids: tuple[int, ...], log_job: int | None,
-         summary: bool, most_columns: bool, clean: bool, keep_hours: int, cancel: int | None, restart: int | None,
-         follow: int | None) -> None:
+         summary: bool, most_columns: bool, clean: bool, keep_hours: int, cancel: int | None,
+         restart: int | None, follow: int | None) -> None:
     """The job database, like bpdbjobs."""
     catalog = views.open_catalog(home)
     if clean:

@@ -430,7 +430,7 @@ def BSAEndTxn(bsaHandle: int, vote: int) -> int:
     s.job_id = 0
     s.multi_list, s.multi_active = [], False
     if rc == C.BSA_RC_SUCCESS and vote != C.BSA_Vote_ABORT and (was in (B_OBJ, R_OBJ) or doomed):
-        status, message = s.doom_cause if doomed else (0, "")
+        status, message = s.doom_cause      # (0, "") unless a server status doomed it
         if status:      # NBBSAGetServerError tells why, not how the abort itself went
             s.server_status, s.server_message = status, message
             return _fail(C.BSA_RC_TRANSACTION_ABORTED, f"the transaction had to be aborted: "
